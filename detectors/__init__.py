@@ -1,0 +1,1 @@
+"""Online per-workload anomaly detectors: pure code, no I/O."""

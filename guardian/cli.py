@@ -1,0 +1,39 @@
+"""The ``guardian`` command line.
+
+Each area keeps its commands in its own module; this file only wires them
+together, importing lazily so ``guardian --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from guardian.errors import GuardianError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Kafka workload guardian: finds runaway clients and sequesters exactly them.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks; results go to docs/BENCHMARKS.md.")
+eval_app = typer.Typer(no_args_is_help=True, help="Offline detector evaluation.")
+app.add_typer(bench_app, name="bench")
+app.add_typer(eval_app, name="eval")
+
+
+def _register() -> None:
+    from guardian.dev.cli import dev_app
+
+    app.add_typer(dev_app, name="dev")
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except GuardianError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The one settings object.
+
+Sources, highest precedence first: explicit keyword arguments, environment
+variables ``GUARDIAN_<SECTION>__<KEY>`` (plus the conventional
+``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``), then defaults. Unknown keys in
+any section are rejected. Nothing is built at import time: call
+``GuardianSettings()`` where the wiring needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = ""           # admin listener; empty = the embedded dev broker
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SASL_PLAINTEXT | SASL_SSL | SSL
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    metrics_url: str = ""                 # Prometheus endpoint of the broker(s), comma-separated
+    cluster: str = "default"
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka configuration for the guardian's own clients."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers,
+                                "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username or ""
+            conf["sasl.password"] = self.sasl_password or ""
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
+
+
+class RedisSettings(_Section):
+    url: str = ""  # empty = the embedded dev Redis
+
+
+class TopicSettings(_Section):
+    metrics: str = "guardian.metrics"
+    metrics_dlq: str = "guardian.metrics.dlq"
+    detections: str = "guardian.detections"
+    decisions: str = "guardian.decisions"
+    telemetry: str = "guardian.telemetry"
+    client_stats: str = "guardian.client-stats"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=-1)  # -1 = broker default
+    retention_ms: int = Field(default=24 * 3600 * 1000, ge=60_000)
+
+
+class DevSettings(_Section):
+    home: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "guardian")
+    kafka_version: str = "4.1.1"
+    tenants: list[str] = Field(default_factory=lambda: ["tenant-a", "tenant-b", "tenant-c"])
+    # 0 = pick a free port at `dev up`
+    kafka_port: int = 0
+    kafka_sasl_port: int = 0
+    kafka_controller_port: int = 0
+    kafka_metrics_port: int = 0
+    redis_port: int = 0
+    start_timeout_s: float = 120.0
+
+
+class GuardianSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    dev: DevSettings = Field(default_factory=DevSettings)
+    policy_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _conventional_env(self) -> "GuardianSettings":
+        # The conventional names fill in what GUARDIAN_* left empty.
+        if not self.kafka.bootstrap_servers:
+            self.kafka.bootstrap_servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+        if not self.kafka.metrics_url:
+            self.kafka.metrics_url = os.environ.get("KAFKA_METRICS_URL", "")
+        if not self.redis.url:
+            self.redis.url = os.environ.get("REDIS_URL", "")
+        return self
