@@ -1,0 +1,69 @@
+"""`guardian dev up|down|status|env`: the embedded default for local use and tests."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import typer
+
+from guardian.dev.stack import DevStack
+from guardian.settings import GuardianSettings
+
+dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and Redis for development and tests.")
+
+
+def _stack() -> DevStack:
+    return DevStack(GuardianSettings().dev)
+
+
+def _say(msg: str) -> None:
+    typer.echo(f"  {msg}", err=True)
+
+
+@dev_app.command()
+def up() -> None:
+    """Start local Kafka and Redis (idempotent) and wait until a tenant can authenticate."""
+    t0 = time.monotonic()
+    ep = _stack().up(progress=_say)
+    typer.echo(f"up in {time.monotonic() - t0:.1f}s: Kafka {ep.kafka_bootstrap_servers} ({ep.kafka_provider}), "
+               f"SASL {ep.kafka_sasl_bootstrap_servers}, metrics {ep.kafka_metrics_url}, "
+               f"Redis {ep.redis_url} ({ep.redis_provider})")
+    typer.echo("load the environment with:  eval \"$(guardian dev env)\"")
+
+
+@dev_app.command()
+def down(purge: bool = typer.Option(False, help="Also delete broker and Redis data.")) -> None:
+    """Stop only what `dev up` started."""
+    _stack().down(progress=_say, purge=purge)
+
+
+@dev_app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Say what runs where."""
+    st = _stack().status()
+    if as_json:
+        typer.echo(json.dumps(st, indent=2))
+        return
+    for name, info in st.items():
+        state = "running" if info["running"] else "stopped"
+        where = info.get("bootstrap") or info.get("url") or "-"
+        typer.echo(f"{name:6} {state:8} pid={info['pid'] or '-'} {where}")
+        if name == "kafka" and info["running"]:
+            typer.echo(f"{'':6} sasl={info['sasl_bootstrap']} metrics={info['metrics_url']} "
+                       f"({'answering' if info['metrics_up'] else 'not answering'}) log={info['log']}")
+
+
+@dev_app.command()
+def env(as_json: bool = typer.Option(False, "--json", help="Also print tenants and passwords, as JSON.")) -> None:
+    """Print shell exports for the running services."""
+    ep = _stack().endpoints()
+    if as_json:
+        out = dict(ep.exports())
+        out.update(tenants=ep.tenants, admin_user=ep.admin_user, admin_password=ep.admin_password,
+                   kafka_provider=ep.kafka_provider, redis_provider=ep.redis_provider)
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for k, v in ep.exports().items():
+        typer.echo(f"export {k}={shlex.quote(v)}")

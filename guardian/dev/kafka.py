@@ -1,0 +1,352 @@
+"""A local single-node KRaft broker from Maven Central jars.
+
+Combined broker+controller, three listeners: PLAINTEXT (the guardian's admin
+listener; all-powerful, loopback only), SASL_PLAINTEXT with PLAIN users (the
+tenants) and CONTROLLER. StandardAuthorizer with deny-by-default, each tenant
+allowed on its own ``<tenant>.`` topic and group prefix. A very high default
+(user, client-id) quota keeps per-client rate sensors alive, and the
+Prometheus JMX exporter agent publishes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from guardian.dev import procs
+from guardian.errors import SetupError
+
+JMX_AGENT = ("io.prometheus.jmx", "jmx_prometheus_javaagent", "1.0.1")
+LOG4J_VERSION = "2.24.3"
+# A default quota no real client reaches: it only makes the broker keep per-client sensors.
+SENSOR_QUOTA_BYTES = 1 << 40
+SENSOR_QUOTA_REQUEST_PCT = 1_000_000.0  # percent of one I/O thread: never reached
+ADMIN_USER = "admin"
+
+Progress = Callable[[str], None]
+
+
+def _pom(version: str) -> str:
+    deps = [("org.apache.kafka", "kafka_2.13", version), ("org.apache.kafka", "kafka-tools", version),
+            ("org.slf4j", "slf4j-api", "1.7.36"),
+            ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
+            ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
+            ("org.apache.logging.log4j", "log4j-api", LOG4J_VERSION), JMX_AGENT]
+    body = "\n".join(f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
+                     f"<version>{v}</version></dependency>" for g, a, v in deps)
+    return f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>guardian.dev</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+{body}
+  </dependencies>
+</project>
+"""
+
+
+def check_java() -> str:
+    java = shutil.which("java")
+    if not java:
+        raise SetupError("no `java` on PATH: the local Kafka broker needs a JDK 17 or newer "
+                         "(Debian: apt-get install openjdk-17-jre-headless).")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    try:
+        quoted = out.split('"')[1]
+        major = int(quoted.split(".")[0] if not quoted.startswith("1.") else quoted.split(".")[1])
+    except (IndexError, ValueError):
+        return java
+    if major < 17:
+        raise SetupError(f"java {quoted} is too old: Kafka 4.x needs Java 17 or newer.")
+    return java
+
+
+def ensure_jars(home: Path, version: str, progress: Progress = lambda _: None) -> tuple[Path, Path]:
+    """Resolve the broker's jars with Maven once; cached under ``home/kafka-<version>``.
+
+    Returns (lib dir for the classpath, the JMX exporter agent jar).
+    """
+    root = home / f"kafka-{version}"
+    lib, agent_dir = root / "lib", root / "agent"
+    agent = agent_dir / f"{JMX_AGENT[1]}-{JMX_AGENT[2]}.jar"
+    marker = root / ".complete"
+    if marker.exists() and agent.exists():
+        return lib, agent
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise SetupError("no `mvn` on PATH: the local broker's jars come from Maven Central "
+                         "(Debian: apt-get install maven).")
+    check_java()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pom.xml").write_text(_pom(version))
+    shutil.rmtree(lib, ignore_errors=True)
+    progress(f"resolving Kafka {version} jars from Maven Central into {root} (once) ...")
+    proc = subprocess.run([mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={lib}",
+                           "-DincludeScope=runtime"], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+        raise SetupError(f"Maven could not resolve Kafka {version}:\n{tail}")
+    agent_dir.mkdir(exist_ok=True)
+    # The agent is a shaded jar: keep it off the broker's classpath.
+    shutil.move(str(lib / agent.name), agent)
+    marker.write_text(version)
+    return lib, agent
+
+
+def quiet_logger() -> logging.Logger:
+    """A logger for librdkafka clients whose connection errors during start-up are expected noise."""
+    log = logging.getLogger("guardian.dev.rdkafka")
+    log.propagate = False
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+    return log
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+@dataclass
+class KafkaState:
+    """What `dev up` started, written to ``run_dir/kafka.json``."""
+
+    pid: int = 0
+    port: int = 0
+    sasl_port: int = 0
+    controller_port: int = 0
+    metrics_port: int = 0
+    cluster_id: str = ""
+    version: str = ""
+    users: dict[str, str] = field(default_factory=dict)  # name -> password (admin and tenants)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def tenants(self) -> dict[str, str]:
+        return {u: p for u, p in self.users.items() if u != ADMIN_USER}
+
+
+class LocalKafka:
+    """One local broker rooted at ``run_dir`` (config, data, log, state)."""
+
+    def __init__(self, run_dir: Path, home: Path, version: str = "4.1.1",
+                 tenants: list[str] | None = None, ports: dict[str, int] | None = None,
+                 start_timeout_s: float = 120.0, extra_properties: dict[str, str] | None = None,
+                 extra_classpath: list[Path] | None = None) -> None:
+        self.run_dir = run_dir
+        self.home = home
+        self.version = version
+        self.tenants = tenants or ["tenant-a", "tenant-b"]
+        self.ports = ports or {}
+        self.start_timeout_s = start_timeout_s
+        self.extra_properties = extra_properties or {}
+        self.extra_classpath = extra_classpath or []
+        self.state_file = run_dir / "kafka.json"
+        self.log_file = run_dir / "kafka" / "server.log"
+
+    # -- state -------------------------------------------------------------
+    def state(self) -> KafkaState | None:
+        try:
+            return KafkaState(**json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def is_running(self) -> bool:
+        st = self.state()
+        return bool(st and procs.pid_alive(st.pid) and procs.port_open(st.port))
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self, progress: Progress = lambda _: None) -> KafkaState:
+        """Start the broker unless it already runs; wait until a tenant can authenticate."""
+        st = self.state()
+        if st and procs.pid_alive(st.pid):
+            progress(f"Kafka already running (pid {st.pid}) on {st.bootstrap}")
+            self._wait_ready(st, progress)
+            return st
+        lib, agent = ensure_jars(self.home, self.version, progress)
+        java = check_java()
+        st = self._new_state(st)
+        cfg_dir = self.run_dir / "kafka"
+        data_dir = cfg_dir / "data"
+        cfg_dir.mkdir(parents=True, exist_ok=True)
+        props = cfg_dir / "server.properties"
+        props.write_text(self._properties(st, data_dir))
+        log4j = cfg_dir / "log4j2.properties"
+        log4j.write_text(_LOG4J2)
+        rules = cfg_dir / "jmx_rules.yaml"
+        rules.write_text(resources.files("guardian.dev").joinpath("jmx_rules.yaml").read_text())
+        classpath = os.pathsep.join([str(lib / "*")] + [str(p) for p in self.extra_classpath])
+        base = [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={cfg_dir}", "-cp", classpath]
+        if not (data_dir / "meta.properties").exists():
+            progress("formatting KRaft storage ...")
+            fmt = subprocess.run(base + ["kafka.tools.StorageTool", "format", "-t", st.cluster_id,
+                                         "-c", str(props), "--ignore-formatted"],
+                                 capture_output=True, text=True)
+            if fmt.returncode != 0:
+                raise SetupError(f"formatting Kafka storage failed:\n{(fmt.stdout + fmt.stderr)[-2000:]}")
+        for name, port in (("Kafka PLAINTEXT", st.port), ("Kafka SASL", st.sasl_port),
+                           ("Kafka controller", st.controller_port), ("JMX exporter", st.metrics_port)):
+            procs.check_port_free(port, name)
+        cmd = base[:1] + [f"-javaagent:{agent}=127.0.0.1:{st.metrics_port}:{rules}"] + base[1:] + \
+            ["kafka.Kafka", str(props)]
+        progress(f"starting Kafka {self.version} on {st.bootstrap} (SASL {st.sasl_bootstrap}) ...")
+        st.pid = procs.spawn(cmd, self.log_file)
+        self.state_file.write_text(json.dumps(asdict(st), indent=2))
+        self._wait_ready(st, progress)
+        self._bootstrap_security(st, progress)
+        return st
+
+    def stop(self) -> bool:
+        """Stop the broker this run dir started; True when something was stopped."""
+        st = self.state()
+        if not st:
+            return False
+        running = procs.pid_alive(st.pid)
+        procs.stop(st.pid, timeout=30)
+        return running
+
+    def destroy(self) -> bool:
+        stopped = self.stop()
+        shutil.rmtree(self.run_dir / "kafka", ignore_errors=True)
+        self.state_file.unlink(missing_ok=True)
+        return stopped
+
+    # -- internals ---------------------------------------------------------
+    def _new_state(self, old: KafkaState | None) -> KafkaState:
+        # Keep cluster id, users and ports of an earlier run so data and clients stay valid.
+        users = dict(old.users) if old else {}
+        users.setdefault(ADMIN_USER, secrets.token_urlsafe(12))
+        for t in self.tenants:
+            users.setdefault(t, secrets.token_urlsafe(12))
+
+        def port(name: str, previous: int) -> int:
+            return self.ports.get(name) or previous or procs.free_port()
+
+        return KafkaState(
+            port=port("kafka", old.port if old else 0),
+            sasl_port=port("sasl", old.sasl_port if old else 0),
+            controller_port=port("controller", old.controller_port if old else 0),
+            metrics_port=port("metrics", old.metrics_port if old else 0),
+            cluster_id=old.cluster_id if old else _cluster_id(),
+            version=self.version, users=users)
+
+    def _properties(self, st: KafkaState, data_dir: Path) -> str:
+        jaas_users = " ".join(f'user_{u}="{p}"' for u, p in st.users.items())
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{st.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{st.port},SASL_PLAINTEXT://127.0.0.1:{st.sasl_port},"
+                         f"CONTROLLER://127.0.0.1:{st.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{st.port},SASL_PLAINTEXT://127.0.0.1:{st.sasl_port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{ADMIN_USER}" password="{st.users[ADMIN_USER]}" {jaas_users};',
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{ADMIN_USER};User:ANONYMOUS",
+            "log.dirs": str(data_dir),
+            "num.partitions": "1",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "3",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.num.partitions": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+            "log.retention.hours": "24",
+            "num.network.threads": "3",
+            "num.io.threads": "4",
+        }
+        props.update(self.extra_properties)
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _wait_ready(self, st: KafkaState, progress: Progress,
+                    alive: Callable[[], bool] | None = None) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        alive = alive or (lambda: procs.pid_alive(st.pid))
+
+        deadline = time.monotonic() + self.start_timeout_s
+        admin = None
+        while True:
+            if not alive():
+                raise SetupError(f"the Kafka broker exited during start-up. Last lines of {self.log_file}:\n"
+                                 f"{procs.tail(self.log_file)}")
+            # Ask for metadata only once the port listens: librdkafka logs every refused connect.
+            if procs.port_open(st.port):
+                admin = admin or AdminClient({"bootstrap.servers": st.bootstrap, "logger": quiet_logger()})
+                try:
+                    if admin.list_topics(timeout=2).brokers:
+                        break
+                except Exception:  # noqa: BLE001 - any client error means "not yet"
+                    pass
+            if time.monotonic() > deadline:
+                raise SetupError(f"the Kafka broker did not answer metadata within {self.start_timeout_s:.0f}s. "
+                                 f"Last lines of {self.log_file}:\n{procs.tail(self.log_file)}")
+            time.sleep(0.3)
+        progress(f"Kafka answers metadata on {st.bootstrap}")
+
+    def _bootstrap_security(self, st: KafkaState, progress: Progress) -> None:
+        """Tenant ACLs and the sensor-enabling default quota; both idempotent."""
+        from guardian.dev.security import allow_tenant, check_tenant_login
+        from guardian.kafka_admin import ClientQuotaAdmin, QuotaEntity
+
+        for tenant in self.tenants:
+            allow_tenant(st.bootstrap, tenant)
+        with ClientQuotaAdmin(st.bootstrap) as quotas:
+            quotas.alter(QuotaEntity.of(user=None, client_id=None),
+                         {"producer_byte_rate": SENSOR_QUOTA_BYTES, "consumer_byte_rate": SENSOR_QUOTA_BYTES,
+                          "request_percentage": SENSOR_QUOTA_REQUEST_PCT})
+        first = self.tenants[0]
+        check_tenant_login(st.sasl_bootstrap, first, st.users[first], timeout=self.start_timeout_s)
+        progress(f"tenants {', '.join(self.tenants)} authenticate over SASL/PLAIN on {st.sasl_bootstrap}")
+
+
+_LOG4J2 = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = WARN
+"""

@@ -1,0 +1,157 @@
+"""The embedded default: Kafka and Redis for local use and tests.
+
+Provider order, for each service on its own:
+1. an existing endpoint named in the environment (``KAFKA_BOOTSTRAP_SERVERS``,
+   ``REDIS_URL``): used as is, never started or stopped by us;
+2. testcontainers, when a Docker engine answers;
+3. local processes (Kafka from Maven Central jars, ``redis-server``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from guardian.dev import procs
+from guardian.dev.kafka import LocalKafka
+from guardian.dev.redis import LocalRedis
+from guardian.errors import SetupError
+from guardian.settings import DevSettings
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Endpoints:
+    """Where the services answer; what `guardian dev env` prints."""
+
+    kafka_bootstrap_servers: str = ""
+    kafka_sasl_bootstrap_servers: str = ""
+    kafka_metrics_url: str = ""
+    redis_url: str = ""
+    kafka_provider: str = ""
+    redis_provider: str = ""
+    tenants: dict[str, str] = field(default_factory=dict)
+    admin_user: str = "admin"
+    admin_password: str = ""
+
+    def exports(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+                "KAFKA_SASL_BOOTSTRAP_SERVERS": self.kafka_sasl_bootstrap_servers,
+                "KAFKA_METRICS_URL": self.kafka_metrics_url,
+                "REDIS_URL": self.redis_url}
+
+
+def docker_answers() -> bool:
+    """True when a Docker engine answers a ping (testcontainers can run)."""
+    if os.environ.get("GUARDIAN_DEV__NO_DOCKER"):
+        return False
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - no engine, no socket, no permission: all mean "no"
+        return False
+
+
+def external_endpoints() -> Endpoints | None:
+    """The endpoints named in the environment, when both services are named."""
+    boot, redis_url = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("REDIS_URL")
+    if not (boot and redis_url):
+        return None
+    tenants = json.loads(os.environ.get("KAFKA_TENANTS_JSON", "{}") or "{}")
+    return Endpoints(kafka_bootstrap_servers=boot,
+                     kafka_sasl_bootstrap_servers=os.environ.get("KAFKA_SASL_BOOTSTRAP_SERVERS", boot),
+                     kafka_metrics_url=os.environ.get("KAFKA_METRICS_URL", ""),
+                     redis_url=redis_url, kafka_provider="environment", redis_provider="environment",
+                     tenants=tenants)
+
+
+class DevStack:
+    """Starts, reports and stops the embedded services rooted at ``run_dir``."""
+
+    def __init__(self, settings: DevSettings | None = None, run_dir: Path | None = None,
+                 use_environment: bool = True, use_docker: bool | None = None,
+                 kafka_properties: dict[str, str] | None = None,
+                 kafka_classpath: list[Path] | None = None) -> None:
+        self.settings = settings or DevSettings()
+        self.run_dir = run_dir or (self.settings.home / "run")
+        self.use_environment = use_environment
+        self.use_docker = docker_answers() if use_docker is None else use_docker
+        s = self.settings
+        self.kafka = LocalKafka(self.run_dir, s.home, s.kafka_version, s.tenants,
+                                ports={"kafka": s.kafka_port, "sasl": s.kafka_sasl_port,
+                                       "controller": s.kafka_controller_port, "metrics": s.kafka_metrics_port},
+                                start_timeout_s=s.start_timeout_s, extra_properties=kafka_properties,
+                                extra_classpath=kafka_classpath)
+        self.redis = LocalRedis(self.run_dir, s.redis_port)
+        self.endpoints_file = self.run_dir / "endpoints.json"
+
+    def _external(self) -> Endpoints | None:
+        """Endpoints named in the environment, unless they are our own (after `eval $(guardian dev env)`)."""
+        if not self.use_environment or not (ext := external_endpoints()):
+            return None
+        own = self._recorded()
+        if own and own.kafka_bootstrap_servers == ext.kafka_bootstrap_servers:
+            return None
+        return ext
+
+    def _recorded(self) -> Endpoints | None:
+        try:
+            return Endpoints(**json.loads(self.endpoints_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def up(self, progress: Progress = print) -> Endpoints:
+        if ext := self._external():
+            progress("using the Kafka and Redis named in the environment")
+            return ext
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.use_docker:
+            from guardian.dev.containers import ContainerStack
+
+            ep = ContainerStack(self.kafka).up(progress)
+        else:
+            ks = self.kafka.start(progress)
+            rs = self.redis.start(progress)
+            ep = Endpoints(kafka_bootstrap_servers=ks.bootstrap, kafka_sasl_bootstrap_servers=ks.sasl_bootstrap,
+                           kafka_metrics_url=ks.metrics_url, redis_url=rs.url,
+                           kafka_provider="local", redis_provider="local", tenants=ks.tenants,
+                           admin_password=ks.users.get("admin", ""))
+        self.endpoints_file.write_text(json.dumps(asdict(ep), indent=2))
+        return ep
+
+    def endpoints(self) -> Endpoints:
+        if ext := self._external():
+            return ext
+        if own := self._recorded():
+            return own
+        raise SetupError("the embedded services are not up: run `guardian dev up` first")
+
+    def status(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        ks, rs = self.kafka.state(), self.redis.state()
+        out["kafka"] = {"running": self.kafka.is_running(), "pid": ks.pid if ks else None,
+                        "bootstrap": ks.bootstrap if ks else None,
+                        "sasl_bootstrap": ks.sasl_bootstrap if ks else None,
+                        "metrics_url": ks.metrics_url if ks else None,
+                        "metrics_up": bool(ks and procs.port_open(ks.metrics_port)),
+                        "log": str(self.kafka.log_file)}
+        out["redis"] = {"running": self.redis.is_running(), "pid": rs.pid if rs else None,
+                        "url": rs.url if rs else None, "data_dir": str(self.redis.data_dir)}
+        return out
+
+    def down(self, progress: Progress = print, purge: bool = False) -> None:
+        """Stop only what `up` started here; with ``purge`` also delete the data."""
+        for name, svc in (("Kafka", self.kafka), ("Redis", self.redis)):
+            stopped = svc.destroy() if purge else svc.stop()
+            progress(f"{name}: {'stopped' if stopped else 'was not running'}{' and data removed' if purge else ''}")
+        if purge:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        else:
+            self.endpoints_file.unlink(missing_ok=True)
