@@ -35,3 +35,11 @@ class SetupError(PermanentError):
 
 class DecodeError(PermanentError):
     """A record could not be decoded into samples; it goes to the dead-letter topic."""
+
+
+class ConflictError(PermanentError):
+    """Someone else changed the record first (optimistic concurrency), or the change is not allowed in its state."""
+
+
+class NotLeaderError(TemporaryError):
+    """This engine does not hold the action lease (another replica acts)."""
