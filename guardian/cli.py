@@ -24,6 +24,21 @@ def _register() -> None:
     from guardian.dev.cli import dev_app
 
     app.add_typer(dev_app, name="dev")
+    app.command("demo")(demo)
+
+
+def demo(keep: bool = typer.Option(True, help="Leave the services running afterwards.")) -> None:
+    """Run the main job on the embedded default (local Kafka and Redis)."""
+    from guardian.demo import run_basic_demo
+    from guardian.dev.stack import DevStack
+    from guardian.settings import GuardianSettings
+
+    stack = DevStack(GuardianSettings().dev)
+    run_basic_demo(stack, say=typer.echo)
+    if keep:
+        typer.echo("services keep running; stop them with `guardian dev down` (or `make down`)")
+    else:
+        stack.down(progress=typer.echo)
 
 
 def main() -> None:

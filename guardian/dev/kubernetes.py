@@ -184,5 +184,356 @@ def ensure_kubernetes_binaries(cache_dir: Path, version: str = DEFAULT_VERSION,
     return bins
 
 
+
+# --------------------------------------------------------------------------- run
+
+ADMIN_USER = "guardian-dev-admin"
+GUARDIAN_NAMESPACE = "guardian"
+GUARDIAN_SERVICE_ACCOUNT = "guardian"
+GUARDIAN_USER = f"system:serviceaccount:{GUARDIAN_NAMESPACE}:{GUARDIAN_SERVICE_ACCOUNT}"
+TENANT_NAMESPACE = "tenants"
+OTHER_NAMESPACE = "other-team"   # the guardian has no Role here
+ISOLATION_ROLE = "guardian-pod-isolation"
+RULES_FILE = Path(__file__).resolve().parents[2] / "helm" / "guardian" / "files" / "pod-isolation-rules.yaml"
+ETCD_LOG = "etcd.log"
+APISERVER_LOG = "kube-apiserver.log"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+@dataclass
+class _State:
+    etcd_pid: int | None = None
+    apiserver_pid: int | None = None
+    etcd_client_port: int = 0
+    etcd_peer_port: int = 0
+    apiserver_port: int = 0
+
+    @classmethod
+    def load(cls, path: Path) -> "_State":
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return cls()
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
+
+
+class LocalKubernetes:
+    """etcd + kube-apiserver on loopback, their files under ``run_dir``.
+
+    The state (pids, ports) is kept in ``run_dir/state.json`` so a later
+    process (``guardian dev down``) can stop what an earlier one started. The
+    etcd data, keys and tokens survive ``stop``; ``start`` reuses them.
+    """
+
+    def __init__(self, run_dir: Path, bin_dir: Path, start_timeout_s: float = 120.0) -> None:
+        self.run_dir = Path(run_dir)
+        self.bin_dir = Path(bin_dir)
+        self.start_timeout_s = start_timeout_s
+        self._state_path = self.run_dir / "state.json"
+
+    # paths -------------------------------------------------------------
+    @property
+    def kubeconfig_path(self) -> Path:
+        """Admin kubeconfig (``system:masters``): for people and test set-up, not for the guardian."""
+        return self.run_dir / "kubeconfig"
+
+    @property
+    def guardian_kubeconfig_path(self) -> Path:
+        """The guardian's own kubeconfig (its service account); written by ``seed``."""
+        return self.run_dir / "guardian.kubeconfig"
+
+    @property
+    def server_url(self) -> str:
+        return f"https://127.0.0.1:{_State.load(self._state_path).apiserver_port}"
+
+    def _admin_token(self) -> str:
+        return (self.run_dir / "admin.token").read_text().strip()
+
+    # lifecycle ---------------------------------------------------------
+    def is_running(self) -> bool:
+        st = _State.load(self._state_path)
+        return procs.pid_alive(st.etcd_pid) and procs.pid_alive(st.apiserver_pid) and self._ready(st)
+
+    def start(self) -> "LocalKubernetes":
+        """Start etcd and kube-apiserver (no-op when already running); wait for ``/readyz``."""
+        if self.is_running():
+            return self
+        self.stop()
+        for name in ("kube-apiserver", "etcd"):
+            if not os.access(self.bin_dir / name, os.X_OK):
+                raise SetupError(f"{self.bin_dir / name} is missing: run `python -m guardian.dev.kubernetes build` "
+                                 "(or `guardian dev up --kubernetes`) first")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._make_credentials()
+        st = _State(etcd_client_port=procs.free_port(), etcd_peer_port=procs.free_port(),
+                    apiserver_port=procs.free_port())
+        while len({st.etcd_client_port, st.etcd_peer_port, st.apiserver_port}) < 3:
+            st.apiserver_port = procs.free_port()
+        st.etcd_pid = procs.spawn(self._etcd_cmd(st), self.run_dir / ETCD_LOG, cwd=self.run_dir)
+        st.save(self._state_path)
+        self._wait(lambda: procs.port_open(st.etcd_client_port), st.etcd_pid, "etcd", ETCD_LOG)
+        st.apiserver_pid = procs.spawn(self._apiserver_cmd(st), self.run_dir / APISERVER_LOG, cwd=self.run_dir)
+        st.save(self._state_path)
+        self._wait(lambda: self._ready(st), st.apiserver_pid, "kube-apiserver", APISERVER_LOG)
+        self._write_kubeconfig(self.kubeconfig_path, ADMIN_USER, self._admin_token(), st)
+        guardian_token = self.run_dir / "guardian.token"
+        if guardian_token.exists():  # seeded before: the port changed, the token did not
+            self._write_kubeconfig(self.guardian_kubeconfig_path, GUARDIAN_USER,
+                                   guardian_token.read_text().strip(), st, namespace=TENANT_NAMESPACE)
+        return self
+
+    def stop(self) -> None:
+        st = _State.load(self._state_path)
+        procs.stop(st.apiserver_pid)
+        procs.stop(st.etcd_pid)
+        if self._state_path.exists():
+            _State(etcd_client_port=st.etcd_client_port, etcd_peer_port=st.etcd_peer_port,
+                   apiserver_port=st.apiserver_port).save(self._state_path)
+
+    # internals ---------------------------------------------------------
+    def _wait(self, ready: Callable[[], bool], pid: int | None, what: str, log: str) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if not procs.pid_alive(pid):
+                raise SetupError(f"{what} exited during start; last lines of {self.run_dir / log}:\n"
+                                 f"{procs.tail(self.run_dir / log)}")
+            time.sleep(0.2)
+        self.stop()
+        raise SetupError(f"{what} not ready after {self.start_timeout_s:.0f}s; last lines of "
+                         f"{self.run_dir / log}:\n{procs.tail(self.run_dir / log)}")
+
+    def _ready(self, st: _State) -> bool:
+        if not st.apiserver_port or not (self.run_dir / "admin.token").exists():
+            return False
+        import ssl
+        import urllib.request
+
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # only a readiness probe on loopback; clients verify the CA
+        req = urllib.request.Request(f"https://127.0.0.1:{st.apiserver_port}/readyz",
+                                     headers={"Authorization": f"Bearer {self._admin_token()}"})
+        try:
+            with urllib.request.urlopen(req, timeout=2, context=ctx) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def _make_credentials(self) -> None:
+        pki = self.run_dir / "pki"
+        pki.mkdir(exist_ok=True)
+        key, pub = pki / "sa.key", pki / "sa.pub"
+        if not key.exists() or not pub.exists():
+            openssl = shutil.which("openssl")
+            if not openssl:
+                raise SetupError("the local kube-apiserver needs `openssl` to make its service-account key pair; "
+                                 "install it (apt-get install openssl)")
+            subprocess.run([openssl, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                            "-out", str(key)], check=True, capture_output=True)
+            subprocess.run([openssl, "pkey", "-in", str(key), "-pubout", "-out", str(pub)],
+                           check=True, capture_output=True)
+        token_path = self.run_dir / "admin.token"
+        if not token_path.exists():
+            token_path.write_text(secrets.token_urlsafe(32) + "\n")
+            token_path.chmod(0o600)
+        # Static tokens: only the admin. The guardian authenticates as its real
+        # service account with a token from the TokenRequest API (see ``seed``).
+        tokens = self.run_dir / "tokens.csv"
+        tokens.write_text(f'{self._admin_token()},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+        tokens.chmod(0o600)
+
+    def _etcd_cmd(self, st: _State) -> list[str]:
+        client = f"http://127.0.0.1:{st.etcd_client_port}"
+        peer = f"http://127.0.0.1:{st.etcd_peer_port}"
+        return [str(self.bin_dir / "etcd"), "--name", "guardian-dev",
+                "--data-dir", str(self.run_dir / "etcd-data"),
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"guardian-dev={peer}",
+                "--unsafe-no-fsync",  # test data; durability is not the point
+                "--log-level", "warn"]
+
+    def _apiserver_cmd(self, st: _State) -> list[str]:
+        pki = self.run_dir / "pki"
+        return [str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{st.etcd_client_port}",
+                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--secure-port={st.apiserver_port}",
+                f"--cert-dir={pki}",  # self-signed serving cert + CA generated here
+                f"--token-auth-file={self.run_dir / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                # No controller manager: nothing would create the token secrets
+                # this plugin waits for.
+                "--disable-admission-plugins=ServiceAccount",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--v=1"]
+
+    def _write_kubeconfig(self, path: Path, user: str, token: str, st: _State | None = None,
+                          namespace: str = "default") -> None:
+        import base64
+
+        st = st or _State.load(self._state_path)
+        ca = (self.run_dir / "pki" / "apiserver.crt").read_bytes()
+        config = {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": "guardian-dev", "cluster": {
+                "server": f"https://127.0.0.1:{st.apiserver_port}",
+                "certificate-authority-data": base64.b64encode(ca).decode()}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": user, "context": {"cluster": "guardian-dev", "user": user,
+                                                    "namespace": namespace}}],
+            "current-context": user,
+        }
+        path.write_text(json.dumps(config, indent=2) + "\n")
+        path.chmod(0o600)
+
+
+# --------------------------------------------------------------------------- seed
+
+# Tenant workloads: (namespace, pod, labels, Kafka client-id, Kafka principal).
+SEED_PODS = (
+    (TENANT_NAMESPACE, "orders-producer-0", {"app": "orders-producer", "team": "tenant-a"},
+     "orders-producer", "User:tenant-a"),
+    (TENANT_NAMESPACE, "billing-consumer-0", {"app": "billing-consumer", "team": "tenant-b"},
+     "billing-consumer", "User:tenant-b"),
+    (TENANT_NAMESPACE, "etl-batch-0", {"app": "etl-batch", "team": "tenant-c"},
+     "etl-batch-*", "User:tenant-c"),
+    (OTHER_NAMESPACE, "reports-0", {"app": "reports", "team": "tenant-d"},
+     "reports", "User:tenant-d"),
+)
+
+
+def load_isolation_rules(path: Path = RULES_FILE) -> list[dict]:
+    """The RBAC rules the Helm chart grants for pod isolation (a YAML list)."""
+    import yaml
+
+    try:
+        rules = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise SetupError(f"cannot read the pod-isolation RBAC rules at {path}: {exc}") from exc
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise SetupError(f"{path} must be a YAML list of RBAC rules")
+    return rules
+
+
+def tenant_pod(name: str, labels: dict[str, str], client_id: str, principal: str) -> dict:
+    """A pod manifest like a tenant's Kafka client: ``nodeName`` set, so without a kubelet it stays Pending."""
+    from actions.pod import CLIENT_ID_ANNOTATION, PRINCIPAL_ANNOTATION
+
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": dict(labels),
+                         "annotations": {CLIENT_ID_ANNOTATION: client_id, PRINCIPAL_ANNOTATION: principal,
+                                         "team.example.com/owner": labels.get("team", "")}},
+            "spec": {"nodeName": "dev-node-0", "terminationGracePeriodSeconds": 0,
+                     "containers": [{"name": "app", "image": "registry.invalid/kafka-client:1",
+                                     "env": [{"name": "KAFKA_CLIENT_ID", "value": client_id}]}]}}
+
+
+def seed(cluster: LocalKubernetes, rules_path: Path = RULES_FILE, token_ttl_s: int = 7 * 24 * 3600) -> Path:
+    """Create tenant namespaces and pods, and the guardian's service account bound to exactly
+    the chart's pod-isolation rules in ``tenants``; write and return the guardian's kubeconfig.
+
+    The guardian's token comes from the TokenRequest API of its real service
+    account (the API server signs it itself; no controller manager needed), so
+    the tests authenticate exactly as the chart's pod would. Idempotent.
+    """
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig_path))
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+
+    def create(fn: Callable, *args: object) -> None:
+        try:
+            fn(*args)
+        except ApiException as exc:
+            if exc.status != 409:  # already there from an earlier seed
+                raise SetupError(f"seeding the dev Kubernetes failed: {exc.status} {exc.reason}: {exc.body}") from exc
+
+    try:
+        for ns in (GUARDIAN_NAMESPACE, TENANT_NAMESPACE, OTHER_NAMESPACE):
+            create(core.create_namespace, {"metadata": {"name": ns}})
+        create(core.create_namespaced_service_account, GUARDIAN_NAMESPACE,
+               {"metadata": {"name": GUARDIAN_SERVICE_ACCOUNT}})
+        role = {"metadata": {"name": ISOLATION_ROLE}, "rules": load_isolation_rules(rules_path)}
+        try:
+            rbac.create_namespaced_role(TENANT_NAMESPACE, role)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            rbac.replace_namespaced_role(ISOLATION_ROLE, TENANT_NAMESPACE, role)  # rules file may have changed
+        create(rbac.create_namespaced_role_binding, TENANT_NAMESPACE, {
+            "metadata": {"name": ISOLATION_ROLE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ISOLATION_ROLE},
+            "subjects": [{"kind": "ServiceAccount", "name": GUARDIAN_SERVICE_ACCOUNT,
+                          "namespace": GUARDIAN_NAMESPACE}]})
+        for ns, name, labels, client_id, principal in SEED_PODS:
+            create(core.create_namespaced_pod, ns, tenant_pod(name, labels, client_id, principal))
+        token = core.create_namespaced_service_account_token(
+            GUARDIAN_SERVICE_ACCOUNT, GUARDIAN_NAMESPACE,
+            {"spec": {"expirationSeconds": token_ttl_s}}).status.token
+    except ApiException as exc:
+        raise SetupError(f"seeding the dev Kubernetes failed: {exc.status} {exc.reason}: {exc.body}") from exc
+    finally:
+        api.close()
+    token_path = cluster.run_dir / "guardian.token"
+    token_path.write_text(token + "\n")
+    token_path.chmod(0o600)
+    cluster._write_kubeconfig(cluster.guardian_kubeconfig_path, GUARDIAN_USER, token, namespace=TENANT_NAMESPACE)
+    return cluster.guardian_kubeconfig_path
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _default_cache() -> Path:
+    from guardian.settings import DevSettings
+
+    return DevSettings().home
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m guardian.dev.kubernetes build|up|down|status [--version V]``.
+
+    ``build`` is what ``make test`` calls before pytest so the cold build is
+    not charged to one test's timeout; ``up`` builds, starts and seeds.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m guardian.dev.kubernetes")
+    parser.add_argument("command", choices=["build", "up", "down", "status"])
+    parser.add_argument("--version", default=os.environ.get("GUARDIAN_KUBERNETES_VERSION", DEFAULT_VERSION))
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    cache = args.cache_dir or _default_cache()
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    run_dir = cache / "run" / "kubernetes"
+    try:
+        if args.command == "build":
+            print(ensure_kubernetes_binaries(cache, args.version, progress=say))
+        elif args.command == "up":
+            bins = ensure_kubernetes_binaries(cache, args.version, progress=say)
+            cluster = LocalKubernetes(run_dir, bins).start()
+            print(f"KUBECONFIG={seed(cluster)}  # the guardian's service account")
+            print(f"# admin: KUBECONFIG={cluster.kubeconfig_path}")
+        elif args.command == "down":
+            LocalKubernetes(run_dir, binary_dir(cache, args.version)).stop()
+        else:
+            cluster = LocalKubernetes(run_dir, binary_dir(cache, args.version))
+            print(f"running at {cluster.server_url}" if cluster.is_running() else "stopped")
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    ensure_kubernetes_binaries(Path.home() / ".cache" / "guardian", progress=print)
+    sys.exit(main())

@@ -111,6 +111,7 @@ class DevStack:
         if ext := self._external():
             progress("using the Kafka and Redis named in the environment")
             return ext
+        self._check_configured_ports()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.use_docker:
             from guardian.dev.containers import ContainerStack
@@ -125,6 +126,17 @@ class DevStack:
                            admin_password=ks.users.get("admin", ""))
         self.endpoints_file.write_text(json.dumps(asdict(ep), indent=2))
         return ep
+
+    def _check_configured_ports(self) -> None:
+        """Refuse before starting anything when a configured port is taken by someone else."""
+        s = self.settings
+        ours = self.kafka.is_running(), self.redis.is_running()
+        if not ours[0]:
+            for port, what in ((s.kafka_port, "Kafka PLAINTEXT"), (s.kafka_sasl_port, "Kafka SASL"),
+                               (s.kafka_controller_port, "Kafka controller"), (s.kafka_metrics_port, "JMX exporter")):
+                procs.check_port_free(port, what)
+        if not ours[1]:
+            procs.check_port_free(s.redis_port, "Redis")
 
     def endpoints(self) -> Endpoints:
         if ext := self._external():

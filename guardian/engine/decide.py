@@ -1,0 +1,216 @@
+"""Detections to decisions under guardrails. Pure: no I/O, time comes in ``now``.
+
+``decide`` sees one detection, the policy set and a ``View`` (what the ledger
+says right now: pause switch, open quarantines, this workload's quarantine and
+probation) and returns a ``Decision``. The guardrails live here, in this order:
+
+1. protected principals are never touched, whatever policy matches;
+2. the first matching policy must react (signature, severity, confidence;
+   probation lowers the bar);
+3. an existing quarantine escalates only after the next rung's cool-down and
+   on enough evidence, never while it is under review;
+4. a new quarantine needs the rung's evidence, no pause, room under the
+   concurrency cap and under the share of cluster traffic that may be throttled;
+5. dry-run (global or per policy) records the same decision and acts on nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.detection import Detection, Signature
+from guardian.engine.model import Decision, Outcome, QState, Quarantine, quarantine_id_for, workload_key
+from guardian.policy import DenyAclRung, IsolatePodRung, PolicySet, ThrottleRung
+
+PRODUCE_SIGNATURES = frozenset({Signature.RUNAWAY_PRODUCER, Signature.RETRY_STORM, Signature.PARTITION_STORM})
+CONSUME_SIGNATURES = frozenset({Signature.RUNAWAY_CONSUMER, Signature.LAG_EXPLOSION, Signature.REBALANCE_STORM})
+# The quota that bounds each metric, when one does.
+METRIC_QUOTA = {"produce_byte_rate": "producer_byte_rate", "fetch_byte_rate": "consumer_byte_rate",
+                "request_time_share": "request_percentage"}
+BYTE_RATE_METRICS = ("produce_byte_rate", "fetch_byte_rate")
+
+
+@dataclass(frozen=True)
+class View:
+    """What the ledger says when the detection arrives."""
+
+    paused: bool = False
+    open_quarantines: int = 0           # not dry-run, not released/expired
+    throttled_traffic: float = 0.0      # bytes/s of the workloads under an open throttle
+    cluster_traffic: float | None = None  # bytes/s of the whole cluster; None = unknown
+    existing: Quarantine | None = None  # this workload's open quarantine
+    probation: dict[str, Any] | None = None  # {"until", "rung", "policy"} while on probation
+
+
+def traffic_of(detection: Detection) -> float:
+    """The workload's byte rate when the detection says it (share-of-traffic cap), else 0."""
+    if detection.metric in BYTE_RATE_METRICS:
+        return max(0.0, float(detection.observed))
+    return max(0.0, float(detection.extra.get("byte_rate", 0.0) or 0.0))
+
+
+def _quota_key(rung: ThrottleRung, detection: Detection) -> str:
+    if rung.quota != "auto":
+        return rung.quota
+    if detection.metric in METRIC_QUOTA:
+        return METRIC_QUOTA[detection.metric]
+    if detection.signature in PRODUCE_SIGNATURES:
+        return "producer_byte_rate"
+    if detection.signature in CONSUME_SIGNATURES:
+        return "consumer_byte_rate"
+    return "request_percentage"
+
+
+def _side(side: str, detection: Detection) -> str:
+    if side != "auto":
+        return side
+    if detection.signature in PRODUCE_SIGNATURES:
+        return "produce"
+    if detection.signature in CONSUME_SIGNATURES:
+        return "consume"
+    return "both"
+
+
+def intents_for(rung: Any, detection: Detection) -> list[dict[str, Any]] | str:
+    """The actuator calls a rung means for this detection, or why it cannot be planned."""
+    wl = detection.workload
+    principal = wl.get("principal")
+    if isinstance(rung, ThrottleRung):
+        if not principal:
+            return "a throttle needs the workload's principal; the detection has none"
+        key = _quota_key(rung, detection)
+        if rung.absolute is not None:
+            rate = rung.absolute
+        else:
+            if METRIC_QUOTA.get(detection.metric) == key:
+                baseline = detection.baseline
+            else:
+                baseline = (detection.extra.get("baselines") or {}).get(key)
+            if baseline is None or baseline <= 0:
+                return (f"multiple_of_baseline needs a positive baseline of {key}; "
+                        f"the detection measured {detection.metric}")
+            rate = float(baseline) * float(rung.multiple_of_baseline or 1.0)
+        # The floor is in bytes/s; a percentage throttle never goes under 1 % of a thread.
+        rate = max(rate, rung.floor if key != "request_percentage" else 1.0)
+        target = {"principal": principal}
+        if wl.get("client_id"):
+            target["client_id"] = wl["client_id"]
+        return [{"kind": "quota", "target": target, "params": {key: round(rate, 3)}}]
+    if isinstance(rung, DenyAclRung):
+        if not principal:
+            return "a DENY ACL needs the workload's principal; the detection has none"
+        topics = [wl["topic"]] if wl.get("topic") else list(detection.extra.get("topics") or [])
+        if not topics:
+            return "a DENY ACL needs the topic(s); the detection names none"
+        target = {"principal": principal}
+        if wl.get("group"):
+            target["group"] = wl["group"]
+        return [{"kind": "acl", "target": target,
+                 "params": {"topics": sorted(topics), "side": _side(rung.side, detection)}}]
+    if isinstance(rung, IsolatePodRung):
+        pod = wl.get("pod") or detection.extra.get("pod")
+        namespace = wl.get("namespace") or detection.extra.get("namespace")
+        if not (pod and namespace):
+            return "pod isolation needs the pod and its namespace; the detection names none"
+        target = {"namespace": str(namespace), "pod": str(pod)}
+        for k in ("principal", "client_id"):
+            if wl.get(k):
+                target[k] = wl[k]
+        return [{"kind": "pod", "target": target, "params": {"scale_owner": rung.scale_owner}}]
+    raise TypeError(f"unknown rung {rung!r}")  # pragma: no cover - pydantic's union is closed
+
+
+def decide(detection: Detection, policies: PolicySet, view: View, now: float) -> Decision:
+    """The one decision for ``detection``. See the module docstring for the order of guardrails."""
+    wl = dict(detection.workload)
+    key = workload_key(wl)
+    g = policies.global_
+
+    def out(outcome: Outcome, reason: str, **kw: Any) -> Decision:
+        return Decision(outcome=outcome, reason=reason, detection_id=detection.id, workload=wl, ts=now, **kw)
+
+    protected = g.protected.reason(wl)
+    if protected:
+        return out(Outcome.PROTECTED, f"protected principal: {protected}")
+    policy = policies.first_match(wl)
+    if policy is None:
+        return out(Outcome.NO_POLICY, "no policy matches this workload")
+
+    on_probation = view.probation is not None and float(view.probation.get("until", 0)) > now
+    relief = g.probation.severity_relief if on_probation else 0
+    factor = g.probation.evidence_factor if on_probation else 1.0
+    if not policy.reacts_to(detection.signature, detection.severity, detection.confidence, relief):
+        return out(Outcome.NOT_REACTING,
+                   f"policy {policy.name} does not react to {detection.signature.value} "
+                   f"at {detection.severity.value}/{detection.confidence:.2f}", policy=policy.name)
+    dry = g.dry_run or policy.dry_run
+    ladder = policy.ladder
+
+    q = view.existing
+    if q is not None:
+        common = {"policy": q.policy, "quarantine_id": q.id, "dry_run": q.dry_run}
+        if q.state in (QState.APPEALED, QState.AWAITING_APPROVAL) or q.pending_rung is not None:
+            return out(Outcome.UNDER_REVIEW, f"quarantine {q.id} is {q.state.value}"
+                       + (" with an escalation awaiting approval" if q.pending_rung is not None else ""),
+                       rung=q.rung, **common)
+        qpolicy = policies.policy(q.policy) or policy
+        nxt = q.rung + 1
+        if nxt >= len(qpolicy.ladder):
+            return out(Outcome.TOP_RUNG, f"quarantine {q.id} is already on the last rung", rung=q.rung, **common)
+        rung = qpolicy.ladder[nxt]
+        if now - q.rung_at < rung.cooldown_s:
+            return out(Outcome.COOLING_DOWN, f"rung {nxt} ({rung.action}) is due "
+                       f"{rung.cooldown_s - (now - q.rung_at):.0f}s from now", rung=q.rung, **common)
+        if detection.duration_s < rung.evidence_s * factor:
+            return out(Outcome.INSUFFICIENT_EVIDENCE, f"rung {nxt} ({rung.action}) needs "
+                       f"{rung.evidence_s * factor:.0f}s of evidence, have {detection.duration_s:.0f}s",
+                       rung=q.rung, **common)
+        if view.paused and not q.dry_run:
+            return out(Outcome.PAUSED, "the global pause switch is on", rung=q.rung, **common)
+        intents = intents_for(rung, detection)
+        if isinstance(intents, str):
+            return out(Outcome.UNPLANNABLE, intents, rung=nxt, **common)
+        if rung.requires_approval and not q.dry_run:
+            return out(Outcome.ESCALATION_AWAITING_APPROVAL, f"rung {nxt} ({rung.action}) needs approval",
+                       rung=nxt, intents=intents, **common)
+        return out(Outcome.ESCALATED, f"detection continued after {now - q.rung_at:.0f}s on rung {q.rung}",
+                   rung=nxt, intents=intents, **common)
+
+    start = 0
+    if on_probation and g.probation.resume_rung and view.probation.get("policy") == policy.name:
+        start = min(int(view.probation.get("rung", 0)), len(ladder) - 1)
+    rung = ladder[start]
+    qid = quarantine_id_for(detection.id, key)
+    common = {"policy": policy.name, "rung": start, "quarantine_id": qid, "dry_run": dry}
+    if detection.duration_s < rung.evidence_s * factor:
+        return out(Outcome.INSUFFICIENT_EVIDENCE, f"rung {start} ({rung.action}) needs "
+                   f"{rung.evidence_s * factor:.0f}s of evidence, have {detection.duration_s:.0f}s",
+                   **{**common, "quarantine_id": None})
+    intents = intents_for(rung, detection)
+    if isinstance(intents, str):
+        return out(Outcome.UNPLANNABLE, intents, **{**common, "quarantine_id": None})
+    if dry:
+        return out(Outcome.SHADOW, f"dry-run: would {rung.action} under policy {policy.name}"
+                   + (" (probation)" if on_probation else ""), intents=intents, **common)
+    if view.paused:
+        return out(Outcome.PAUSED, "the global pause switch is on", **{**common, "quarantine_id": None})
+    if view.open_quarantines >= g.max_concurrent_quarantines:
+        return out(Outcome.CAPPED, f"{view.open_quarantines} quarantines open; the cap is "
+                   f"{g.max_concurrent_quarantines}", **{**common, "quarantine_id": None})
+    if isinstance(rung, ThrottleRung):
+        mine = traffic_of(detection)
+        if view.cluster_traffic is None or view.cluster_traffic <= 0:
+            if g.on_unknown_traffic == "hold":
+                return out(Outcome.CAPPED, "cluster traffic unknown and on_unknown_traffic is 'hold'",
+                           **{**common, "quarantine_id": None})
+        elif view.throttled_traffic + mine > g.max_throttled_traffic_share * view.cluster_traffic:
+            share = (view.throttled_traffic + mine) / view.cluster_traffic
+            return out(Outcome.CAPPED, f"throttling it would put {share:.0%} of cluster traffic under "
+                       f"throttle; the cap is {g.max_throttled_traffic_share:.0%}",
+                       **{**common, "quarantine_id": None})
+    if rung.requires_approval:
+        return out(Outcome.AWAITING_APPROVAL, f"rung {start} ({rung.action}) needs approval",
+                   intents=intents, **common)
+    return out(Outcome.QUARANTINED, f"{detection.signature.value} matched policy {policy.name}"
+               + (" (probation)" if on_probation else ""), intents=intents, **common)

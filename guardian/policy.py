@@ -1,0 +1,256 @@
+"""Policies: which workloads, which detections, which action ladder, under which guardrails.
+
+A policy file is YAML (see ``configs/policies/default.yaml``) validated by the
+pydantic models below. Every model forbids unknown keys; a bad file raises
+``ConfigError`` naming the file, the line and the key, e.g.::
+
+    configs/policies/x.yaml:14: policies.0.ladder.0.ttl: extra key 'ttl' is not allowed
+
+Pure code: no I/O beyond reading the file in ``load_policy``; no client library.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from detectors.detection import Severity, Signature
+from guardian.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- matching
+
+def _glob(value: str | None, patterns: list[str]) -> bool:
+    """Shell-style match; a missing identity matches only the catch-all ``*``."""
+    if value is None:
+        return "*" in patterns
+    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+class WorkloadMatch(_Strict):
+    """Glob patterns on the workload's identity. A list matches when any pattern matches."""
+
+    principals: list[str] = Field(default_factory=lambda: ["*"])
+    client_ids: list[str] = Field(default_factory=lambda: ["*"])
+    topics: list[str] = Field(default_factory=lambda: ["*"])
+
+    def matches(self, workload: dict[str, str]) -> bool:
+        return (_glob(workload.get("principal"), self.principals)
+                and _glob(workload.get("client_id"), self.client_ids)
+                and _glob(workload.get("topic"), self.topics))
+
+
+# ---------------------------------------------------------------- the ladder
+
+QuotaKey = Literal["auto", "producer_byte_rate", "consumer_byte_rate", "request_percentage"]
+
+
+class ThrottleRung(_Strict):
+    """Client quota on (user, client-id): a multiple of the workload's baseline or an absolute rate."""
+
+    action: Literal["throttle"]
+    quota: QuotaKey = "auto"               # auto: from the detection's metric
+    multiple_of_baseline: float | None = Field(default=None, gt=0)
+    absolute: float | None = Field(default=None, gt=0)   # in the quota's unit (bytes/s or percent)
+    floor: float = Field(default=0.0, ge=0)              # never throttle below this
+    evidence_s: float = Field(default=30.0, ge=0)
+    cooldown_s: float = Field(default=120.0, ge=0)
+    ttl_s: float = Field(default=3600.0, gt=0)
+    requires_approval: bool = False
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> "ThrottleRung":
+        if (self.multiple_of_baseline is None) == (self.absolute is None):
+            raise ValueError("a throttle rung needs exactly one of multiple_of_baseline or absolute")
+        return self
+
+
+class DenyAclRung(_Strict):
+    """DENY ACLs for the principal on the detection's topic(s)."""
+
+    action: Literal["deny_acl"]
+    side: Literal["auto", "produce", "consume", "both"] = "auto"   # auto: from the signature
+    evidence_s: float = Field(default=30.0, ge=0)
+    cooldown_s: float = Field(default=300.0, ge=0)
+    ttl_s: float = Field(default=3600.0, gt=0)
+    requires_approval: bool = True
+
+
+class IsolatePodRung(_Strict):
+    """Label the client's pod and cut its egress to the brokers (optionally scale its owner to zero)."""
+
+    action: Literal["isolate_pod"]
+    scale_owner: bool = False   # also scale the pod's Deployment/StatefulSet to zero
+    evidence_s: float = Field(default=60.0, ge=0)
+    cooldown_s: float = Field(default=600.0, ge=0)
+    ttl_s: float = Field(default=3600.0, gt=0)
+    requires_approval: bool = True
+
+
+Rung = Annotated[Union[ThrottleRung, DenyAclRung, IsolatePodRung], Field(discriminator="action")]
+
+RUNG_ACTUATOR = {"throttle": "quota", "deny_acl": "acl", "isolate_pod": "pod"}
+
+
+class Policy(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    match: WorkloadMatch = Field(default_factory=WorkloadMatch)
+    signatures: list[Signature] = Field(default_factory=list)   # empty = every signature
+    min_severity: Severity = Severity.HIGH
+    min_confidence: float = Field(default=0.0, ge=0, le=1)
+    dry_run: bool = False
+    ladder: list[Rung] = Field(min_length=1)
+
+    def reacts_to(self, signature: Signature, severity: Severity, confidence: float,
+                  severity_relief: int = 0) -> bool:
+        """``severity_relief`` lowers the severity bar by that many ranks (probation)."""
+        if self.signatures and signature not in self.signatures:
+            return False
+        return (severity.rank >= self.min_severity.rank - severity_relief
+                and confidence >= self.min_confidence)
+
+
+# ---------------------------------------------------------------- guardrails
+
+class ProtectedPrincipals(_Strict):
+    """Never touched, even when a policy matches. Globs on principal / client-id."""
+
+    super_users: list[str] = Field(default_factory=lambda: ["User:admin", "User:ANONYMOUS"])
+    guardian: list[str] = Field(default_factory=lambda: ["User:guardian", "User:guardian-*"])
+    internal_principals: list[str] = Field(default_factory=lambda: ["User:mirrormaker*", "User:replicator*",
+                                                                       "User:connect-*", "User:__*"])
+    internal_client_ids: list[str] = Field(default_factory=lambda: ["guardian-*", "__*", "broker-*",
+                                                                       "mirror-*", "connect-cluster*"])
+    allow_list: list[str] = Field(default_factory=list)
+
+    def reason(self, workload: dict[str, str]) -> str | None:
+        """Why ``workload`` is protected, or None when it is not."""
+        principal, cid = workload.get("principal"), workload.get("client_id")
+        for label, patterns, value in (("super user", self.super_users, principal),
+                                       ("the guardian itself", self.guardian, principal),
+                                       ("internal/replication principal", self.internal_principals, principal),
+                                       ("allow-listed", self.allow_list, principal),
+                                       ("internal/replication client-id", self.internal_client_ids, cid),
+                                       ("the guardian itself", ["guardian-*"], cid)):
+            if value is not None and any(fnmatch.fnmatchcase(value, p) for p in patterns):
+                return f"{label} ({value})"
+        return None
+
+
+class Probation(_Strict):
+    """After release or expiry a workload is watched more tightly for a while."""
+
+    duration_s: float = Field(default=6 * 3600.0, ge=0)
+    severity_relief: int = Field(default=1, ge=0, le=3)     # react this many severity ranks lower
+    evidence_factor: float = Field(default=0.5, gt=0, le=1)  # evidence_s multiplied by this
+    resume_rung: bool = True  # a repeat offender restarts at the rung it was released from
+
+
+class Guardrails(_Strict):
+    protected: ProtectedPrincipals = Field(default_factory=ProtectedPrincipals)
+    max_concurrent_quarantines: int = Field(default=5, ge=0)
+    max_throttled_traffic_share: float = Field(default=0.3, ge=0, le=1)
+    on_unknown_traffic: Literal["act", "hold"] = "act"
+    dry_run: bool = False
+    probation: Probation = Field(default_factory=Probation)
+
+
+class PolicySet(_Strict):
+    """The whole file: one ``global`` section and the policies, first match wins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    version: Literal[1] = 1
+    global_: Guardrails = Field(default_factory=Guardrails, alias="global")
+    policies: list[Policy] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "PolicySet":
+        names = [p.name for p in self.policies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"policy names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def first_match(self, workload: dict[str, str]) -> Policy | None:
+        return next((p for p in self.policies if p.match.matches(workload)), None)
+
+    def policy(self, name: str) -> Policy | None:
+        return next((p for p in self.policies if p.name == name), None)
+
+
+# ---------------------------------------------------------------- loading
+
+def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[yaml.Node | None, yaml.Node | None]:
+    """Walk ``loc`` through the composed YAML; return (deepest node found, the key node of the last step)."""
+    node, key_node = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            hit = next(((k, v) for k, v in node.value if k.value == part), None)
+            if hit is None:
+                return node, key_node
+            key_node, node = hit
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node, key_node = node.value[part], None
+        else:  # a union tag (e.g. 'throttle') or past the data: stay where we are
+            continue
+    return node, key_node
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = [p for p in err["loc"]]
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {loc[-1]!r} is not allowed"
+    return err["msg"]
+
+
+def parse_policy(text: str, source: str = "<string>") -> PolicySet:
+    """Validate YAML ``text``; errors name ``source``, the line and the key."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: a policy file is a mapping with 'global' and 'policies'")
+    try:
+        return PolicySet.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"])
+            node, key_node = _node_at(root, loc)
+            mark = (key_node or node).start_mark if (key_node or node) is not None else None
+            line = mark.line + 1 if mark else 1
+            # Union branches are named by tag in pydantic's loc; drop them for the reader.
+            dotted = ".".join(str(p) for p in loc if p not in ("throttle", "deny_acl", "isolate_pod"))
+            lines.append(f"{source}:{line}: {dotted or '<root>'}: {_describe(err)}")
+        raise ConfigError("invalid policy file:\n" + "\n".join(lines)) from None
+
+
+def load_policy(path: str | Path) -> PolicySet:
+    """Read and validate a policy file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy file {p}: {exc}") from exc
+    return parse_policy(text, source=str(p))
+
+
+def default_policy_path() -> Path:
+    """The shipped default, ``configs/policies/default.yaml`` in the source tree."""
+    return Path(__file__).resolve().parent.parent / "configs" / "policies" / "default.yaml"

@@ -1,0 +1,22 @@
+"""Actuators wired to the real local broker's admin listener."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from actions.acl import AclActuator
+from actions.quota import QuotaActuator
+
+
+@pytest.fixture
+def quota_actuator(bootstrap: str) -> Iterator[QuotaActuator]:
+    act = QuotaActuator.from_bootstrap(bootstrap)
+    yield act
+    act.close()
+
+
+@pytest.fixture
+def acl_actuator(bootstrap: str) -> AclActuator:
+    return AclActuator.from_config({"bootstrap.servers": bootstrap})
