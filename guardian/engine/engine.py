@@ -1,0 +1,386 @@
+"""``ActionEngine``: the wiring of decide (pure), ledger, reconciler, lease and audit.
+
+``handle(detection)`` decides and records, then converges the quarantine it
+touched; ``tick(now)`` expires quarantines past their TTL, converges every
+quarantine still dirty (this is the crash recovery), re-verifies active
+actions now and then, and drains the audit outbox; ``run_forever`` loops over
+a detection source while holding the lease.
+
+The SRE/API verbs (approve, deny, appeal, release, extend, pause, resume,
+list, get) only write the ledger with optimistic concurrency; whichever
+engine holds the lease converges the cluster (at once if it is this one).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from actions.base import ActionPlan, Actuator
+from detectors.detection import Detection
+from guardian.audit import AuditSink, decision_record, drain, quarantine_record
+from guardian.engine.decide import View, decide, traffic_of
+from guardian.engine.lifecycle import move
+from guardian.engine.model import (OPEN_STATES, Decision, Outcome, QState, Quarantine,
+                                   workload_key)
+from guardian.engine.reconcile import CrashHook, Reconciler
+from guardian.errors import ConflictError, GuardianError, NotLeaderError, PermanentError
+from guardian.ledger import Ledger
+from guardian.policy import PolicySet, ThrottleRung
+
+log = logging.getLogger(__name__)
+
+# on_event(event, quarantine, decision_or_None): escalation hook; failures never block an action.
+EventHook = Callable[[str, Quarantine, "Decision | None"], None]
+NEW_OUTCOMES = (Outcome.QUARANTINED, Outcome.AWAITING_APPROVAL, Outcome.SHADOW)
+
+
+def _no_crash(step: str) -> None:
+    return None
+
+
+class ActionEngine:
+    def __init__(self, ledger: Ledger, policies: PolicySet, actuators: dict[str, Actuator], *,
+                 audit_sink: AuditSink | None = None, lease: Any | None = None,
+                 clock: Callable[[], float] = time.time,
+                 cluster_traffic: Callable[[], float | None] | None = None,
+                 on_event: EventHook | None = None, crash_at: CrashHook | None = None,
+                 drift_check_s: float = 30.0, name: str = "guardian") -> None:
+        self.ledger = ledger
+        self.policies = policies
+        self.actuators = actuators
+        self.audit_sink = audit_sink
+        self.lease = lease
+        self.clock = clock
+        self.cluster_traffic = cluster_traffic
+        self.on_event = on_event
+        self.crash_at = crash_at or _no_crash
+        self.drift_check_s = drift_check_s
+        self.name = name
+        self._last_deep = float("-inf")
+        self.reconciler = Reconciler(ledger, actuators, clock, fence=self._fence, crash_at=self.crash_at)
+
+    # ---------------------------------------------------------------- leadership
+    def _fence(self):
+        return self.lease.fence() if self.lease is not None else None
+
+    def is_leader(self) -> bool:
+        """Take or renew the lease; True when this engine may act (always, without a lease)."""
+        return True if self.lease is None else self.lease.ensure()
+
+    # ---------------------------------------------------------------- detections
+    def view_for(self, detection: Detection, now: float) -> View:
+        key = workload_key(detection.workload)
+        counting = self.ledger.open_counting()
+        throttled = sum(q.traffic for q in counting if q.throttles)
+        traffic = None
+        if self.cluster_traffic is not None:
+            try:
+                traffic = self.cluster_traffic()
+            except GuardianError as exc:
+                log.warning("cluster traffic unknown: %s", exc)
+        return View(paused=self.ledger.pause_state() is not None, open_quarantines=len(counting),
+                    throttled_traffic=throttled, cluster_traffic=traffic,
+                    existing=self.ledger.open_for(key), probation=self.ledger.probation(key))
+
+    def _plans(self, decision: Decision) -> list[dict[str, Any]] | str:
+        plans = []
+        for intent in decision.intents:
+            act = self.actuators.get(intent["kind"])
+            if act is None:
+                return f"no {intent['kind']!r} actuator is configured"
+            try:
+                plan: ActionPlan = act.plan(intent["target"], intent["params"], decision.quarantine_id or "")
+            except PermanentError as exc:
+                return f"{intent['kind']} actuator refused the plan: {exc}"
+            plans.append({**plan.to_dict(), "rung": decision.rung})
+        return plans
+
+    def handle(self, detection: Detection) -> Decision:
+        """Decide about one detection, record it, and act on it if the decision says so."""
+        if not self.is_leader():
+            return Decision(Outcome.NOT_LEADER, f"{self.name} does not hold the action lease",
+                            detection.id, dict(detection.workload), self.clock())
+        for attempt in range(3):
+            try:
+                return self._handle_once(detection)
+            except ConflictError as exc:
+                if attempt == 2:
+                    raise
+                log.info("decision for %s raced another writer (%s); re-reading", detection.id, exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _handle_once(self, detection: Detection) -> Decision:
+        now = self.clock()
+        view = self.view_for(detection, now)
+        d = decide(detection, self.policies, view, now)
+        plans: list[dict[str, Any]] = []
+        if d.intents:
+            resolved = self._plans(d)
+            if isinstance(resolved, str):
+                d.outcome, d.reason, d.intents = Outcome.UNPLANNABLE, resolved, []
+            else:
+                plans = resolved
+        self.crash_at("plan")
+        fence = self._fence()
+        q: Quarantine | None = None
+        if d.outcome in NEW_OUTCOMES:
+            q = self._new_quarantine(detection, d, plans, now)
+            event = {Outcome.QUARANTINED: "created", Outcome.AWAITING_APPROVAL: "awaiting_approval",
+                     Outcome.SHADOW: "shadow"}[d.outcome]
+            self.ledger.create_quarantine(
+                q, max_open=self.policies.global_.max_concurrent_quarantines if q.counts_for_caps else None,
+                fence=fence, audit=[decision_record(d, detection), quarantine_record(q, event, now, self.name)])
+        elif d.outcome in (Outcome.ESCALATED, Outcome.ESCALATION_AWAITING_APPROVAL) and view.existing is not None:
+            q = view.existing
+            q.detection, q.detections = detection.to_dict(), q.detections + 1
+            if d.outcome is Outcome.ESCALATED:
+                self._climb(q, d.rung or 0, plans, now)
+                event = "escalated"
+            else:
+                q.pending_rung, q.pending = d.rung, plans
+                event = "escalation_awaiting_approval"
+            q.updated_at = now
+            self.ledger.save_quarantine(q, fence=fence, audit=[decision_record(d, detection),
+                                                              quarantine_record(q, event, now, self.name)])
+        else:
+            self.ledger.append_audit([decision_record(d, detection)])
+        self.crash_at("record_decision")
+        if q is not None:
+            if d.acts:
+                self._converge(q)
+            self._emit(d.outcome.value, q, d)
+        self._drain()
+        return d
+
+    def _new_quarantine(self, det: Detection, d: Decision, plans: list[dict[str, Any]], now: float) -> Quarantine:
+        policy = self.policies.policy(d.policy or "")
+        assert policy is not None and d.quarantine_id is not None and d.rung is not None
+        rung = policy.ladder[d.rung]
+        state = {Outcome.QUARANTINED: QState.ACTIVE, Outcome.AWAITING_APPROVAL: QState.AWAITING_APPROVAL,
+                 Outcome.SHADOW: QState.PROPOSED}[d.outcome]
+        q = Quarantine(id=d.quarantine_id, workload=dict(det.workload), workload_key=workload_key(det.workload),
+                       policy=policy.name, state=QState.PROPOSED, rung=d.rung, dry_run=d.dry_run,
+                       created_at=now, updated_at=now, rung_at=now, expires_at=now + rung.ttl_s,
+                       desired=plans, traffic=traffic_of(det), throttles=isinstance(rung, ThrottleRung),
+                       detection=det.to_dict())
+        q.history.append({"ts": now, "from": None, "to": QState.PROPOSED.value, "by": self.name, "reason": d.reason})
+        if state is not QState.PROPOSED:
+            move(q, state, now, self.name, d.reason)
+        return q
+
+    def _climb(self, q: Quarantine, rung_index: int, plans: list[dict[str, Any]], now: float) -> None:
+        policy = self.policies.policy(q.policy)
+        rung = policy.ladder[rung_index] if policy and rung_index < len(policy.ladder) else None
+        q.rung, q.rung_at = rung_index, now
+        known = {p["idempotency_key"] for p in q.desired}
+        q.desired = q.desired + [p for p in plans if p["idempotency_key"] not in known]
+        q.pending_rung, q.pending = None, []
+        if rung is not None:
+            q.expires_at = max(q.expires_at, now + rung.ttl_s)
+            q.throttles = q.throttles or isinstance(rung, ThrottleRung)
+        q.history.append({"ts": now, "from": q.state.value, "to": q.state.value, "by": self.name,
+                          "reason": f"rung {rung_index}"})
+
+    # ---------------------------------------------------------------- convergence
+    def _converge(self, q: Quarantine, deep: bool = False) -> bool:
+        if not self.is_leader():
+            return False
+        paused = self.ledger.pause_state() is not None
+        done = self.reconciler.converge(q, paused=paused, deep=deep)
+        if done:
+            self.ledger.mark_converged(q.id, q.version)
+        return done
+
+    def _drain(self) -> int:
+        try:
+            return drain(self.ledger, self.audit_sink, self.crash_at)
+        except GuardianError as exc:
+            log.warning("audit outbox not drained: %s", exc)
+            return 0
+
+    def _emit(self, event: str, q: Quarantine, d: Decision | None) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event, q, d)
+        except Exception:  # noqa: BLE001 - a failing escalation channel never blocks or undoes an action
+            log.exception("escalation hook failed for %s (%s)", q.id, event)
+
+    def tick(self, now: float | None = None) -> dict[str, int]:
+        """Expire, reconcile, re-verify and drain. Returns counts of what it did."""
+        now = self.clock() if now is None else now
+        counts = {"expired": 0, "converged": 0, "pending": 0, "audited": 0}
+        if not self.is_leader():
+            return counts
+        for q in self.ledger.list(states=OPEN_STATES):
+            if now >= q.expires_at:
+                try:
+                    self._finish(q, QState.EXPIRED, now, self.name, "TTL reached")
+                    counts["expired"] += 1
+                except ConflictError:
+                    pass  # changed meanwhile; next tick sees it again
+        deep = now - self._last_deep >= self.drift_check_s
+        if deep:
+            self._last_deep = now
+            for q in self.ledger.list(states=(QState.ACTIVE, QState.APPEALED)):
+                self.ledger.mark_dirty(q.id, q.version)
+        for qid, _version in self.ledger.dirty():
+            q = self.ledger.get(qid)
+            if q is None:
+                continue
+            if self._converge(q, deep=deep):
+                counts["converged"] += 1
+            else:
+                counts["pending"] += 1
+        counts["audited"] = self._drain()
+        return counts
+
+    def run_forever(self, detections_source: Any, stop: threading.Event | None = None,
+                    poll_s: float = 0.5, tick_s: float = 1.0) -> None:
+        """Handle detections until ``stop`` is set.
+
+        ``detections_source`` is either an object with ``poll(timeout_s) -> Iterable[Detection]``
+        (a Kafka consumer wrapper: only the lease holder polls) or a plain iterable.
+        """
+        stop = stop or threading.Event()
+        last_tick = float("-inf")
+        iterator = None if hasattr(detections_source, "poll") else iter(detections_source)
+        while not stop.is_set():
+            try:
+                if not self.is_leader():
+                    stop.wait(self.lease.renew_every_s if self.lease is not None else poll_s)
+                    continue
+                if iterator is None:
+                    batch: Iterable[Detection] = detections_source.poll(poll_s)
+                else:
+                    item = next(iterator, None)
+                    if item is None:
+                        stop.wait(poll_s)
+                        batch = []
+                    else:
+                        batch = [item]
+                for det in batch:
+                    self.handle(det)
+                if time.monotonic() - last_tick >= tick_s:
+                    self.tick()
+                    last_tick = time.monotonic()
+            except NotLeaderError as exc:
+                log.warning("%s: %s", self.name, exc)
+            except GuardianError as exc:
+                log.warning("%s: %s; retrying", self.name, exc)
+                stop.wait(getattr(exc, "delay", poll_s))
+
+    # ---------------------------------------------------------------- SRE / API verbs
+    def _load(self, qid: str) -> Quarantine:
+        q = self.ledger.get(qid)
+        if q is None:
+            raise PermanentError(f"no quarantine {qid}")
+        return q
+
+    def get(self, qid: str) -> Quarantine | None:
+        return self.ledger.get(qid)
+
+    def actions(self, qid: str) -> list[Any]:
+        return self.ledger.actions(self._load(qid))
+
+    def list_quarantines(self, states: Iterable[QState] | None = None, tenant: str | None = None) -> list[Quarantine]:
+        return self.ledger.list(states=states, tenant=tenant)
+
+    def approve(self, qid: str, by: str, note: str = "") -> Quarantine:
+        """Let a quarantine awaiting approval act, or a pending escalation climb."""
+        q, now = self._load(qid), self.clock()
+        if q.state is QState.AWAITING_APPROVAL:
+            policy = self.policies.policy(q.policy)
+            move(q, QState.ACTIVE, now, by, note or "approved")
+            q.rung_at = now
+            if policy is not None:
+                q.expires_at = now + policy.ladder[q.rung].ttl_s
+            event = "approved"
+        elif q.pending_rung is not None and q.state.enforcing:
+            self._climb(q, q.pending_rung, q.pending, now)
+            event = "escalation_approved"
+        else:
+            raise ConflictError(f"quarantine {qid} is {q.state.value} with nothing awaiting approval")
+        self.ledger.save_quarantine(q, audit=[quarantine_record(q, event, now, by, note)])
+        self._after_change(q, event)
+        return q
+
+    def appeal(self, qid: str, by: str, reason: str) -> Quarantine:
+        q, now = self._load(qid), self.clock()
+        move(q, QState.APPEALED, now, by, reason)
+        q.appeal = {"by": by, "reason": reason, "ts": now, "decision": None}
+        self.ledger.save_quarantine(q, audit=[quarantine_record(q, "appealed", now, by, reason)])
+        self._emit("appealed", q, None)
+        return q
+
+    def deny(self, qid: str, by: str, note: str = "") -> Quarantine:
+        """Deny an appeal (back to active), or reject a quarantine awaiting approval (released)."""
+        q, now = self._load(qid), self.clock()
+        if q.state is QState.AWAITING_APPROVAL:
+            return self._finish(q, QState.RELEASED, now, by, note or "approval denied")
+        if q.state is not QState.APPEALED:
+            if q.pending_rung is not None:  # reject a pending escalation
+                q.pending_rung, q.pending = None, []
+                self.ledger.save_quarantine(q, audit=[quarantine_record(q, "escalation_denied", now, by, note)])
+                return q
+            raise ConflictError(f"quarantine {qid} is {q.state.value}: no appeal to deny")
+        move(q, QState.ACTIVE, now, by, note or "appeal denied")
+        q.appeal = {**(q.appeal or {}), "decision": "denied", "decided_by": by, "note": note, "decided_at": now}
+        self.ledger.save_quarantine(q, audit=[quarantine_record(q, "appeal_denied", now, by, note)])
+        self._after_change(q, "appeal_denied")
+        return q
+
+    def release(self, qid: str, by: str, reason: str = "") -> Quarantine:
+        """Release now (an SRE, or an appeal granted): revert every action, start probation."""
+        q, now = self._load(qid), self.clock()
+        if q.state is QState.APPEALED:
+            q.appeal = {**(q.appeal or {}), "decision": "granted", "decided_by": by, "decided_at": now}
+        return self._finish(q, QState.RELEASED, now, by, reason or "released")
+
+    def extend(self, qid: str, by: str, seconds: float, reason: str = "") -> Quarantine:
+        if seconds <= 0:
+            raise PermanentError("extend by a positive number of seconds")
+        q, now = self._load(qid), self.clock()
+        if q.state.terminal:
+            raise ConflictError(f"quarantine {qid} is {q.state.value}; it cannot be extended")
+        q.expires_at = max(q.expires_at, now) + seconds
+        q.updated_at = now
+        q.history.append({"ts": now, "from": q.state.value, "to": q.state.value, "by": by,
+                          "reason": f"extended by {seconds:.0f}s" + (f": {reason}" if reason else "")})
+        self.ledger.save_quarantine(q, audit=[quarantine_record(q, "extended", now, by, reason)])
+        return q
+
+    def pause(self, by: str, reason: str = "") -> None:
+        now = self.clock()
+        self.ledger.set_pause(by, reason, now, audit=[{"id": f"pause:{now}", "ts": now, "type": "pause",
+                                                       "key": "pause", "by": by, "reason": reason}])
+
+    def resume(self, by: str, reason: str = "") -> None:
+        now = self.clock()
+        self.ledger.clear_pause(audit=[{"id": f"resume:{now}", "ts": now, "type": "resume",
+                                        "key": "pause", "by": by, "reason": reason}])
+        for q in self.ledger.list(states=(QState.ACTIVE, QState.APPEALED)):
+            self.ledger.mark_dirty(q.id, q.version)   # apply what the pause held back
+
+    def paused(self) -> dict[str, Any] | None:
+        return self.ledger.pause_state()
+
+    def _finish(self, q: Quarantine, state: QState, now: float, by: str, reason: str) -> Quarantine:
+        acted = q.state.enforcing or any(True for _ in self.ledger.actions(q))
+        move(q, state, now, by, reason)
+        q.pending_rung, q.pending = None, []
+        self.ledger.save_quarantine(q, audit=[quarantine_record(q, state.value, now, by, reason)])
+        probation = self.policies.global_.probation
+        if acted and not q.dry_run and probation.duration_s > 0:
+            self.ledger.set_probation(q.workload_key, now + probation.duration_s, q.rung, q.policy, now)
+        self._after_change(q, state.value)
+        return q
+
+    def _after_change(self, q: Quarantine, event: str) -> None:
+        if self.lease is None or self.lease.held():
+            self._converge(q)
+            self._drain()
+        self._emit(event, q, None)
