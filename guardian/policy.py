@@ -197,7 +197,7 @@ def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[yaml.Node | 
         if isinstance(node, yaml.MappingNode):
             hit = next(((k, v) for k, v in node.value if k.value == part), None)
             if hit is None:
-                return node, key_node
+                continue  # a union tag pydantic adds (e.g. 'throttle') or a missing key: stay here
             key_node, node = hit
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node, key_node = node.value[part], None
