@@ -60,6 +60,19 @@ class TopicSettings(_Section):
     retention_ms: int = Field(default=24 * 3600 * 1000, ge=60_000)
 
 
+class IngestSettings(_Section):
+    """Collectors and stream processors started by `guardian run` (guardian/ingest)."""
+
+    collectors: list[str] = Field(default_factory=lambda: ["scrape", "admin", "client-stats"])
+    scrape_interval_s: float = Field(default=10.0, gt=0)
+    admin_interval_s: float = Field(default=15.0, gt=0)
+    app_id: str = "guardian-ingest"                 # faust app id = the processors' consumer group
+    processing_guarantee: str = "exactly_once"      # exactly_once | at_least_once
+    max_batch_samples: int = Field(default=1000, ge=1)
+    owner_prefixes: list[str] = Field(default_factory=list)  # "<tenant>." names -> User:<tenant>
+    metrics_port: int = 0                           # processor /metrics port; 0 = not served
+
+
 class DevSettings(_Section):
     home: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "guardian")
     kafka_version: str = "4.1.1"
@@ -81,6 +94,7 @@ class GuardianSettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     dev: DevSettings = Field(default_factory=DevSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     policy_file: Path | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,227 @@
+"""Source 2: consumer groups, offsets and topic counts polled through the Admin API.
+
+``GroupTracker`` is pure: successive ``ClusterSnapshot``s in, samples out.
+
+* lag per (group, topic, partition) = end offset - committed offset, and the
+  group's total; lag growth = change of the total per second;
+* a rewind is a committed offset that moved backwards between two polls; the
+  distance is the number of messages the group will read again;
+* members per group; generation churn = how often the group's membership or
+  assignment changed (the Admin API does not expose the classic generation
+  id, so a change of the member/assignment fingerprint stands for a new
+  generation), and the rebalance rate is that churn per second, counting a
+  poll that finds the group mid-rebalance;
+* topic and partition creations per second, attributed to the topic's owner
+  when an ``owner`` function knows it (else the cluster).
+
+``AdminPoller`` is the confluent-kafka edge that takes the snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from guardian.errors import PermanentError, TemporaryError
+from guardian.samples import Metric, Sample, Workload
+
+log = logging.getLogger(__name__)
+
+SOURCE = "admin"
+_REBALANCING = frozenset(("PREPARING_REBALANCING", "PREPARINGREBALANCE", "COMPLETING_REBALANCING",
+                          "COMPLETINGREBALANCE", "RECONCILING", "ASSIGNING"))
+
+Owner = Callable[[str], str | None]  # resource name -> principal ("User:x") or None
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    group_id: str
+    state: str
+    members: tuple[tuple[str, str, tuple[str, ...]], ...] = ()   # (member_id, client_id, sorted "topic-p")
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    ts: float
+    groups: tuple[GroupSnapshot, ...] = ()
+    end_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    topics: dict[str, int] = field(default_factory=dict)   # topic -> partition count
+
+
+def tenant_prefix_owner(tenants: Iterable[str]) -> Owner:
+    """Owner by the naming convention ``<tenant>.``: ``tenant-a.orders`` -> ``User:tenant-a``."""
+    known = tuple(tenants)
+
+    def owner(name: str) -> str | None:
+        for t in known:
+            if name.startswith(f"{t}."):
+                return f"User:{t}"
+        return None
+
+    return owner
+
+
+class GroupTracker:
+    """Keeps the previous snapshot and derives lag, growth, rewinds, churn and creation rates."""
+
+    def __init__(self, cluster: str = "default", owner: Owner | None = None) -> None:
+        self.cluster = cluster
+        self.owner: Owner = owner or (lambda name: None)
+        self._prev_ts: float | None = None
+        self._lag: dict[str, int] = {}
+        self._committed: dict[str, dict[tuple[str, int], int]] = {}
+        self._fingerprint: dict[str, tuple] = {}
+        self._topics: dict[str, int] | None = None
+
+    def observe(self, snap: ClusterSnapshot) -> list[Sample]:
+        out: list[Sample] = []
+        dt = None if self._prev_ts is None or snap.ts <= self._prev_ts else snap.ts - self._prev_ts
+        seen: set[str] = set()
+        for g in snap.groups:
+            seen.add(g.group_id)
+            out.extend(self._group(snap, g, dt))
+        for gone in set(self._committed) - seen:
+            self._committed.pop(gone, None)
+            self._lag.pop(gone, None)
+            self._fingerprint.pop(gone, None)
+        out.extend(self._topic_counts(snap, dt))
+        self._prev_ts = snap.ts
+        return out
+
+    def _group(self, snap: ClusterSnapshot, g: GroupSnapshot, dt: float | None) -> list[Sample]:
+        ts, out = snap.ts, []
+        principal = self.owner(g.group_id)
+        gw = Workload(principal=principal, group=g.group_id)
+        total = 0
+        for (topic, part), committed in sorted(g.committed.items()):
+            end = snap.end_offsets.get((topic, part))
+            if end is None or committed < 0:
+                continue
+            lag = max(0, end - committed)
+            total += lag
+            out.append(self._s(ts, Workload(principal=principal, group=g.group_id, topic=topic),
+                               Metric.CONSUMER_LAG, lag, {"partition": str(part)}))
+        out.append(self._s(ts, gw, Metric.CONSUMER_LAG, total))
+        prev_lag = self._lag.get(g.group_id)
+        if prev_lag is not None and dt:
+            out.append(self._s(ts, gw, Metric.CONSUMER_LAG_GROWTH, (total - prev_lag) / dt))
+        self._lag[g.group_id] = total
+
+        prev = self._committed.get(g.group_id)
+        if prev is not None:
+            rewinds = rewound = 0
+            for tp, committed in g.committed.items():
+                before = prev.get(tp)
+                if before is not None and 0 <= committed < before:
+                    rewinds += 1
+                    rewound += before - committed
+            out.append(self._s(ts, gw, Metric.OFFSET_REWINDS, rewinds))
+            out.append(self._s(ts, gw, Metric.REWOUND_MESSAGES, rewound))
+        self._committed[g.group_id] = dict(g.committed)
+
+        out.append(self._s(ts, gw, Metric.GROUP_MEMBERS, len(g.members)))
+        fingerprint = tuple(sorted(g.members))
+        before = self._fingerprint.get(g.group_id)
+        if before is not None:
+            changed = int(fingerprint != before) + int(g.state.upper() in _REBALANCING and fingerprint == before)
+            out.append(self._s(ts, gw, Metric.GENERATION_CHURN, changed))
+            if dt:
+                out.append(self._s(ts, gw, Metric.REBALANCE_RATE, changed / dt))
+        self._fingerprint[g.group_id] = fingerprint
+        return out
+
+    def _topic_counts(self, snap: ClusterSnapshot, dt: float | None) -> list[Sample]:
+        prev, self._topics = self._topics, dict(snap.topics)
+        if prev is None or not dt:
+            return []
+        created: dict[str | None, list[int]] = {}   # owner -> [topics, partitions]
+        partitions: dict[str | None, int] = {}
+        for topic, count in snap.topics.items():
+            owner = self.owner(topic)
+            partitions[owner] = partitions.get(owner, 0) + count
+            c = created.setdefault(owner, [0, 0])
+            before = prev.get(topic)
+            if before is None:
+                c[0] += 1
+                c[1] += count
+            elif count > before:
+                c[1] += count - before
+        out = []
+        for owner, (topics, parts) in created.items():
+            w = Workload(principal=owner)
+            out.append(self._s(snap.ts, w, Metric.TOPIC_CREATION_RATE, topics / dt))
+            out.append(self._s(snap.ts, w, Metric.PARTITION_CREATION_RATE, parts / dt))
+            out.append(self._s(snap.ts, w, Metric.PARTITION_COUNT, partitions[owner]))
+        return out
+
+    def _s(self, ts: float, w: Workload, metric: Metric, value: float,
+           labels: dict[str, str] | None = None) -> Sample:
+        return Sample(ts=ts, workload=w, metric=metric, value=float(value), source=SOURCE,
+                      cluster=self.cluster, labels=labels or {})
+
+
+class AdminPoller:
+    """Takes ``ClusterSnapshot``s with confluent-kafka's AdminClient (admin listener)."""
+
+    def __init__(self, client_config: dict[str, Any], clock: Callable[[], float] | None = None,
+                 timeout_s: float = 15.0, include_internal: bool = False) -> None:
+        import time
+
+        from confluent_kafka.admin import AdminClient
+
+        self.clock = clock or time.time
+        self.timeout_s = timeout_s
+        self.include_internal = include_internal
+        self._admin = AdminClient(dict(client_config))
+
+    def snapshot(self) -> ClusterSnapshot:
+        from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+
+        t = self.timeout_s
+        try:
+            meta = self._admin.list_topics(timeout=t)
+            topics = {name: len(tm.partitions) for name, tm in meta.topics.items()
+                      if self.include_internal or not name.startswith("__")}
+            listing = self._admin.list_consumer_groups(request_timeout=t).result(timeout=t)
+            group_ids = sorted(g.group_id for g in listing.valid)
+            groups: list[GroupSnapshot] = []
+            if group_ids:
+                described = self._admin.describe_consumer_groups(group_ids, request_timeout=t)
+                offset_futs = {gid: self._admin.list_consumer_group_offsets(
+                    [ConsumerGroupTopicPartitions(gid)], request_timeout=t)[gid] for gid in group_ids}
+                for gid in group_ids:
+                    try:
+                        desc = described[gid].result(timeout=t)
+                        offs = offset_futs[gid].result(timeout=t)
+                    except KafkaException as exc:
+                        log.warning("group %s vanished or failed while polling: %s", gid, exc)
+                        continue
+                    members = tuple(
+                        (m.member_id, m.client_id,
+                         tuple(sorted(f"{tp.topic}-{tp.partition}"
+                                      for tp in (m.assignment.topic_partitions if m.assignment else []))))
+                        for m in desc.members)
+                    committed = {(tp.topic, tp.partition): tp.offset for tp in offs.topic_partitions
+                                 if tp.offset >= 0 and tp.error is None}
+                    state = getattr(desc.state, "name", str(desc.state))
+                    groups.append(GroupSnapshot(gid, state, members, committed))
+            wanted = {tp for g in groups for tp in g.committed if tp[0] in topics}
+            ends: dict[tuple[str, int], int] = {}
+            if wanted:
+                futs = self._admin.list_offsets({TopicPartition(tp[0], tp[1]): OffsetSpec.latest()
+                                                 for tp in wanted}, request_timeout=t)
+                for tp, fut in futs.items():
+                    try:
+                        ends[(tp.topic, tp.partition)] = fut.result(timeout=t).offset
+                    except KafkaException as exc:
+                        log.warning("end offset of %s-%d unavailable: %s", tp.topic, tp.partition, exc)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if err is not None and hasattr(err, "retriable") and not err.retriable() and err.fatal():
+                raise PermanentError(f"admin poll failed: {err}") from exc
+            raise TemporaryError(f"admin poll failed: {exc}", delay=5.0) from exc
+        return ClusterSnapshot(ts=self.clock(), groups=tuple(groups), end_offsets=ends, topics=topics)

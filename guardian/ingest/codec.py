@@ -1,0 +1,200 @@
+"""The wire format of ``guardian.metrics``: one batch of samples for one workload per record.
+
+A record value is a compact, versioned, columnar JSON object (orjson)::
+
+    {"v": 1,                       # schema version
+     "src": "prometheus",          # source name
+     "cl": "default",              # cluster
+     "w": {"principal": "User:a", "client_id": "x"},   # Workload.as_dict()
+     "l": {"request": "Produce"},  # labels shared by every sample (optional)
+     "m": ["produce_byte_rate", ...],   # metric names from the catalog
+     "t": [1795665923.1, ...],      # unix seconds
+     "x": [726186.37, ...]}         # values
+
+Columns keep a record small (the workload is written once) and let a decoder
+validate and hand the values on as arrays without building one object per
+sample. The record key is ``Workload.key``, so one stream-processor
+partition owns each workload.
+
+Decoding is strict: any deviation raises ``DecodeError`` whose ``reason`` is
+a short stable token (``"json"``, ``"version"``, ``"metric"`` ...), because
+each bad record goes to the dead-letter topic with that reason. Pure code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+import orjson
+
+from guardian.errors import DecodeError
+from guardian.samples import METRICS_BY_NAME, Metric, Sample, Workload
+
+SCHEMA_VERSION = 1
+MAX_RECORD_BYTES = 1_000_000      # larger records are rejected, never parsed
+MAX_SAMPLES_PER_BATCH = 20_000
+MAX_LABEL_LEN = 256
+_WORKLOAD_FIELDS = frozenset(("principal", "client_id", "group", "topic", "broker", "pod"))
+_TOP_KEYS = frozenset(("v", "src", "cl", "w", "l", "m", "t", "x"))
+_NUMBER = (int, float)
+
+
+class BatchDecodeError(DecodeError):
+    """A record is not a valid sample batch; ``reason`` names the first rule it broke."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    """Samples of one workload from one source: parallel columns ``metrics``, ``ts``, ``values``."""
+
+    workload: Workload
+    metrics: tuple[Metric, ...]
+    ts: tuple[float, ...]
+    values: tuple[float, ...]
+    source: str = "unknown"
+    cluster: str = "default"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[Sample]:
+        w, src, cl, lb = self.workload, self.source, self.cluster, self.labels
+        for m, t, x in zip(self.metrics, self.ts, self.values):
+            yield Sample(ts=t, workload=w, metric=m, value=x, source=src, cluster=cl, labels=lb)
+
+    @property
+    def key(self) -> str:
+        return self.workload.key
+
+    @classmethod
+    def of(cls, samples: Sequence[Sample]) -> "SampleBatch":
+        """One batch from samples that share workload, source, cluster and labels."""
+        if not samples:
+            raise ValueError("a batch needs at least one sample")
+        first = samples[0]
+        return cls(workload=first.workload, metrics=tuple(s.metric for s in samples),
+                   ts=tuple(float(s.ts) for s in samples), values=tuple(float(s.value) for s in samples),
+                   source=first.source, cluster=first.cluster, labels=dict(first.labels))
+
+
+def group_samples(samples: Iterable[Sample], max_batch: int = 1000) -> list[SampleBatch]:
+    """Group samples into batches of one (workload, source, cluster, labels), at most ``max_batch`` each.
+
+    Non-finite samples are dropped here, at the source: a missing value is not a sample.
+    """
+    groups: dict[tuple, list[Sample]] = {}
+    for s in samples:
+        if not s.is_finite():
+            continue
+        k = (s.workload, s.source, s.cluster, tuple(sorted(s.labels.items())))
+        groups.setdefault(k, []).append(s)
+    out: list[SampleBatch] = []
+    for group in groups.values():
+        for i in range(0, len(group), max_batch):
+            out.append(SampleBatch.of(group[i:i + max_batch]))
+    return out
+
+
+def encode_batch(batch: SampleBatch) -> bytes:
+    """The record value of ``batch``. Raises ``DecodeError`` if it could not be decoded back."""
+    if len(batch) > MAX_SAMPLES_PER_BATCH:
+        raise BatchDecodeError("size", f"{len(batch)} samples > {MAX_SAMPLES_PER_BATCH}")
+    if not all(map(math.isfinite, batch.values)) or not all(map(math.isfinite, batch.ts)):
+        raise BatchDecodeError("value", "a batch holds a non-finite number")
+    doc: dict = {"v": SCHEMA_VERSION, "src": batch.source, "cl": batch.cluster,
+                 "w": batch.workload.as_dict(), "m": [m.value for m in batch.metrics],
+                 "t": list(batch.ts), "x": list(batch.values)}
+    if batch.labels:
+        doc["l"] = batch.labels
+    try:
+        data = orjson.dumps(doc)
+    except TypeError as exc:
+        raise BatchDecodeError("type", str(exc)) from exc
+    if len(data) > MAX_RECORD_BYTES:
+        raise BatchDecodeError("size", f"{len(data)} bytes > {MAX_RECORD_BYTES}")
+    return data
+
+
+def _text(value: object, what: str) -> str:
+    if type(value) is not str or not value or len(value) > MAX_LABEL_LEN:
+        raise BatchDecodeError("type", f"{what} must be a non-empty string of at most {MAX_LABEL_LEN} chars")
+    return value
+
+
+def _numbers(column: object, n: int, what: str) -> tuple[float, ...]:
+    if type(column) is not list or len(column) != n:
+        raise BatchDecodeError("shape", f"{what} must be a list of {n} numbers")
+    isfinite = math.isfinite
+    for x in column:
+        # bool is an int subclass; `type(...) in` rejects it, and strings, None and lists.
+        if type(x) not in _NUMBER:
+            raise BatchDecodeError("type", f"{what} holds a {type(x).__name__}, not a number")
+        if not isfinite(x):
+            raise BatchDecodeError("value", f"{what} holds a non-finite number")
+    return tuple(column)
+
+
+def decode_batch(data: bytes) -> SampleBatch:
+    """Validate and decode one record value. Raises ``BatchDecodeError`` with a reason."""
+    if data is None:
+        raise BatchDecodeError("empty", "record has no value")
+    if len(data) > MAX_RECORD_BYTES:
+        raise BatchDecodeError("size", f"{len(data)} bytes > {MAX_RECORD_BYTES}")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BatchDecodeError("json", str(exc)) from exc
+    if type(doc) is not dict:
+        raise BatchDecodeError("shape", f"top level is a {type(doc).__name__}, not an object")
+    version = doc.get("v")
+    if version != SCHEMA_VERSION or type(version) is not int:
+        raise BatchDecodeError("version", f"schema version {version!r} is not {SCHEMA_VERSION}")
+    unknown = doc.keys() - _TOP_KEYS
+    if unknown:
+        raise BatchDecodeError("shape", f"unknown keys {sorted(unknown)}")
+
+    names = doc.get("m")
+    if type(names) is not list or not names:
+        raise BatchDecodeError("shape", "m must be a non-empty list of metric names")
+    n = len(names)
+    if n > MAX_SAMPLES_PER_BATCH:
+        raise BatchDecodeError("size", f"{n} samples > {MAX_SAMPLES_PER_BATCH}")
+    by_name = METRICS_BY_NAME
+    # Few distinct names per batch: validate each once, then map through a small dict.
+    if not all(type(x) is str for x in names):
+        raise BatchDecodeError("type", "metric names must be strings")
+    lookup: dict[str, Metric] = {}
+    for name in set(names):
+        metric = by_name.get(name)
+        if metric is None:
+            raise BatchDecodeError("metric", f"{name!r} is not in the metric catalog")
+        lookup[name] = metric
+    metrics = tuple(map(lookup.__getitem__, names))
+    ts = _numbers(doc.get("t"), n, "t")
+    values = _numbers(doc.get("x"), n, "x")
+
+    w = doc.get("w")
+    if type(w) is not dict:
+        raise BatchDecodeError("shape", "w must be an object of workload identity")
+    bad = w.keys() - _WORKLOAD_FIELDS
+    if bad:
+        raise BatchDecodeError("workload", f"unknown workload fields {sorted(bad)}")
+    workload = Workload(**{k: _text(v, f"workload {k}") for k, v in w.items()})
+
+    labels = doc.get("l", {})
+    if type(labels) is not dict:
+        raise BatchDecodeError("shape", "l must be an object of string labels")
+    for k, v in labels.items():
+        _text(k, "label name")
+        _text(v, f"label {k}")
+    return SampleBatch(workload=workload, metrics=metrics, ts=ts, values=values,
+                       source=_text(doc.get("src", "unknown"), "source"),
+                       cluster=_text(doc.get("cl", "default"), "cluster"), labels=labels)

@@ -1,0 +1,158 @@
+"""The stream processor's logic, without the stream: one record in, what to emit out.
+
+``MetricsProcessor.handle`` validates and decodes a ``guardian.metrics``
+record, hands the batch to the detector stage and returns an ``Outcome``:
+the detections to publish, or a ``DeadLetter`` (reason, detail, original
+bytes, source topic/partition/offset) for ``guardian.metrics.dlq``. It never
+raises for a bad record or a failing stage: failures are data, so nothing
+crashes and nothing is dropped silently. ``worker.py`` runs it over Kafka.
+
+The detector stage is anything with ``process(batch) -> list[Detection]``
+(``SampleStage``); the detectors package provides the real one, and
+``LimitStage`` is a static-limit stage usable on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+from detectors.detection import Detection, Severity, Signature
+from guardian.errors import DecodeError
+from guardian.ingest.codec import BatchDecodeError, SampleBatch, decode_batch
+from guardian.samples import Metric
+
+DLQ_REASON = "guardian-dlq-reason"
+DLQ_DETAIL = "guardian-dlq-detail"
+DLQ_TOPIC = "guardian-source-topic"
+DLQ_PARTITION = "guardian-source-partition"
+DLQ_OFFSET = "guardian-source-offset"
+WORKER_HEADER = "guardian-worker"
+
+
+@runtime_checkable
+class SampleStage(Protocol):
+    """The narrow interface between ingestion and detection."""
+
+    def process(self, batch: SampleBatch) -> list[Detection]:
+        """Score (and learn from) one workload's batch; return the detections it triggers."""
+
+
+class NullStage:
+    """Detects nothing; ingestion runs (and is measured) without a detector."""
+
+    def process(self, batch: SampleBatch) -> list[Detection]:
+        return []
+
+
+class LimitStage:
+    """Flags every sample above a static per-metric limit (e.g. a policy's hard ceiling).
+
+    Detection ids are derived from the sample, so a replayed record yields the same id.
+    """
+
+    def __init__(self, limits: Mapping[Metric | str, float]) -> None:
+        self.limits = {Metric(m): float(v) for m, v in limits.items()}
+
+    def process(self, batch: SampleBatch) -> list[Detection]:
+        out: list[Detection] = []
+        limits = self.limits
+        for metric, ts, value in zip(batch.metrics, batch.ts, batch.values):
+            limit = limits.get(metric)
+            if limit is None or value <= limit:
+                continue
+            ratio = value / limit if limit > 0 else float("inf")
+            severity = Severity.CRITICAL if ratio >= 10 else Severity.HIGH if ratio >= 3 else Severity.MEDIUM
+            ident = hashlib.blake2b(f"{batch.key}|{metric.value}|{ts!r}|{value!r}|{sorted(batch.labels.items())}"
+                                    .encode(), digest_size=10).hexdigest()
+            out.append(Detection(id=ident, ts=ts, signature=Signature.ANOMALY, severity=severity,
+                                 confidence=1.0, workload=batch.workload.as_dict(), metric=metric.value,
+                                 baseline=limit, observed=value, ratio=min(ratio, 1e9), duration_s=0.0,
+                                 evidence=[(ts, value)], detector="limit", extra=dict(batch.labels)))
+        return out
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    detail: str
+    value: bytes
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [(DLQ_REASON, self.reason.encode()), (DLQ_DETAIL, self.detail[:1000].encode()),
+                (DLQ_TOPIC, self.topic.encode()), (DLQ_PARTITION, str(self.partition).encode()),
+                (DLQ_OFFSET, str(self.offset).encode())]
+
+
+@dataclass
+class Outcome:
+    batch: SampleBatch | None = None
+    detections: list[Detection] = field(default_factory=list)
+    dead_letter: DeadLetter | None = None
+
+
+class ProcessorMetrics:
+    """``guardian_ingest_*`` metrics in a registry the caller passes in."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge
+
+        self.samples = Counter("guardian_ingest_processed_samples", "Samples decoded and handed to the detector stage",
+                               registry=registry)
+        self.records = Counter("guardian_ingest_processed_records", "Records read from the metrics topic",
+                               registry=registry)
+        self.dead_letters = Counter("guardian_ingest_dead_letters", "Records sent to the dead-letter topic",
+                                    ["reason"], registry=registry)
+        self.detections = Counter("guardian_ingest_detections", "Detections published", registry=registry)
+        self.lag = Gauge("guardian_ingest_consumer_lag_messages",
+                         "Messages between the processor's position and the end of its partition",
+                         ["topic", "partition"], registry=registry)
+        self.stage_seconds = Counter("guardian_ingest_stage_seconds",
+                                     "Seconds spent in the detector stage", registry=registry)
+
+
+class MetricsProcessor:
+    """Decode, validate, detect; route failures to dead letters. Pure apart from the stage it calls."""
+
+    def __init__(self, stage: SampleStage | None = None, metrics: ProcessorMetrics | None = None,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
+        self.stage = stage or NullStage()
+        self.metrics = metrics
+        self.timer = timer
+
+    def handle(self, value: bytes | None, key: bytes | None, topic: str, partition: int,
+               offset: int) -> Outcome:
+        m = self.metrics
+        if m:
+            m.records.inc()
+        try:
+            batch = decode_batch(value)  # type: ignore[arg-type]
+            if key is not None and key.decode("utf-8", "replace") != batch.key:
+                raise BatchDecodeError("key", f"record key {key[:200]!r} is not the batch workload key {batch.key!r}")
+        except BatchDecodeError as exc:
+            return self._dead(exc.reason, exc.detail, value, key, topic, partition, offset)
+        except DecodeError as exc:
+            return self._dead("invalid", str(exc), value, key, topic, partition, offset)
+        t0 = self.timer()
+        try:
+            detections = list(self.stage.process(batch))
+        except Exception as exc:  # noqa: BLE001 - a failing stage must not stop the stream
+            return self._dead("stage", f"{type(exc).__name__}: {exc}", value, key, topic, partition, offset)
+        if m:
+            m.stage_seconds.inc(self.timer() - t0)
+            m.samples.inc(len(batch))
+            if detections:
+                m.detections.inc(len(detections))
+        return Outcome(batch=batch, detections=detections)
+
+    def _dead(self, reason: str, detail: str, value: bytes | None, key: bytes | None, topic: str,
+              partition: int, offset: int) -> Outcome:
+        if self.metrics:
+            self.metrics.dead_letters.labels(reason=reason).inc()
+        return Outcome(dead_letter=DeadLetter(reason, detail, value or b"", key, topic, partition, offset))

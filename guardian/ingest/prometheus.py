@@ -1,0 +1,194 @@
+"""Source 1: broker metrics from a Prometheus text endpoint (the JMX exporter, Strimzi, MSK).
+
+``PrometheusSampler`` is pure: text and a timestamp in, samples out. It knows
+the exporter names in ``guardian/dev/jmx_rules.yaml``:
+
+* per (user, client-id) quota sensors, already windowed rates on the broker:
+  ``kafka_server_quota_byte_rate{request=Produce|Fetch}``,
+  ``kafka_server_quota_request_time`` (percent of a thread),
+  ``kafka_server_quota_throttle_time`` (ms), keyed by ``User:<user>`` + client-id;
+* cumulative counters turned into rates here (see ``rates.CounterRates``):
+  per-topic ``kafka_server_brokertopicmetrics_*_total``, per-request-type
+  ``kafka_network_requestmetrics_requests_total`` / ``errors_total`` and the
+  group coordinator's completed-rebalance count;
+* gauges: connection creation rate per listener, and global topic and
+  partition counts whose growth gives creation rates.
+
+A restart of the target (``process_start_time_seconds`` moved) or a counter
+that went down restarts that counter's rate from zero instead of producing a
+negative or huge rate. ``PrometheusScraper`` adds the HTTP edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, Iterable
+from urllib.parse import urlparse
+
+from guardian.errors import TemporaryError
+from guardian.ingest.rates import CounterRates
+from guardian.samples import Metric, Sample, Workload
+
+log = logging.getLogger(__name__)
+
+SOURCE = "prometheus"
+
+_QUOTA_GAUGES: dict[tuple[str, str], Metric] = {
+    ("kafka_server_quota_byte_rate", "Produce"): Metric.PRODUCE_BYTE_RATE,
+    ("kafka_server_quota_byte_rate", "Fetch"): Metric.FETCH_BYTE_RATE,
+    ("kafka_server_quota_request_time", "Request"): Metric.REQUEST_TIME_SHARE,
+    ("kafka_server_quota_throttle_time", "Produce"): Metric.THROTTLE_TIME,
+    ("kafka_server_quota_throttle_time", "Fetch"): Metric.THROTTLE_TIME,
+    ("kafka_server_quota_throttle_time", "Request"): Metric.THROTTLE_TIME,
+}
+
+# Per-topic counters (sample name without the exporter's ``_total``), summed per metric.
+_TOPIC_COUNTERS: dict[str, Metric] = {
+    "kafka_server_brokertopicmetrics_bytesin": Metric.PRODUCE_BYTE_RATE,
+    "kafka_server_brokertopicmetrics_bytesout": Metric.FETCH_BYTE_RATE,
+    "kafka_server_brokertopicmetrics_totalproducerequests": Metric.PRODUCE_REQUEST_RATE,
+    "kafka_server_brokertopicmetrics_totalfetchrequests": Metric.FETCH_REQUEST_RATE,
+    "kafka_server_brokertopicmetrics_failedproducerequests": Metric.ERROR_RATE,
+    "kafka_server_brokertopicmetrics_failedfetchrequests": Metric.ERROR_RATE,
+}
+_REQUESTS = "kafka_network_requestmetrics_requests"
+_ERRORS = "kafka_network_requestmetrics_errors"
+_REBALANCES = "kafka_server_group_coordinator_group_completed_rebalance_count"
+_CONNECTIONS = "kafka_server_socket_connection_creation_rate"
+_COUNT_GAUGES = {"kafka_controller_globaltopiccount": Metric.TOPIC_CREATION_RATE,
+                 "kafka_controller_globalpartitioncount": Metric.PARTITION_CREATION_RATE}
+_START_TIME = "process_start_time_seconds"
+
+
+def _strip_total(name: str) -> str:
+    return name[:-6] if name.endswith("_total") else name
+
+
+class PrometheusSampler:
+    """Turns successive scrapes of one or more targets into samples. Keeps counter state."""
+
+    def __init__(self, cluster: str = "default", stale_after_s: float = 600.0) -> None:
+        self.cluster = cluster
+        self.rates = CounterRates(stale_after_s=stale_after_s)
+        self._start_times: dict[str, float] = {}
+        self._counts: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def samples_from_text(self, text: str, ts: float, target: str) -> list[Sample]:
+        """All samples one scrape of ``target`` (a broker name) yields at time ``ts``."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        out: list[Sample] = []
+        counters: dict[tuple, float] = {}   # (metric, workload, labels) -> summed cumulative value
+        connections: dict[str, float] = {}
+        restarted = False
+        broker = Workload(broker=target)
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                name, labels, value = s.name, s.labels, s.value
+                if name.startswith("kafka_server_quota_"):
+                    metric = _QUOTA_GAUGES.get((name, labels.get("request", "")))
+                    if metric is None or not math.isfinite(value):
+                        continue  # NaN = the broker's window holds no observation yet
+                    user, cid = labels.get("user", ""), labels.get("client_id", "")
+                    w = Workload(principal=f"User:{user}" if user else None, client_id=cid or None,
+                                 broker=target)
+                    extra = {"request": labels["request"]} if metric is Metric.THROTTLE_TIME else {}
+                    out.append(self._sample(ts, w, metric, value, extra))
+                    continue
+                base = _strip_total(name)
+                if base in _TOPIC_COUNTERS:
+                    topic = labels.get("topic")
+                    w = Workload(topic=topic, broker=target) if topic else broker
+                    k = (_TOPIC_COUNTERS[base], w, ())
+                    counters[k] = counters.get(k, 0.0) + value
+                elif base == _REQUESTS:
+                    k = (Metric.REQUEST_RATE, broker, (("request", labels.get("request", "")),))
+                    counters[k] = counters.get(k, 0.0) + value
+                elif base == _ERRORS and labels.get("error", "NONE") != "NONE":
+                    k = (Metric.ERROR_RATE, broker, (("request", labels.get("request", "")),))
+                    counters[k] = counters.get(k, 0.0) + value
+                elif name == _REBALANCES:
+                    counters[(Metric.REBALANCE_RATE, broker, ())] = value
+                elif name == _CONNECTIONS and math.isfinite(value):
+                    listener = labels.get("listener", "")
+                    connections[listener] = connections.get(listener, 0.0) + value
+                elif name in _COUNT_GAUGES:
+                    rate = self._growth(target, name, ts, value)
+                    if rate is not None:
+                        out.append(self._sample(ts, broker, _COUNT_GAUGES[name], rate))
+                elif name == _START_TIME:
+                    prev = self._start_times.get(target)
+                    restarted = prev is not None and value != prev
+                    self._start_times[target] = value
+        if restarted:
+            log.info("target %s restarted; counter rates restart from zero", target)
+        for (metric, w, extra), total in counters.items():
+            if not math.isfinite(total):
+                continue
+            rate = self.rates.observe((target, metric, w, extra), ts, total, restarted=restarted)
+            if rate is not None:
+                out.append(self._sample(ts, w, metric, rate, dict(extra)))
+        for listener, value in connections.items():
+            out.append(self._sample(ts, broker, Metric.CONNECTION_CREATION_RATE, value, {"listener": listener}))
+        self.rates.forget_stale(ts)
+        return out
+
+    def _growth(self, target: str, name: str, ts: float, value: float) -> float | None:
+        """Creations per second from a count gauge: net growth, never negative (deletions are not creations)."""
+        prev = self._counts.get((target, name))
+        self._counts[(target, name)] = (ts, value)
+        if prev is None or ts <= prev[0] or not math.isfinite(value):
+            return None
+        return max(0.0, value - prev[1]) / (ts - prev[0])
+
+    def _sample(self, ts: float, w: Workload, metric: Metric, value: float,
+                labels: dict[str, str] | None = None) -> Sample:
+        return Sample(ts=ts, workload=w, metric=metric, value=float(value), source=SOURCE,
+                      cluster=self.cluster, labels=labels or {})
+
+
+def target_name(url: str) -> str:
+    """A broker name for a metrics URL: its host:port."""
+    return urlparse(url).netloc or url
+
+
+class PrometheusScraper:
+    """Scrapes each URL and returns the samples; HTTP errors become ``TemporaryError``."""
+
+    def __init__(self, urls: Iterable[str], cluster: str = "default",
+                 clock: Callable[[], float] | None = None, timeout_s: float = 10.0) -> None:
+        import time
+
+        import httpx
+
+        self.urls = [u.strip() for u in urls if u.strip()]
+        if not self.urls:
+            from guardian.errors import ConfigError
+
+            raise ConfigError("no Prometheus metrics URL configured (GUARDIAN_KAFKA__METRICS_URL / KAFKA_METRICS_URL)")
+        self.sampler = PrometheusSampler(cluster=cluster)
+        self.clock = clock or time.time
+        self._http = httpx.Client(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def scrape(self) -> list[Sample]:
+        import httpx
+
+        out: list[Sample] = []
+        failures: list[str] = []
+        for url in self.urls:
+            try:
+                resp = self._http.get(url)
+                resp.raise_for_status()
+            except httpx.HTTPError as exc:
+                failures.append(f"{url}: {exc}")
+                continue
+            out.extend(self.sampler.samples_from_text(resp.text, self.clock(), target_name(url)))
+        if failures and not out:
+            raise TemporaryError("no metrics endpoint answered: " + "; ".join(failures), delay=5.0)
+        for failure in failures:
+            log.warning("scrape failed: %s", failure)
+        return out
