@@ -43,3 +43,19 @@ class ConflictError(PermanentError):
 
 class NotLeaderError(TemporaryError):
     """This engine does not hold the action lease (another replica acts)."""
+
+
+class NotFoundError(PermanentError):
+    """No such record, or one the caller may not learn of (the API answers 404 for both)."""
+
+
+class AuthenticationError(PermanentError):
+    """No credentials, or credentials that are unknown, malformed or revoked."""
+
+
+class AuthorizationError(PermanentError):
+    """The caller is known but its role may not do this."""
+
+
+class RateLimitedError(TemporaryError):
+    """The caller spent its request budget; ``delay`` says when a request will pass again."""

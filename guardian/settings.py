@@ -46,6 +46,7 @@ class KafkaSettings(_Section):
 
 class RedisSettings(_Section):
     url: str = ""  # empty = the embedded dev Redis
+    prefix: str = "guardian:"  # key prefix of the ledger (quarantines, tokens, audit)
 
 
 class TopicSettings(_Section):
@@ -86,6 +87,22 @@ class DevSettings(_Section):
     start_timeout_s: float = 120.0
 
 
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    url: str = ""                   # the CLI's API base URL; empty = http://<host>:<port>
+    token: str = ""                 # the CLI's bearer token
+    rate_per_s: float = Field(default=10.0, gt=0)       # per token, token bucket refill
+    burst: int = Field(default=40, ge=1)                # per token, bucket size
+    agent_rate_per_s: float = Field(default=2.0, gt=0)  # agents get a smaller budget
+    agent_burst: int = Field(default=10, ge=1)
+    # Actions an agent token may do beyond read/comment/propose/appeal, e.g. ["quarantine:extend"].
+    agent_grants: list[str] = Field(default_factory=list)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    audit_keep: int = Field(default=10_000, ge=0)       # recent request audit kept for GET /v1/audit
+    scan_limit: int = Field(default=5_000, ge=1)        # most quarantines a list or feed looks at
+
+
 class GuardianSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GUARDIAN_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -94,6 +111,7 @@ class GuardianSettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     dev: DevSettings = Field(default_factory=DevSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     policy_file: Path | None = None
 
