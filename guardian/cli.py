@@ -24,6 +24,11 @@ def _register() -> None:
     from guardian.dev.cli import dev_app
 
     app.add_typer(dev_app, name="dev")
+    from guardian.ingest.cli import bench_ingest_command, collect_app, run_command
+
+    app.add_typer(collect_app, name="collect")
+    app.command("run")(run_command)
+    bench_app.command("ingest")(bench_ingest_command)
     app.command("demo")(demo)
 
 

@@ -1,0 +1,201 @@
+"""The stream processors: a faust-streaming app that runs ``MetricsProcessor`` over Kafka.
+
+Workers form one consumer group (``IngestSettings.app_id``) over the
+partitions of ``guardian.metrics``; records are keyed by workload, so each
+workload's samples reach exactly one worker. With
+``processing_guarantee="exactly_once"`` (the default) faust wraps each
+partition's detections, dead letters and consumed offsets in one Kafka
+transaction, so a worker killed mid-stream and restarted neither loses nor
+double-counts samples downstream (consumers read ``read_committed``).
+
+``create_app`` builds the app (nothing starts until a ``faust.Worker`` runs
+it); ``python -m guardian.ingest.worker`` runs one worker on its own, which
+the integration tests and the benchmark use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+
+from guardian.errors import ConfigError
+from guardian.ingest.processor import (DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, WORKER_HEADER, LimitStage,
+                                       MetricsProcessor, ProcessorMetrics, SampleStage)
+from guardian.settings import GuardianSettings, KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    """What one worker did, for reports and the benchmark."""
+
+    worker_id: str
+    records: int = 0
+    samples: int = 0
+    dead_letters: int = 0
+    detections: int = 0
+    first_record_at: float | None = None
+    last_record_at: float | None = None
+    workloads: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"worker_id": self.worker_id, "records": self.records, "samples": self.samples,
+                "dead_letters": self.dead_letters, "detections": self.detections,
+                "first_record_at": self.first_record_at, "last_record_at": self.last_record_at,
+                "workloads": len(self.workloads)}
+
+
+def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """faust ``broker`` and ``broker_credentials`` for the guardian's Kafka settings."""
+    import faust
+
+    servers = [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()]
+    if not servers:
+        raise ConfigError("no Kafka bootstrap servers configured (GUARDIAN_KAFKA__BOOTSTRAP_SERVERS)")
+    opts: dict[str, Any] = {"broker": [f"kafka://{s}" for s in servers]}
+    proto = kafka.security_protocol.upper()
+    if proto.startswith("SASL"):
+        ssl_context = None
+        if proto == "SASL_SSL":
+            import ssl
+
+            ssl_context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
+        opts["broker_credentials"] = faust.SASLCredentials(
+            username=kafka.sasl_username or "", password=kafka.sasl_password or "",
+            mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=ssl_context)
+    elif proto == "SSL":
+        import ssl
+
+        opts["broker_credentials"] = ssl.create_default_context(cafile=kafka.ssl_ca_location)
+    return opts
+
+
+def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, worker_id: str,
+               on_record: Callable[[WorkerStats], None] | None = None,
+               commit_interval_s: float = 1.0) -> tuple[Any, WorkerStats]:
+    """The faust app with the metrics agent. Returns ``(app, stats)``; running it is the caller's."""
+    import faust
+
+    ing, topics = settings.ingest, settings.topics
+    if ing.processing_guarantee not in ("exactly_once", "at_least_once"):
+        raise ConfigError(f"processing_guarantee must be exactly_once or at_least_once, not {ing.processing_guarantee!r}")
+    datadir = Path(tempfile.gettempdir()) / "guardian-faust" / f"{ing.app_id}-{worker_id}"
+    datadir.mkdir(parents=True, exist_ok=True)  # faust keeps only a version marker here (store is memory)
+    app = faust.App(
+        ing.app_id, **faust_broker_options(settings.kafka),
+        key_serializer="raw", value_serializer="raw", web_enabled=False, store="memory://",
+        datadir=str(datadir), processing_guarantee=ing.processing_guarantee,
+        topic_partitions=topics.partitions, broker_commit_interval=commit_interval_s,
+        consumer_auto_offset_reset="earliest", producer_linger_ms=5,
+        # Sample batches are small; a big in-flight buffer lets one worker keep up with many.
+        stream_buffer_maxsize=4096,
+    )
+    metrics_topic = app.topic(topics.metrics, key_type=bytes, value_type=bytes)
+    dlq_topic = app.topic(topics.metrics_dlq, key_type=bytes, value_type=bytes)
+    detections_topic = app.topic(topics.detections, key_type=bytes, value_type=bytes)
+    pm = ProcessorMetrics(registry)
+    processor = MetricsProcessor(stage, pm)
+    stats = WorkerStats(worker_id)
+    worker_header = (WORKER_HEADER, worker_id.encode())
+
+    @app.agent(metrics_topic, name="guardian-ingest-metrics")
+    async def process(stream):  # noqa: ANN001 - faust's stream type
+        async for event in stream.events():
+            msg = event.message
+            now = time.time()
+            if stats.first_record_at is None:
+                stats.first_record_at = now
+            stats.last_record_at = now
+            stats.records += 1
+            out = processor.handle(msg.value, msg.key, msg.topic, msg.partition, msg.offset)
+            source = [(DLQ_TOPIC, msg.topic.encode()), (DLQ_PARTITION, str(msg.partition).encode()),
+                      (DLQ_OFFSET, str(msg.offset).encode())]
+            if out.dead_letter is not None:
+                dl = out.dead_letter
+                stats.dead_letters += 1
+                log.warning("dead letter %s-%d@%d: %s: %s", msg.topic, msg.partition, msg.offset,
+                            dl.reason, dl.detail[:200])
+                await dlq_topic.send(key=dl.key, value=dl.value, headers=dl.headers() + [worker_header])
+            else:
+                stats.samples += len(out.batch)
+                stats.workloads.add(out.batch.key)
+                for det in out.detections:
+                    await detections_topic.send(key=out.batch.key.encode(), value=orjson.dumps(det.to_dict()),
+                                                headers=source + [worker_header])
+                stats.detections += len(out.detections)
+            try:
+                pm.lag.labels(topic=msg.topic, partition=str(msg.partition)).set(
+                    max(0, app.consumer.highwater(msg.tp) - msg.offset - 1))
+            except Exception:  # noqa: BLE001 - highwater unknown until the first fetch response
+                pass
+            if on_record is not None:
+                on_record(stats)
+
+    return app, stats
+
+
+def run_worker(app: Any, loglevel: str = "warning") -> None:
+    """Run the app in this process until SIGTERM/SIGINT (faust installs the handlers)."""
+    import faust
+
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        pass
+
+
+def _parse_limits(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        out[name] = float(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One worker with a ``LimitStage``: ``python -m guardian.ingest.worker --worker-id w1 --limit produce_byte_rate=0``."""
+    import argparse
+
+    from prometheus_client import CollectorRegistry
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--worker-id", default=f"w{os.getpid()}")
+    p.add_argument("--limit", action="append", default=[], help="metric=value; repeatable")
+    p.add_argument("--stop-after-samples", type=int, default=0)
+    p.add_argument("--report", type=Path, help="write WorkerStats JSON here on exit")
+    p.add_argument("--commit-interval", type=float, default=1.0)
+    p.add_argument("--loglevel", default="warning")
+    args = p.parse_args(argv)
+    settings = GuardianSettings()
+    stage = LimitStage(_parse_limits(args.limit))
+    stop_at = args.stop_after_samples
+
+    stopping: list[bool] = []
+
+    def on_record(stats: WorkerStats) -> None:
+        if stats.samples >= stop_at and not stopping:
+            stopping.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    app, stats = create_app(settings, stage, CollectorRegistry(), args.worker_id,
+                            on_record=on_record if stop_at else None, commit_interval_s=args.commit_interval)
+    try:
+        run_worker(app, args.loglevel)
+    finally:
+        if args.report:
+            args.report.write_text(json.dumps(stats.as_dict()))
+
+
+if __name__ == "__main__":
+    main()
