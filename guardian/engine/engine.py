@@ -308,10 +308,11 @@ class ActionEngine:
         self._after_change(q, event)
         return q
 
-    def appeal(self, qid: str, by: str, reason: str) -> Quarantine:
+    def appeal(self, qid: str, by: str, reason: str, details: dict[str, Any] | None = None) -> Quarantine:
+        """``details``: what the API adds to the appeal record (id, requested limit, until, earlier appeals)."""
         q, now = self._load(qid), self.clock()
         move(q, QState.APPEALED, now, by, reason)
-        q.appeal = {"by": by, "reason": reason, "ts": now, "decision": None}
+        q.appeal = {**(details or {}), "by": by, "reason": reason, "ts": now, "decision": None}
         self.ledger.save_quarantine(q, audit=[quarantine_record(q, "appealed", now, by, reason)])
         self._emit("appealed", q, None)
         return q
