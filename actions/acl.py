@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from actions.base import ActionPlan, Actuator
 from guardian.errors import PermanentError, TemporaryError
@@ -120,9 +121,14 @@ class AclActuator(Actuator):
 
     kind: ClassVar[str] = "acl"
 
-    def __init__(self, admin: Any, timeout_s: float = 30.0) -> None:
+    def __init__(self, admin: Any, timeout_s: float = 30.0, settle_timeout_s: float = 10.0,
+                 poll_s: float = 0.05, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._admin = admin
         self._timeout = timeout_s
+        self._settle_timeout = settle_timeout_s
+        self._poll = poll_s
+        self._sleep, self._clock = sleep, clock
 
     @classmethod
     def from_config(cls, conf: Mapping[str, Any], timeout_s: float = 30.0) -> "AclActuator":
@@ -200,6 +206,8 @@ class AclActuator(Actuator):
                                           request_timeout=self._timeout)
         for binding, fut in futures.items():
             self._result(fut, f"create ACL {binding}")
+        # ACLs go through the controller; wait until this broker's authorizer serves them.
+        self._settle(plan, lambda present: all(b in present for b in deny_bindings(plan)), "apply")
 
     def verify(self, plan: ActionPlan) -> bool:
         present = set(self.describe(plan))
@@ -220,6 +228,15 @@ class AclActuator(Actuator):
             stray = [d for d in deleted if d not in doomed]
             if stray:  # cannot happen with exact filters; say so loudly if a broker ever disagrees
                 log.error("exact ACL filter %s deleted unexpected bindings %s", flt, stray)
+        self._settle(plan, lambda present: not any(b in present for b in doomed), "revert")
+
+    def _settle(self, plan: ActionPlan, holds: Callable[[set[Acl]], bool], step: str) -> None:
+        deadline = self._clock() + self._settle_timeout
+        while not holds(set(self.describe(plan))):
+            if self._clock() >= deadline:
+                raise TemporaryError(f"ACL {step} for {plan.target['principal']} on {plan.target['topics']} "
+                                     f"not visible after {self._settle_timeout:.0f}s; retrying is safe (idempotent)")
+            self._sleep(self._poll)
 
     def _result(self, fut: Any, what: str) -> Any:
         try:

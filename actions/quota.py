@@ -24,10 +24,11 @@ Example (pure; no broker needed):
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Mapping
+import time
+from typing import Any, Callable, ClassVar, Mapping
 
 from actions.base import ActionPlan, Actuator
-from guardian.errors import PermanentError
+from guardian.errors import PermanentError, TemporaryError
 
 # The keys this actuator sets (controller_mutation_rate is a different kind of action).
 RATE_KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_percentage")
@@ -110,8 +111,13 @@ class QuotaActuator(Actuator):
 
     kind: ClassVar[str] = "quota"
 
-    def __init__(self, admin: Any) -> None:
+    def __init__(self, admin: Any, settle_timeout_s: float = 10.0, poll_s: float = 0.05,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._admin = admin
+        self._settle_timeout = settle_timeout_s
+        self._poll = poll_s
+        self._sleep, self._clock = sleep, clock
 
     @classmethod
     def from_bootstrap(cls, bootstrap_servers: str, **kafka_python_config: Any) -> "QuotaActuator":
@@ -160,8 +166,11 @@ class QuotaActuator(Actuator):
         return {"entity": str(entity), "quotas": dict(self._admin.describe(entity))}
 
     def apply(self, plan: ActionPlan) -> None:
+        """Set the rates and wait until the broker serves them (quotas propagate through the controller)."""
         self._check(plan)
-        self._admin.alter(entity_of(plan), rates_of(plan))
+        entity, rates = entity_of(plan), rates_of(plan)
+        self._admin.alter(entity, rates)
+        self._settle(entity, lambda cur: all(_same(v, cur.get(k)) for k, v in rates.items()), "apply")
 
     def verify(self, plan: ActionPlan) -> bool:
         self._check(plan)
@@ -179,6 +188,16 @@ class QuotaActuator(Actuator):
         to_set, to_remove = revert_ops(plan, previous, self._admin.describe(entity))
         if to_set or to_remove:
             self._admin.alter(entity, to_set, to_remove)
+            self._settle(entity, lambda cur: revert_ops(plan, previous, cur) == ({}, []), "revert")
+
+    def _settle(self, entity: Any, holds: Callable[[Mapping[str, float]], bool], step: str) -> None:
+        """Poll DescribeClientQuotas until ``holds``; a broker that lags behind is a TemporaryError."""
+        deadline = self._clock() + self._settle_timeout
+        while not holds(self._admin.describe(entity)):
+            if self._clock() >= deadline:
+                raise TemporaryError(f"quota {step} on {entity} not visible after {self._settle_timeout:.0f}s; "
+                                     "retrying is safe (idempotent)")
+            self._sleep(self._poll)
 
     def _check(self, plan: ActionPlan) -> None:
         if plan.kind != self.kind:

@@ -20,3 +20,9 @@ def quota_actuator(bootstrap: str) -> Iterator[QuotaActuator]:
 @pytest.fixture
 def acl_actuator(bootstrap: str) -> AclActuator:
     return AclActuator.from_config({"bootstrap.servers": bootstrap})
+
+
+# The pod actuator's real kube-apiserver, for the pod case of the contract suite.
+# Its conftest builds the binaries at collection when its own tests are collected;
+# the contract suite only uses them when they are already cached (see there).
+from tests.integration.kubernetes.conftest import kubernetes  # noqa: E402,F401
