@@ -103,10 +103,7 @@ def intents_for(rung: Any, detection: Detection) -> list[dict[str, Any]] | str:
         topics = [wl["topic"]] if wl.get("topic") else list(detection.extra.get("topics") or [])
         if not topics:
             return "a DENY ACL needs the topic(s); the detection names none"
-        target = {"principal": principal}
-        if wl.get("group"):
-            target["group"] = wl["group"]
-        return [{"kind": "acl", "target": target,
+        return [{"kind": "acl", "target": {"principal": principal},
                  "params": {"topics": sorted(topics), "side": _side(rung.side, detection)}}]
     if isinstance(rung, IsolatePodRung):
         pod = wl.get("pod") or detection.extra.get("pod")
