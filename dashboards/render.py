@@ -34,6 +34,19 @@ def render(build: Callable[[], db.Dashboard]) -> dict[str, Any]:
     return json.loads(json.dumps(model, cls=JSONEncoder))
 
 
+def prometheus_queries(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, expr) of every Prometheus query in a rendered dashboard: panel targets and annotations."""
+    out: list[tuple[str, str]] = []
+    for ann in doc.get("annotations", {}).get("list", []):
+        if (ann.get("datasource") or {}).get("type") == "prometheus" and ann.get("expr"):
+            out.append((f"annotation {ann['name']!r}", ann["expr"]))
+    for panel in doc.get("panels", []):
+        for target in panel.get("targets") or []:
+            if (target.get("datasource") or {}).get("type") == "prometheus" and target.get("expr"):
+                out.append((f"panel {panel.get('title')!r} {target.get('refId', '')}", target["expr"]))
+    return out
+
+
 def dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
