@@ -151,10 +151,7 @@ def build() -> db.Dashboard:
                     .with_target(prom("sum by (channel, result) "
                                       "(rate(guardian_escalation_notifications_total[$__rate_interval]))",
                                       "{{channel}} {{result}}")))
-        .with_panel(_series("Ledger reachable and audit outbox", span=12)
+        .with_panel(_series("Ledger reachable and audit outbox", span=24)
                     .with_target(prom("min(guardian_ledger_up)", "ledger up"))
                     .with_target(prom("max(guardian_ledger_outbox_records)", "outbox records", ref="B")))
-        .with_panel(_series("API requests by status", "reqps", span=12)
-                    .with_target(prom("sum by (status) (rate(guardian_api_request_duration_seconds_count"
-                                      "[$__rate_interval]))", "{{status}}")))
     )

@@ -56,7 +56,8 @@ def build() -> db.Dashboard:
         .with_variable(prometheus_datasource_variable())
         .with_variable(decisions_api_variable())
         .with_variable(tenant_variable())
-        .annotation(DecisionsApiAnnotation("Decisions (API)", color="red", extra_params={"tenant": "$tenant"}))
+        # The feed shows what the datasource's token may see: give tenants a datasource with their own token.
+        .annotation(DecisionsApiAnnotation("Decisions (API)", color="red"))
         .annotation(PromAnnotation(
             "Decisions (metrics)",
             f'sum by (outcome) (increase(guardian_engine_decisions_total{{{T}, outcome=~"{ACTING_OUTCOMES}"}}'

@@ -40,13 +40,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from actions.base import ActionPlan, Actuator
 from detectors.detection import Severity, Signature
 from guardian import errors as _errors
-from guardian.engine.model import OPEN_STATES, Outcome, QState
+from guardian.engine.model import OPEN_STATES, Outcome, QState, StepStatus
 
 if TYPE_CHECKING:  # pragma: no cover
     from wsgiref.simple_server import WSGIServer
 
+    from guardian.engine.model import Decision, Quarantine
     from guardian.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,9 @@ OPEN_QUARANTINE_STATES: tuple[str, ...] = tuple(s.value for s in OPEN_STATES)
 ACTIONS: tuple[str, ...] = ("quota", "acl", "pod")
 APPEAL_STATES: tuple[str, ...] = ("pending", "granted", "denied")
 SOURCES: tuple[str, ...] = ("prometheus", "admin", "librdkafka", "telemetry", "plugin")
+# guardian.ingest.codec's BatchDecodeError reasons plus the processor's own (key, invalid, stage).
 DEAD_LETTER_REASONS: tuple[str, ...] = ("empty", "json", "metric", "shape", "size", "type", "value",
-                                        "version", "workload")
+                                        "version", "workload", "key", "invalid", "stage")
 ACTUATOR_OPERATIONS: tuple[str, ...] = ("observe", "apply", "verify", "revert")
 CHANNELS: tuple[str, ...] = ("slack", "webhook", "pagerduty", "agent", "log")
 RESULTS: tuple[str, ...] = ("ok", "failed")
@@ -266,6 +269,11 @@ class GuardianMetrics:
         # ingest
         self.samples = Counter("guardian_ingest_samples_total",
                                "Samples decoded and handed to the detectors", ["source"], registry=r)
+        self.records = Counter("guardian_ingest_records_total", "Records read from the metrics topic", registry=r)
+        self.consumer_lag = Gauge("guardian_ingest_consumer_lag_messages",
+                                  "Messages between this worker's position and the end of its partition",
+                                  ["topic", "partition"], registry=r)
+        self._topics = FirstSeen(8)
         self.dead_letters = Counter("guardian_ingest_dead_letters_total",
                                     "Records sent to the dead-letter topic, by decode failure reason",
                                     ["reason"], registry=r)
@@ -312,6 +320,7 @@ class GuardianMetrics:
         self.appeal_events = Counter("guardian_api_appeals_total",
                                      "Appeals filed (pending) and decided (granted, denied)", ["state"], registry=r)
 
+        self.ledger: "Ledger | None" = None
         self.ledger_collector: LedgerCollector | None = None
         if ledger is not None:
             self.attach_ledger(ledger)
@@ -321,8 +330,36 @@ class GuardianMetrics:
         """Add the scrape-time ledger collector (once)."""
         if self.ledger_collector is not None:
             raise _errors.ConfigError("a ledger is already attached to these metrics")
+        self.ledger = ledger
         self.ledger_collector = LedgerCollector(ledger, self.clock, self.tenants, limit)
         self.registry.register(self.ledger_collector)
+
+    def instrument(self, actuator: Actuator) -> "InstrumentedActuator":
+        """Wrap an actuator so every operation is timed and every exception counted."""
+        return InstrumentedActuator(actuator, self)
+
+    def on_engine_event(self, event: str, q: "Quarantine", decision: "Decision | None") -> None:
+        """An ``ActionEngine`` ``on_event`` hook: appeal events and time to sequester.
+
+        The engine emits after converging, so a verified action is already in the
+        ledger; time to sequester needs an attached ledger to read it. Decisions
+        are counted by whoever calls ``engine.handle`` (``observe_decision``):
+        the hook only sees decisions that touch a quarantine.
+        """
+        if event == "appealed":
+            self.observe_appeal("pending")
+        elif event == "appeal_denied":
+            self.observe_appeal("denied")
+        elif event == "released" and (q.appeal or {}).get("decision") == "granted":
+            self.observe_appeal("granted")
+        if event in ("quarantined", "escalated", "approved", "escalation_approved") and self.ledger is not None:
+            start = first_anomalous_ts(q.detection)
+            for rec in self.ledger.actions(q):
+                if rec.rung != q.rung or rec.status is not StepStatus.VERIFIED:
+                    continue
+                verified = [h["ts"] for h in rec.history if h.get("status") == StepStatus.VERIFIED.value]
+                if verified and start is not None:
+                    self.observe_sequestered(rec.plan.get("kind", ""), float(verified[0]) - start)
 
     # ---------------------------------------------------------------- ingest
     def observe_samples(self, count: int, source: str = "prometheus", newest_ts: float | None = None) -> None:
@@ -331,6 +368,13 @@ class GuardianMetrics:
             self.samples.labels(bounded(source, SOURCES)).inc(count)
         if newest_ts is not None and (self._newest_sample_ts is None or newest_ts > self._newest_sample_ts):
             self._newest_sample_ts = float(newest_ts)
+
+    def observe_records(self, count: int = 1) -> None:
+        self.records.inc(count)
+
+    def set_consumer_lag(self, topic: str, partition: int, messages: int) -> None:
+        part = str(int(partition)) if 0 <= int(partition) < 1024 else OTHER
+        self.consumer_lag.labels(self._topics(topic), part).set(max(0, messages))
 
     def observe_dead_letter(self, reason: str, count: int = 1) -> None:
         self.dead_letters.labels(bounded(reason, DEAD_LETTER_REASONS)).inc(count)
@@ -395,6 +439,46 @@ class GuardianMetrics:
     def observe_appeal(self, state: str) -> None:
         """An appeal was filed (``pending``) or decided (``granted`` / ``denied``)."""
         self.appeal_events.labels(bounded(state, APPEAL_STATES)).inc()
+
+
+def first_anomalous_ts(detection: dict[str, Any] | None) -> float | None:
+    """When the runaway began: the first evidence sample, else the detection time minus its duration."""
+    if not detection:
+        return None
+    evidence = detection.get("evidence") or []
+    if evidence:
+        return float(min(p[0] for p in evidence))
+    if "ts" in detection:
+        return float(detection["ts"]) - float(detection.get("duration_s", 0.0))
+    return None
+
+
+class InstrumentedActuator(Actuator):
+    """Delegates to a real actuator; times each operation and counts its exceptions by error class."""
+
+    def __init__(self, inner: Actuator, metrics: GuardianMetrics) -> None:
+        self.inner = inner
+        self.kind = inner.kind  # type: ignore[misc]
+        self._m = metrics
+
+    def plan(self, target: dict[str, str], params: dict[str, Any], quarantine_id: str = "") -> ActionPlan:
+        return self.inner.plan(target, params, quarantine_id)   # pure: refusals are decisions, not errors
+
+    def observe(self, plan: ActionPlan) -> dict[str, Any]:
+        with self._m.time_actuator(self.kind, "observe"):
+            return self.inner.observe(plan)
+
+    def apply(self, plan: ActionPlan) -> None:
+        with self._m.time_actuator(self.kind, "apply"):
+            self.inner.apply(plan)
+
+    def verify(self, plan: ActionPlan) -> bool:
+        with self._m.time_actuator(self.kind, "verify"):
+            return self.inner.verify(plan)
+
+    def revert(self, plan: ActionPlan, before: dict[str, Any]) -> None:
+        with self._m.time_actuator(self.kind, "revert"):
+            self.inner.revert(plan, before)
 
 
 def _version() -> str:

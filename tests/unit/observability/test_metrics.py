@@ -23,7 +23,7 @@ from guardian.metrics import (ACTIONS, APPEAL_STATES, CHANNELS, DEAD_LETTER_REAS
 
 AREAS = ("build", "ingest", "detector", "engine", "actuator", "escalation", "api", "ledger")
 # The last name token is the unit: a base unit, a counted thing, or a 0/1 state.
-UNITS = ("seconds", "bytes", "ratio", "info", "total",
+UNITS = ("seconds", "bytes", "ratio", "info", "total", "messages",
          "quarantines", "appeals", "records", "workloads",
          "up", "held", "paused")
 NAME = re.compile(r"^guardian_(%s)_[a-z0-9_]+$" % "|".join(AREAS))
@@ -53,7 +53,8 @@ def test_names_follow_guardian_area_name_unit(metrics: GuardianMetrics) -> None:
 
 def test_label_names_are_the_bounded_ones(metrics: GuardianMetrics) -> None:
     allowed = {"source", "reason", "signature", "severity", "tenant", "outcome", "action", "actuator", "error",
-               "operation", "channel", "result", "route", "method", "status", "state", "version", "component"}
+               "operation", "channel", "result", "route", "method", "status", "state", "version", "component",
+               "topic", "partition"}
     metrics.observe_request("/v1/x", "GET", 200, 0.1)
     metrics.observe_sequestered("quota", 3.0)
     metrics.observe_actuator_error("quota", TemporaryError("x"))
