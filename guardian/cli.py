@@ -29,6 +29,9 @@ def _register() -> None:
     app.add_typer(collect_app, name="collect")
     app.command("run")(run_command)
     bench_app.command("ingest")(bench_ingest_command)
+    from guardian.engine.cli import bench_act_command
+
+    bench_app.command("act")(bench_act_command)
     app.command("demo")(demo)
 
 
