@@ -24,6 +24,12 @@ def _register() -> None:
     from guardian.dev.cli import dev_app
 
     app.add_typer(dev_app, name="dev")
+
+    from guardian.evaluation.cli import bench_detect_cmd, nab_cmd, scenarios_cmd
+
+    eval_app.command("nab")(nab_cmd)
+    eval_app.command("scenarios")(scenarios_cmd)
+    bench_app.command("detect")(bench_detect_cmd)
     from guardian.ingest.cli import bench_ingest_command, collect_app, run_command
 
     app.add_typer(collect_app, name="collect")
@@ -33,6 +39,26 @@ def _register() -> None:
 
     bench_app.command("act")(bench_act_command)
     app.command("demo")(demo)
+    from guardian.telemetry_cli import telemetry_app
+
+    app.add_typer(telemetry_app, name="telemetry")
+    bench_app.command("plugin")(bench_plugin_command)
+
+
+def bench_plugin_command(as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+                         rounds: int = typer.Option(5, help="Alternating runs per mode."),
+                         records: int = typer.Option(1_000_000, help="Records per ProducerPerformance run.")) -> None:
+    """Broker throughput with and without the broker plugin (ProducerPerformance)."""
+    import json
+
+    from bench.bench_plugin import run
+
+    result = run(rounds=rounds, records=records, say=lambda m: typer.echo(m, err=True))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"plugin overhead: {result['overhead_pct']:.2f}% "
+                   f"({result['median_records_per_s_on']:,.0f} vs {result['median_records_per_s_off']:,.0f} records/s)")
 
 
 def demo(keep: bool = typer.Option(True, help="Leave the services running afterwards.")) -> None:

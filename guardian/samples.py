@@ -39,6 +39,7 @@ class Metric(str, Enum):
     PARTITION_COUNT = "partition_count"                # partitions owned by the workload's topics
     BYTES_PER_REQUEST = "bytes_per_request"            # derived: produce bytes / produce requests
     QUEUE_TIME = "queue_time"                          # ms a message waits in the client before send
+    REQUEST_LATENCY = "request_latency"                # ms from request sent to response (client side)
 
     @property
     def unit(self) -> str:
@@ -68,6 +69,7 @@ _UNITS: dict[Metric, str] = {
     Metric.PARTITION_COUNT: "count",
     Metric.BYTES_PER_REQUEST: "bytes",
     Metric.QUEUE_TIME: "ms",
+    Metric.REQUEST_LATENCY: "ms",
 }
 
 METRICS_BY_NAME: dict[str, Metric] = {m.value: m for m in Metric}

@@ -55,6 +55,7 @@ class TopicSettings(_Section):
     detections: str = "guardian.detections"
     decisions: str = "guardian.decisions"
     telemetry: str = "guardian.telemetry"
+    broker_metrics: str = "guardian.broker-metrics"
     client_stats: str = "guardian.client-stats"
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=-1)  # -1 = broker default

@@ -14,8 +14,8 @@ from guardian.settings import GuardianSettings
 dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and Redis for development and tests.")
 
 
-def _stack() -> DevStack:
-    return DevStack(GuardianSettings().dev)
+def _stack(broker_plugin: bool = False) -> DevStack:
+    return DevStack(GuardianSettings().dev, broker_plugin=broker_plugin)
 
 
 def _say(msg: str) -> None:
@@ -23,10 +23,11 @@ def _say(msg: str) -> None:
 
 
 @dev_app.command()
-def up() -> None:
+def up(broker_plugin: bool = typer.Option(False, "--broker-plugin",
+                                          help="Build and load the guardian broker plugin (metrics + KIP-714).")) -> None:
     """Start local Kafka and Redis (idempotent) and wait until a tenant can authenticate."""
     t0 = time.monotonic()
-    ep = _stack().up(progress=_say)
+    ep = _stack(broker_plugin).up(progress=_say)
     typer.echo(f"up in {time.monotonic() - t0:.1f}s: Kafka {ep.kafka_bootstrap_servers} ({ep.kafka_provider}), "
                f"SASL {ep.kafka_sasl_bootstrap_servers}, metrics {ep.kafka_metrics_url}, "
                f"Redis {ep.redis_url} ({ep.redis_provider})")

@@ -129,6 +129,7 @@ class KafkaState:
     cluster_id: str = ""
     version: str = ""
     users: dict[str, str] = field(default_factory=dict)  # name -> password (admin and tenants)
+    broker_plugin: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -153,7 +154,7 @@ class LocalKafka:
     def __init__(self, run_dir: Path, home: Path, version: str = "4.1.1",
                  tenants: list[str] | None = None, ports: dict[str, int] | None = None,
                  start_timeout_s: float = 120.0, extra_properties: dict[str, str] | None = None,
-                 extra_classpath: list[Path] | None = None) -> None:
+                 extra_classpath: list[Path] | None = None, broker_plugin: bool = False) -> None:
         self.run_dir = run_dir
         self.home = home
         self.version = version
@@ -162,6 +163,7 @@ class LocalKafka:
         self.start_timeout_s = start_timeout_s
         self.extra_properties = extra_properties or {}
         self.extra_classpath = extra_classpath or []
+        self.broker_plugin = broker_plugin
         self.state_file = run_dir / "kafka.json"
         self.log_file = run_dir / "kafka" / "server.log"
 
@@ -181,12 +183,20 @@ class LocalKafka:
         """Start the broker unless it already runs; wait until a tenant can authenticate."""
         st = self.state()
         if st and procs.pid_alive(st.pid):
+            if st.broker_plugin != self.broker_plugin:
+                raise SetupError(f"Kafka already runs {'with' if st.broker_plugin else 'without'} the broker plugin "
+                                 f"(pid {st.pid}); run `guardian dev down` first to change that")
             progress(f"Kafka already running (pid {st.pid}) on {st.bootstrap}")
             self._wait_ready(st, progress)
             return st
         lib, agent = ensure_jars(self.home, self.version, progress)
         java = check_java()
         st = self._new_state(st)
+        classpath_extra = list(self.extra_classpath)
+        if self.broker_plugin:
+            from guardian.dev.plugin import ensure_plugin_jar
+
+            classpath_extra.append(ensure_plugin_jar(self.home, progress))
         cfg_dir = self.run_dir / "kafka"
         data_dir = cfg_dir / "data"
         cfg_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +206,7 @@ class LocalKafka:
         log4j.write_text(_LOG4J2)
         rules = cfg_dir / "jmx_rules.yaml"
         rules.write_text(resources.files("guardian.dev").joinpath("jmx_rules.yaml").read_text())
-        classpath = os.pathsep.join([str(lib / "*")] + [str(p) for p in self.extra_classpath])
+        classpath = os.pathsep.join([str(lib / "*")] + [str(p) for p in classpath_extra])
         base = [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={cfg_dir}", "-cp", classpath]
         if not (data_dir / "meta.properties").exists():
@@ -250,7 +260,7 @@ class LocalKafka:
             controller_port=port("controller", old.controller_port if old else 0),
             metrics_port=port("metrics", old.metrics_port if old else 0),
             cluster_id=old.cluster_id if old else _cluster_id(),
-            version=self.version, users=users)
+            version=self.version, users=users, broker_plugin=self.broker_plugin)
 
     def _properties(self, st: KafkaState, data_dir: Path) -> str:
         jaas_users = " ".join(f'user_{u}="{p}"' for u, p in st.users.items())
@@ -290,6 +300,10 @@ class LocalKafka:
             "num.network.threads": "3",
             "num.io.threads": "4",
         }
+        if st.broker_plugin:
+            from guardian.dev.plugin import plugin_properties
+
+            props.update(plugin_properties(st.bootstrap))
         props.update(self.extra_properties)
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -326,6 +340,11 @@ class LocalKafka:
 
         for tenant in self.tenants:
             allow_tenant(st.bootstrap, tenant)
+        if st.broker_plugin:
+            from guardian.dev.plugin import PLUGIN_TOPICS
+            from guardian.dev.security import ensure_topics
+
+            ensure_topics(st.bootstrap, {t: 3 for t in PLUGIN_TOPICS})
         with ClientQuotaAdmin(st.bootstrap) as quotas:
             quotas.alter(QuotaEntity.of(user=None, client_id=None),
                          {"producer_byte_rate": SENSOR_QUOTA_BYTES, "consumer_byte_rate": SENSOR_QUOTA_BYTES,

@@ -60,3 +60,18 @@ def check_tenant_login(sasl_bootstrap: str, user: str, password: str, timeout: f
             time.sleep(0.5)
     raise SetupError(f"tenant {user} could not authenticate on {sasl_bootstrap}: "
                      f"{errors[-1] if errors else 'no answer'}")
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30.0) -> None:
+    """Create the named topics (name -> partitions) unless they exist."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [NewTopic(t, n, 1) for t, n in topics.items() if t not in existing]
+    for topic, fut in (admin.create_topics(wanted, operation_timeout=timeout).items() if wanted else []):
+        try:
+            fut.result(timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - converted at the edge
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise TemporaryError(f"could not create topic {topic}: {exc}") from exc

@@ -78,7 +78,7 @@ class DevStack:
     def __init__(self, settings: DevSettings | None = None, run_dir: Path | None = None,
                  use_environment: bool = True, use_docker: bool | None = None,
                  kafka_properties: dict[str, str] | None = None,
-                 kafka_classpath: list[Path] | None = None) -> None:
+                 kafka_classpath: list[Path] | None = None, broker_plugin: bool = False) -> None:
         self.settings = settings or DevSettings()
         self.run_dir = run_dir or (self.settings.home / "run")
         self.use_environment = use_environment
@@ -88,7 +88,7 @@ class DevStack:
                                 ports={"kafka": s.kafka_port, "sasl": s.kafka_sasl_port,
                                        "controller": s.kafka_controller_port, "metrics": s.kafka_metrics_port},
                                 start_timeout_s=s.start_timeout_s, extra_properties=kafka_properties,
-                                extra_classpath=kafka_classpath)
+                                extra_classpath=kafka_classpath, broker_plugin=broker_plugin)
         self.redis = LocalRedis(self.run_dir, s.redis_port)
         self.endpoints_file = self.run_dir / "endpoints.json"
 

@@ -1,0 +1,19 @@
+"""A broker with the guardian plugin loaded (its own, beside the session's plain broker)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from guardian.dev.stack import DevStack, Endpoints
+from guardian.settings import DevSettings
+
+
+@pytest.fixture(scope="session")
+def plugin_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+    stack = DevStack(DevSettings(tenants=["tenant-a", "tenant-b"]), run_dir=tmp_path_factory.mktemp("plugin-stack"),
+                     use_environment=False, broker_plugin=True)
+    ep = stack.up(progress=lambda m: print(f"[plugin-stack] {m}"))
+    yield ep
+    stack.down(progress=lambda m: print(f"[plugin-stack] {m}"), purge=True)

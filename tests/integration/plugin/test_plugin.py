@@ -1,0 +1,207 @@
+"""The broker plugin against a real broker: client telemetry, broker metrics, and no harm to tenants."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+import uuid
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from guardian.dev.plugin import PLUGIN_TOPICS
+from guardian.dev.security import ensure_topics, tenant_config
+from guardian.ingest.broker_plugin import BrokerSnapshotDecoder
+from guardian.ingest.codec import decode_batch
+from guardian.ingest.plugin_collect import PluginCollector
+from guardian.ingest.prometheus import PrometheusSampler
+from guardian.ingest.publisher import SamplePublisher
+from guardian.samples import Metric
+from guardian.settings import GuardianSettings
+from guardian.telemetry import Subscription, TelemetrySubscriptions
+
+pytestmark = pytest.mark.integration
+
+
+def _settings(ep) -> GuardianSettings:
+    return GuardianSettings(kafka={"bootstrap_servers": ep.kafka_bootstrap_servers,
+                                   "metrics_url": ep.kafka_metrics_url})
+
+
+def _tenant_producer(ep, tenant: str, client_id: str, **extra) -> Producer:
+    return Producer(tenant_config(ep.kafka_sasl_bootstrap_servers, tenant, ep.tenants[tenant],
+                                  **{"client.id": client_id, "linger.ms": 5, **extra}))
+
+
+def _topic(ep, tenant: str) -> str:
+    name = f"{tenant}.plugin-{uuid.uuid4().hex[:6]}"
+    ensure_topics(ep.kafka_bootstrap_servers, {name: 1})
+    return name
+
+
+def _produce_for(producer: Producer, topic: str, seconds: float, rate_bytes: float, size: int = 1000) -> int:
+    """Produce ``size``-byte messages at about ``rate_bytes`` per second for ``seconds``; returns messages sent."""
+    sent, start = 0, time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        due = int(elapsed * rate_bytes / size)
+        while sent < due:
+            producer.produce(topic, value=b"x" * size)
+            sent += 1
+        producer.poll(0.005)
+    producer.flush(30)
+    return sent
+
+
+def test_untouched_librdkafka_client_appears_as_client_samples(plugin_stack) -> None:
+    ep = plugin_stack
+    settings = _settings(ep)
+    ensure_topics(ep.kafka_bootstrap_servers, {settings.topics.metrics: 3})
+    client_id = f"kip714-{uuid.uuid4().hex[:6]}"
+    with TelemetrySubscriptions(ep.kafka_bootstrap_servers) as subs:
+        subs.subscribe(Subscription(f"sub-{client_id}", interval_ms=1000, match={"client_id": client_id}))
+        assert any(s.name == f"sub-{client_id}" for s in subs.list())
+    collector = PluginCollector(settings, SamplePublisher(settings.kafka.client_config(), settings.topics.metrics),
+                                group_suffix=client_id)
+    reader = Consumer({"bootstrap.servers": ep.kafka_bootstrap_servers, "group.id": f"reader-{client_id}",
+                       "auto.offset.reset": "latest"})
+    reader.subscribe([settings.topics.metrics])
+    reader.poll(1.0)  # join before traffic starts
+    topic = _topic(ep, "tenant-a")
+    # The client under test is configured like any tenant's: nothing instruments it.
+    producer = _tenant_producer(ep, "tenant-a", client_id)
+    found: dict[str, float] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not {"queue_time", "request_latency"} <= set(found):
+        _produce_for(producer, topic, 1.0, 200_000)
+        collector.step()
+        for msg in reader.consume(500, timeout=0.5):
+            if msg.error():
+                continue
+            batch = decode_batch(msg.value())
+            if batch.source == "kip714" and batch.workload.client_id == client_id:
+                assert batch.workload.principal == "User:tenant-a"
+                for metric, value in zip(batch.metrics, batch.values):
+                    found[metric.value] = value
+    collector.close()
+    reader.close()
+    assert {"queue_time", "request_latency"} <= set(found), found
+
+
+def _latest_snapshot(ep, seconds: float = 3.0) -> list[dict]:
+    c = Consumer({"bootstrap.servers": ep.kafka_bootstrap_servers, "group.id": f"snap-{uuid.uuid4().hex[:6]}",
+                  "auto.offset.reset": "latest"})
+    c.subscribe([PLUGIN_TOPICS[0]])
+    out, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        msg = c.poll(0.2)
+        if msg is not None and not msg.error():
+            out.append(msg.value())
+    c.close()
+    return out
+
+
+def test_plugin_broker_metrics_agree_with_the_jmx_exporter(plugin_stack) -> None:
+    ep = plugin_stack
+    topic = _topic(ep, "tenant-b")
+    client_id = f"agree-{uuid.uuid4().hex[:6]}"
+    producer = _tenant_producer(ep, "tenant-b", client_id)
+    _produce_for(producer, topic, 4.0, 500_000)  # warm the broker's 11-second windows
+
+    # Raw observations: JMX scrapes (time, text) and plugin snapshots (bytes), over the same 12 s.
+    scrapes: list[tuple[float, str]] = []
+    snapshots: list[bytes] = []
+    c = Consumer({"bootstrap.servers": ep.kafka_bootstrap_servers, "group.id": f"agree-{client_id}",
+                  "auto.offset.reset": "latest"})
+    c.subscribe([PLUGIN_TOPICS[0]])
+    start = time.monotonic()
+    sent, size, rate = 0, 1000, 500_000
+    next_scrape = start
+    while time.monotonic() - start < 12:
+        due = int((time.monotonic() - start) * rate / size)
+        while sent < due:
+            producer.produce(topic, value=b"x" * size)
+            sent += 1
+        producer.poll(0)
+        if time.monotonic() >= next_scrape:
+            next_scrape += 1.0
+            text = urllib.request.urlopen(ep.kafka_metrics_url, timeout=5).read().decode()
+            scrapes.append((time.time(), text))
+        msg = c.poll(0.01)
+        if msg is not None and not msg.error():
+            snapshots.append(msg.value())
+    producer.flush(30)
+    c.close()
+    assert len(scrapes) >= 8 and len(snapshots) >= 8, (len(scrapes), len(snapshots))
+
+    # The client's windowed byte-rate sensor, read by both paths at about the same times.
+    plugin_client = _values([s for v in snapshots[2:] for s in BrokerSnapshotDecoder().decode(v)], client_id=client_id)
+    jmx_client = _values([s for ts, t in scrapes[2:] for s in PrometheusSampler().samples_from_text(t, ts, "b1")],
+                         client_id=client_id)
+    # The topic's cumulative bytes-in counter as a rate over the whole window (first to last reading):
+    # per-second rates from a scraper are dominated by when each scrape happened to run.
+    plugin_dec, jmx_dec = BrokerSnapshotDecoder(), PrometheusSampler()
+    plugin_dec.decode(snapshots[1])
+    jmx_dec.samples_from_text(scrapes[1][1], scrapes[1][0], "b1")
+    plugin_topic = _values(plugin_dec.decode(snapshots[-1]), topic=topic)
+    jmx_topic = _values(jmx_dec.samples_from_text(scrapes[-1][1], scrapes[-1][0], "b1"), topic=topic)
+    for what, p, j in (("client", plugin_client, jmx_client), ("topic", plugin_topic, jmx_topic)):
+        assert p and j, (what, p, j)
+        p_mean, j_mean = sum(p) / len(p), sum(j) / len(j)
+        print(f"{what}: plugin {p_mean:.0f} B/s, JMX exporter {j_mean:.0f} B/s")
+        assert abs(p_mean - j_mean) / j_mean <= 0.10, (what, p_mean, j_mean)
+
+
+def _values(samples, client_id: str | None = None, topic: str | None = None) -> list[float]:
+    return [s.value for s in samples if s.metric is Metric.PRODUCE_BYTE_RATE
+            and ((client_id and s.workload.client_id == client_id) or (topic and s.workload.topic == topic))]
+
+
+def _throughput(ep, topic: str, client_id: str, n: int = 20_000, size: int = 1000) -> float:
+    producer = _tenant_producer(ep, "tenant-a", client_id, **{"acks": "all", "batch.size": 65536})
+    t0 = time.monotonic()
+    for _ in range(n):
+        while True:
+            try:
+                producer.produce(topic, value=b"x" * size)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return n * size / (time.monotonic() - t0)
+
+
+def test_unavailable_plugin_topics_and_a_full_buffer_do_not_slow_tenants(plugin_stack) -> None:
+    ep = plugin_stack
+    topic = _topic(ep, "tenant-a")
+    admin = AdminClient({"bootstrap.servers": ep.kafka_bootstrap_servers})
+    # Many fast telemetry pushers keep the plugin's telemetry queue busy while its topics are gone.
+    with TelemetrySubscriptions(ep.kafka_bootstrap_servers) as subs:
+        subs.subscribe(Subscription("flood", interval_ms=100))
+    pushers = [_tenant_producer(ep, "tenant-b", f"pusher-{i}") for i in range(20)]
+
+    _throughput(ep, topic, "warm-up", n=5000)
+    baseline = [_throughput(ep, topic, f"base-{i}") for i in range(2)]
+    for fut in admin.delete_topics(list(PLUGIN_TOPICS), operation_timeout=30).values():
+        fut.result(30)
+    time.sleep(3)  # snapshots and pushes now fail to send and pile up in the plugin
+    for p in pushers:
+        p.poll(0)
+    degraded = [_throughput(ep, topic, f"degraded-{i}") for i in range(2)]
+    ensure_topics(ep.kafka_bootstrap_servers, {t: 3 for t in PLUGIN_TOPICS})
+    for p in pushers:
+        p.flush(5)
+    with TelemetrySubscriptions(ep.kafka_bootstrap_servers) as subs:
+        subs.unsubscribe("flood")
+
+    ratio = max(degraded) / max(baseline)
+    print(f"tenant throughput with plugin topics missing / present: {ratio:.3f} "
+          f"({max(degraded) / 1e6:.1f} vs {max(baseline) / 1e6:.1f} MB/s)")
+    # Two cores shared with the broker and the test itself: allow noise, not a stall.
+    assert ratio >= 0.7, (baseline, degraded)
+    counters = [orjson.loads(v)["plugin"] for v in _latest_snapshot(ep, seconds=4.0)]
+    assert counters, "the plugin did not resume publishing after its topics came back"
+    last = counters[-1]
+    assert last["send_errors"] + last["snapshots_dropped"] + last["telemetry_dropped"] > 0, last
