@@ -33,6 +33,7 @@ RUN pip install -r /tmp/requirements.txt
 COPY guardian ./guardian
 COPY detectors ./detectors
 COPY actions ./actions
+COPY bench ./bench
 COPY pyproject.toml README.md* ./
 # A non-editable install; bytecode is compiled here because the runtime root
 # filesystem is read-only.

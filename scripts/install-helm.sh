@@ -29,9 +29,20 @@ mkdir -p "$DEST"
 # Build into a temp dir, then move: a killed build never leaves a half binary.
 tmp="$(mktemp -d "$CACHE/bin/.helm-build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-# The version ldflag makes `helm version` report the tag instead of "v3.x-dev".
-CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -trimpath" "$GO" install \
-  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+# The same ldflags as helm's own Makefile: the version, and the Kubernetes
+# version that `helm template` / `helm lint` assume when no cluster is asked
+# (without them helm falls back to v1.20 and refuses charts needing newer).
+moddir="$("$GO" mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+client_go="$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$moddir/go.mod" | head -n1)"
+if [[ -z "$client_go" ]]; then
+  echo "install-helm: cannot read k8s.io/client-go's version from $moddir/go.mod" >&2
+  exit 4
+fi
+ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in pkg/lint/rules pkg/chartutil; do
+  ldflags+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$client_go"
+done
+CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -trimpath" "$GO" install -ldflags "$ldflags" \
   "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
 mv "$tmp/helm" "$DEST/helm"
 echo "$DEST/helm"
