@@ -89,13 +89,16 @@ class Receiver:
             self.requests.append(Received(path, {k.lower(): v for k, v in h.headers.items()}, body, status))
             self._cond.notify_all()
         payload = b'{"status":"success","message":"Event processed"}' if status < 300 else b'{"error":"nope"}'
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(payload)))
-        if path in self._retry_after and status >= 400:
-            h.send_header("Retry-After", self._retry_after[path])
-        h.end_headers()
-        h.wfile.write(payload)
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            if path in self._retry_after and status >= 400:
+                h.send_header("Retry-After", self._retry_after[path])
+            h.end_headers()
+            h.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the sender gave up (its timeout) while this request was held: that is the scenario
 
     def on(self, path: str) -> list[Received]:
         with self._cond:
