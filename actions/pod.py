@@ -370,12 +370,17 @@ class PodActuator(Actuator):
     # -- steps -----------------------------------------------------------
     def _ensure_policy(self, plan: ActionPlan) -> None:
         ns = plan.target["namespace"]
+        pod, current = self._read_pod(plan), self._read_policy(plan)
+        if pod is None and current is None:
+            # Nothing written yet and no pod to isolate: fail before the first write.
+            uid = plan.target.get("uid")
+            raise PermanentError(f"pod {ns}/{plan.target['pod']} is gone" + (f" or was replaced (uid is no longer {uid})"
+                                                                               if uid else ""))
         owner = None
         if plan.params["scale_owner"]:
-            found = self._owner_from(self._read_pod(plan), self._read_policy(plan))
+            found = self._owner_from(pod, current)
             owner = f"{found[0]}/{found[1]}" if found else None
         desired = network_policy_manifest(plan, owner)
-        current = self._read_policy(plan)
         if current is None:
             try:
                 with _kube_errors(f"creating NetworkPolicy {ns}/{desired['metadata']['name']}"):
@@ -408,12 +413,11 @@ class PodActuator(Actuator):
             with _kube_errors(f"labelling pod {ns}/{name}"):
                 self._core.patch_namespaced_pod(name, ns, {"metadata": meta}, field_manager=self._fm,
                                                 _request_timeout=self._timeout)
-        except TemporaryError as exc:
-            if _status(exc) == 409 and "precondition" in str(getattr(exc.__cause__, "body", "")).lower():
+        except PermanentError as exc:
+            # A uid in the patch that differs from the stored one is refused as an immutable-field change.
+            if _status(exc) == 422 and "metadata.uid" in str(getattr(exc.__cause__, "body", "")):
                 raise PermanentError(f"pod {ns}/{name} was replaced (uid is no longer {plan.target['uid']}); "
                                      "not labelling its successor") from exc
-            raise
-        except PermanentError as exc:
             # With scale_owner the controller deletes the pod once scaled down; a re-apply finds it gone.
             if not (_status(exc) == 404 and plan.params["scale_owner"] and self._read_policy(plan) is not None):
                 raise

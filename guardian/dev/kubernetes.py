@@ -170,10 +170,11 @@ def ensure_kubernetes_binaries(cache_dir: Path, version: str = DEFAULT_VERSION,
     _run_logged([go, "build", "-p", str(jobs), "-trimpath", "-ldflags", ldflags, "-o", str(tmp_bins) + "/",
                  "k8s.io/kubernetes/cmd/kube-apiserver", "go.etcd.io/etcd/server/v3"], src, env, log,
                 f"building kube-apiserver/etcd v{version}")
-    # The etcd main package is named after its directory (v3); give it its usual name.
-    built_etcd = tmp_bins / "v3"
-    if built_etcd.exists():
-        built_etcd.rename(tmp_bins / "etcd")
+    # go names etcd's main package after its module path without the major
+    # version ("server"); give it its usual name.
+    for built in ("server", "v3"):
+        if (tmp_bins / built).is_file():
+            (tmp_bins / built).rename(tmp_bins / "etcd")
     for name in ("kube-apiserver", "etcd"):
         if not (tmp_bins / name).is_file():
             raise SetupError(f"build finished but {tmp_bins / name} is missing; see {log}")
@@ -373,6 +374,7 @@ class LocalKubernetes:
                 # this plugin waits for.
                 "--disable-admission-plugins=ServiceAccount",
                 "--service-cluster-ip-range=10.96.0.0/16",
+                "--endpoint-reconciler-type=none",  # it would publish 127.0.0.1, which Endpoints reject
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--v=1"]
