@@ -1,0 +1,56 @@
+"""Detections from ``guardian.detections`` for ``ActionEngine.run_forever``.
+
+At-least-once: offsets of a batch are committed at the next ``poll``, i.e.
+only after the engine handled every detection of it. A detection redelivered
+after a crash is harmless: its quarantine id is derived from the detection id
+and a workload has at most one open quarantine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from detectors.detection import Detection
+from guardian.errors import TemporaryError
+
+log = logging.getLogger(__name__)
+
+
+class KafkaDetectionSource:
+    def __init__(self, client_config: dict[str, Any], topic: str = "guardian.detections",
+                 group_id: str = "guardian-engine", max_batch: int = 500) -> None:
+        from confluent_kafka import Consumer
+
+        self._consumer = Consumer({"group.id": group_id, "enable.auto.commit": False,
+                                   "auto.offset.reset": "earliest", "client.id": "guardian-engine",
+                                   **client_config})
+        self._consumer.subscribe([topic])
+        self._pending = False
+        self.max_batch = max_batch
+
+    def poll(self, timeout_s: float) -> list[Detection]:
+        from confluent_kafka import KafkaException
+
+        try:
+            if self._pending:
+                self._consumer.commit(asynchronous=False)
+                self._pending = False
+            msgs = self._consumer.consume(self.max_batch, timeout=timeout_s)
+        except KafkaException as exc:
+            raise TemporaryError(f"detections: {exc}") from exc
+        out = []
+        for m in msgs:
+            if m.error():
+                log.warning("detections: %s", m.error())
+                continue
+            try:
+                out.append(Detection.from_dict(json.loads(m.value())))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("undecodable detection at %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), exc)
+        self._pending = bool(msgs)
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
