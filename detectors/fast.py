@@ -1,0 +1,242 @@
+"""The fast tier: robust level, spread and change-point state for every series, in numpy.
+
+One ``FastTierDetector`` holds many series of one metric (one per slot) as
+columns of float64 arrays, so a batch of samples is one vectorised pass:
+
+* ``fast``: short EWMA of the value (time constant ``tau_fast_s``), the
+  smoothed "observed";
+* ``base`` and ``dev``: the series' normal level and spread, a slow EWMA
+  (``tau_base_s``) of values clipped to ``base + clip_devs * dev`` so a spike
+  barely moves it, and frozen while the series is in alarm;
+* ``cusum``: a one-sided CUSUM of ``log(fast / base)`` against the allowance
+  ``log(cusum_ratio)``, so a moderate sustained rise (a ramp) accumulates
+  evidence while short bursts do not;
+* ``hit_s``: seconds the strong condition (``ratio >= strong_ratio`` or the
+  absolute limit) has held continuously.
+
+A series *fires* when its excess over baseline is material (``min_excess``)
+and either ``hit_s >= hold_s`` or ``cusum >= cusum_h``; it stays in alarm
+until the ratio falls below ``recover_ratio``, and fires again only after
+that (onsets, not one per sample). A young series (fewer than ``warm_n``
+samples) is judged against ``prior`` (its tenant's peers) with the higher
+``cold_ratio`` and against the absolute limit from its first sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from detectors.base import Detector, SlotArrays, as_arrays
+
+
+@dataclass(frozen=True)
+class TierParams:
+    """Thresholds of one metric's fast tier. Units are the metric's own."""
+
+    floor: float = 1.0               # added to fast and base before taking ratios (tiny baselines)
+    min_excess: float = 1.0          # fast - base must exceed this to fire
+    abs_limit: float = float("inf")  # fast above this is a hit whatever the baseline
+    strong_ratio: float = 2.5
+    hold_s: float = 4.0
+    cusum_ratio: float = 1.8
+    cusum_h: float = 30.0
+    recover_ratio: float = 1.3
+    cold_ratio: float = 10.0
+    warm_n: int = 30
+    tau_fast_s: float = 2.0
+    tau_base_s: float = 3600.0
+    tau_young_s: float = 30.0
+    clip_devs: float = 3.0
+    evidence: int = 8
+
+
+_COLUMNS: dict[str, float] = {
+    "n": 0.0, "last_ts": np.nan, "fast": np.nan, "base": np.nan, "dev": 0.0,
+    "cusum": 0.0, "hit_s": 0.0, "alarm": 0.0, "onset_ts": np.nan, "peak": 0.0,
+}
+
+
+@dataclass
+class TierStep:
+    """What one vectorised step found, aligned with its input arrays."""
+
+    score: np.ndarray
+    ratio: np.ndarray
+    fast: np.ndarray
+    base: np.ndarray
+    onset: np.ndarray      # bool: the series started an alarm at this sample
+    alarm: np.ndarray      # bool: the series is in alarm after this sample
+    recovered: np.ndarray  # bool: the series left its alarm at this sample
+    duration_s: np.ndarray
+    young: np.ndarray      # bool: judged against the prior (cold start)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class FastTierDetector(Detector):
+    """Vectorised EWMA level/spread + log-ratio CUSUM + sustained-ratio test for many series.
+
+    >>> det = FastTierDetector(TierParams(min_excess=10.0))
+    >>> import numpy as np
+    >>> for t in range(600):
+    ...     _ = det.score_learn([0], [t], [100.0 + (t % 3)])
+    >>> scores = [float(det.score_learn([0], [600 + t], [300.0])[0]) for t in range(10)]
+    >>> scores.index(1.0)  # seconds of a 3x step until the alarm
+    5
+    """
+
+    name: ClassVar[str] = "fast_tier"
+
+    def __init__(self, params: TierParams | None = None, capacity: int = 1024, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.params = params or TierParams()
+        self.state = SlotArrays(_COLUMNS, capacity)
+        e = self.params.evidence
+        self._ev_ts = np.full((self.state.capacity, e), np.nan)
+        self._ev_val = np.full((self.state.capacity, e), np.nan)
+
+    # -- state plumbing -------------------------------------------------------------
+    def _ensure(self, max_slot: int) -> None:
+        old = self.state.capacity
+        self.state.ensure(max_slot)
+        if self.state.capacity != old:
+            e = self.params.evidence
+            for name in ("_ev_ts", "_ev_val"):
+                grown = np.full((self.state.capacity, e), np.nan)
+                grown[:old] = getattr(self, name)
+                setattr(self, name, grown)
+
+    def evidence(self, slot: int) -> list[tuple[float, float]]:
+        """The last samples of a series, oldest first."""
+        n = int(self.state.cols["n"][slot])
+        e = self.params.evidence
+        idx = [(n - k) % e for k in range(min(n, e), 0, -1)]
+        return [(float(self._ev_ts[slot, i]), float(self._ev_val[slot, i])) for i in idx]
+
+    def snapshot(self, slot: int) -> dict[str, Any]:
+        self._ensure(slot)
+        state = self.state.get(slot)
+        state["ev_ts"] = self._ev_ts[slot].tolist()
+        state["ev_val"] = self._ev_val[slot].tolist()
+        return state
+
+    def restore(self, slot: int, state: dict[str, Any]) -> None:
+        self._ensure(slot)
+        self.state.put(slot, state)
+        self._ev_ts[slot] = np.asarray(state.get("ev_ts", [np.nan] * self.params.evidence), dtype=np.float64)
+        self._ev_val[slot] = np.asarray(state.get("ev_val", [np.nan] * self.params.evidence), dtype=np.float64)
+
+    def reset(self, slots: np.ndarray) -> None:
+        """Forget series (an evicted workload); their slots may be reused."""
+        for name, default in _COLUMNS.items():
+            self.state.cols[name][slots] = default
+        self._ev_ts[slots] = np.nan
+        self._ev_val[slots] = np.nan
+
+    @property
+    def bytes_per_series(self) -> int:
+        return self.state.bytes_per_series + 16 * self.params.evidence
+
+    # -- the vectorised step --------------------------------------------------------
+    def step(self, slots: Any, ts: Any, values: Any, prior: Any = None, commit: bool = True) -> TierStep:
+        """Score (and with ``commit`` learn) one sample per slot; slots must be unique."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._step(slots, ts, values, prior, commit)
+
+    def _step(self, slots: Any, ts: Any, values: Any, prior: Any, commit: bool) -> TierStep:
+        s, t, x = as_arrays(slots, ts, values)
+        p = self.params
+        if len(s):
+            self._ensure(int(s.max()))
+        c = self.state.cols
+        ok = np.isfinite(x) & np.isfinite(t)
+        n = c["n"][s]
+        last_ts = c["last_ts"][s]
+        fast = c["fast"][s]
+        base = c["base"][s]
+        dev = c["dev"][s]
+        cusum = c["cusum"][s]
+        hit_s = c["hit_s"][s]
+        alarm = c["alarm"][s] > 0
+        onset_ts = c["onset_ts"][s]
+        peak = c["peak"][s]
+
+        first = n == 0
+        pri = np.full(len(s), np.nan) if prior is None else np.asarray(prior, dtype=np.float64).reshape(-1)
+        has_prior = np.isfinite(pri)
+        # a new series starts from its prior (tenant peers) if there is one, else from itself
+        base = np.where(first, np.where(has_prior, pri, x), base)
+        fast = np.where(first, x, fast)
+        dev = np.where(first, np.where(has_prior, 0.5 * np.abs(pri), 0.0), dev)
+        dt = np.where(first | ~np.isfinite(last_ts), 1.0, np.clip(t - last_ts, 0.0, 3600.0))
+        young = n < p.warm_n
+
+        a_fast = 1.0 - np.exp(-dt / p.tau_fast_s)
+        fast = np.where(ok, fast + a_fast * (x - fast), fast)
+        ratio = (fast + p.floor) / (np.maximum(base, 0.0) + p.floor)
+        excess = fast - base
+        material = excess >= p.min_excess
+        over_abs = fast >= p.abs_limit
+        strong_r = np.where(young, p.cold_ratio, p.strong_ratio)
+        strong = ok & ((material & (ratio >= strong_r)) | over_abs)
+        hit_s = np.where(strong, hit_s + dt, 0.0)
+        lr = np.log(np.maximum(ratio, 1e-12))
+        cusum = np.where(ok & ~young, np.minimum(np.maximum(cusum + dt * (lr - np.log(p.cusum_ratio)), 0.0),
+                                                 10 * p.cusum_h), cusum)
+        firing = ok & ((hit_s >= p.hold_s) | (material & (cusum >= p.cusum_h)))
+        onset = firing & ~alarm
+        recovered = alarm & ok & (ratio < p.recover_ratio) & ~over_abs
+        new_alarm = (alarm | onset) & ~recovered
+        # the alarm started when the evidence started accumulating
+        start = np.where(hit_s >= p.hold_s, t - hit_s, t)
+        onset_ts = np.where(onset, start, np.where(new_alarm, onset_ts, np.nan))
+        peak = np.where(onset, fast, np.where(new_alarm, np.maximum(peak, fast), 0.0))
+        cusum = np.where(recovered, 0.0, cusum)
+        hit_s = np.where(recovered, 0.0, hit_s)
+        duration = np.where(new_alarm | onset, t - onset_ts, 0.0)
+
+        # learn the normal level only from samples outside an alarm, clipped against spikes
+        learn = ok & ~new_alarm
+        tau = np.where(young, p.tau_young_s, p.tau_base_s)
+        a_base = 1.0 - np.exp(-dt / tau)
+        hi = base + p.clip_devs * dev + p.min_excess
+        xc = np.minimum(x, hi)
+        base_new = base + a_base * (xc - base)
+        dev_new = dev + a_base * (np.abs(xc - base) - dev)
+        base = np.where(learn, base_new, base)
+        dev = np.where(learn, dev_new, dev)
+
+        score = np.where(ok, np.clip(np.maximum(hit_s / p.hold_s, cusum / p.cusum_h), 0.0, 1.0), 0.0)
+        score = np.where(material | over_abs, score, 0.0)
+        score = np.where(new_alarm, 1.0, score)
+
+        if commit and len(s):
+            c["n"][s] = n + ok
+            c["last_ts"][s] = np.where(ok, t, last_ts)
+            c["fast"][s] = fast
+            c["base"][s] = base
+            c["dev"][s] = dev
+            c["cusum"][s] = cusum
+            c["hit_s"][s] = hit_s
+            c["alarm"][s] = new_alarm
+            c["onset_ts"][s] = onset_ts
+            c["peak"][s] = peak
+            okk = np.nonzero(ok)[0]
+            if len(okk):
+                col = (n[okk].astype(np.int64)) % p.evidence
+                self._ev_ts[s[okk], col] = t[okk]
+                self._ev_val[s[okk], col] = x[okk]
+        return TierStep(score=score, ratio=ratio, fast=fast, base=base, onset=onset, alarm=new_alarm,
+                        recovered=recovered, duration_s=duration, young=young)
+
+    # -- the Detector interface -----------------------------------------------------
+    def score(self, slots: Any, ts: Any, values: Any) -> np.ndarray:
+        return self.step(slots, ts, values, commit=False).score
+
+    def learn(self, slots: Any, ts: Any, values: Any) -> None:
+        self.step(slots, ts, values, commit=True)
+
+    def score_learn(self, slots: Any, ts: Any, values: Any) -> np.ndarray:
+        return self.step(slots, ts, values, commit=True).score

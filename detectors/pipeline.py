@@ -1,0 +1,339 @@
+"""The entry point the stream processor calls: samples in, runaway detections out.
+
+``DetectorPipeline(config, clock).process(samples)`` routes each sample to
+its metric's vectorised fast tier (one slot per workload and metric), keeps
+per-tenant sums of level and baseline so a workload is compared with its
+tenant's peers, and turns series alarms into named signatures
+(``detectors.detection.Signature``). A detection is emitted when a signature
+starts for a workload and again only after it has recovered.
+
+State can be snapshotted and restored per workload (the stream processor
+moves it with the partition that owns the workload).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from detectors.config import DetectorConfig
+from detectors.detection import Detection, Severity, Signature
+from detectors.fast import FastTierDetector, TierStep
+from guardian.samples import Metric, Sample, Workload
+
+SIGNATURE_OF: dict[Metric, Signature] = {
+    Metric.PRODUCE_BYTE_RATE: Signature.RUNAWAY_PRODUCER,
+    Metric.PRODUCE_REQUEST_RATE: Signature.RUNAWAY_PRODUCER,
+    Metric.REQUEST_RATE: Signature.RUNAWAY_PRODUCER,
+    Metric.ERROR_RATE: Signature.RETRY_STORM,
+    Metric.RETRY_RATE: Signature.RETRY_STORM,
+    Metric.FETCH_BYTE_RATE: Signature.RUNAWAY_CONSUMER,
+    Metric.FETCH_REQUEST_RATE: Signature.RUNAWAY_CONSUMER,
+    Metric.OFFSET_REWINDS: Signature.RUNAWAY_CONSUMER,
+    Metric.REWOUND_MESSAGES: Signature.RUNAWAY_CONSUMER,
+    Metric.CONSUMER_LAG: Signature.LAG_EXPLOSION,
+    Metric.CONSUMER_LAG_GROWTH: Signature.LAG_EXPLOSION,
+    Metric.REBALANCE_RATE: Signature.REBALANCE_STORM,
+    Metric.GENERATION_CHURN: Signature.REBALANCE_STORM,
+    Metric.TOPIC_CREATION_RATE: Signature.PARTITION_STORM,
+    Metric.PARTITION_CREATION_RATE: Signature.PARTITION_STORM,
+    Metric.PARTITION_COUNT: Signature.PARTITION_STORM,
+    Metric.CONNECTION_CREATION_RATE: Signature.CONNECTION_STORM,
+}
+_PRODUCER_METRICS = (Metric.PRODUCE_BYTE_RATE, Metric.PRODUCE_REQUEST_RATE, Metric.REQUEST_RATE)
+_REQUEST_METRICS = (Metric.PRODUCE_REQUEST_RATE, Metric.REQUEST_RATE)
+_ERROR_METRICS = (Metric.ERROR_RATE, Metric.RETRY_RATE)
+
+
+def severity_of(ratio: float) -> Severity:
+    if ratio >= 10:
+        return Severity.CRITICAL
+    if ratio >= 5:
+        return Severity.HIGH
+    if ratio >= 3:
+        return Severity.MEDIUM
+    return Severity.LOW
+
+
+class _MetricTable:
+    """Slots of one metric: which workload owns each, its tenant, and per-tenant sums."""
+
+    def __init__(self, detector: FastTierDetector) -> None:
+        self.detector = detector
+        self.slot_of: dict[Workload, int] = {}
+        self.workloads: list[Workload | None] = []
+        self.tenant = np.zeros(1024, dtype=np.int64)
+        self.free: list[int] = []
+        self.tenant_fast = np.zeros(64)
+        self.tenant_base = np.zeros(64)
+        self.tenant_count = np.zeros(64)
+
+    def slot(self, workload: Workload, tenant_index: int) -> int:
+        slot = self.slot_of.get(workload)
+        if slot is None:
+            if self.free:
+                slot = self.free.pop()
+                self.workloads[slot] = workload
+            else:
+                slot = len(self.workloads)
+                self.workloads.append(workload)
+            if slot >= len(self.tenant):
+                self.tenant = np.concatenate([self.tenant, np.zeros(len(self.tenant), dtype=np.int64)])
+            self.tenant[slot] = tenant_index
+            self.slot_of[workload] = slot
+        return slot
+
+    def grow_tenants(self, n: int) -> None:
+        if n > len(self.tenant_fast):
+            size = max(n, 2 * len(self.tenant_fast))
+            for name in ("tenant_fast", "tenant_base", "tenant_count"):
+                arr = getattr(self, name)
+                grown = np.zeros(size)
+                grown[: len(arr)] = arr
+                setattr(self, name, grown)
+
+
+class DetectorPipeline:
+    """Per-workload online detection over the whole metric catalog.
+
+    ``clock`` returns unix seconds; it is used only to evict idle series.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config or DetectorConfig()
+        self.clock = clock
+        self._tables: dict[Metric, _MetricTable] = {
+            m: _MetricTable(FastTierDetector(params)) for m, params in self.config.tiers.items()}
+        self._tenants: dict[str | None, int] = {}
+        # (workload, signature) -> metrics currently in alarm for it; emitted once per episode
+        self._active: dict[tuple[Workload, Signature], set[Metric]] = {}
+        self._pending: set[tuple[Metric, int]] = set()   # alarms whose signature was held back
+
+    # -- the hot path ---------------------------------------------------------------
+    def process(self, samples: Iterable[Sample]) -> list[Detection]:
+        groups: dict[Metric, tuple[list[int], list[float], list[float]]] = {}
+        tables = self._tables
+        tenants = self._tenants
+        for s in samples:
+            table = tables.get(s.metric)
+            if table is None:
+                continue
+            slot = table.slot_of.get(s.workload)
+            if slot is None:
+                tenant = s.workload.tenant
+                ti = tenants.get(tenant)
+                if ti is None:
+                    ti = tenants[tenant] = len(tenants)
+                slot = table.slot(s.workload, ti)
+            g = groups.get(s.metric)
+            if g is None:
+                g = groups[s.metric] = ([], [], [])
+            g[0].append(slot)
+            g[1].append(s.ts)
+            g[2].append(s.value)
+        out: list[Detection] = []
+        for metric, (slots, ts, values) in groups.items():
+            out.extend(self.process_arrays(metric, np.array(slots, dtype=np.int64),
+                                           np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)))
+        return out
+
+    def process_arrays(self, metric: Metric, slots: np.ndarray, ts: np.ndarray,
+                       values: np.ndarray) -> list[Detection]:
+        """One metric's batch as arrays (slots from this pipeline); several samples per slot allowed."""
+        if len(slots) == 0:
+            return []
+        # one sample per slot per vectorised step: split repeated slots into rounds, in time order
+        order = np.lexsort((ts, slots))
+        ss = slots[order]
+        first = np.r_[True, ss[1:] != ss[:-1]]
+        if first.all():
+            return self._step(metric, slots, ts, values)
+        group_start = np.maximum.accumulate(np.where(first, np.arange(len(ss)), 0))
+        rank = np.arange(len(ss)) - group_start
+        out: list[Detection] = []
+        for r in range(int(rank.max()) + 1):
+            idx = order[rank == r]
+            out.extend(self._step(metric, slots[idx], ts[idx], values[idx]))
+        return out
+
+    def _step(self, metric: Metric, slots: np.ndarray, ts: np.ndarray, values: np.ndarray) -> list[Detection]:
+        table = self._tables[metric]
+        det = table.detector
+        det._ensure(int(slots.max()))
+        table.grow_tenants(len(self._tenants))
+        cols = det.state.cols
+        tix = table.tenant[slots]
+        old_fast = cols["fast"][slots].copy()
+        old_base = cols["base"][slots].copy()
+        new = cols["n"][slots] == 0
+        counts = table.tenant_count[tix]
+        prior = np.where(counts > 0, table.tenant_base[tix] / np.maximum(counts, 1), np.nan)
+        step = det.step(slots, ts, values, prior=prior)
+        # keep the tenant sums of level and baseline current (NaN before a first sample)
+        nf, nb = cols["fast"][slots], cols["base"][slots]
+        np.add.at(table.tenant_fast, tix, np.nan_to_num(nf) - np.nan_to_num(old_fast))
+        np.add.at(table.tenant_base, tix, np.nan_to_num(nb) - np.nan_to_num(old_base))
+        np.add.at(table.tenant_count, tix, (new & (cols["n"][slots] > 0)).astype(np.float64))
+
+        out: list[Detection] = []
+        if metric not in SIGNATURE_OF and not self.config.signatures.emit_anomaly:
+            return out
+        for i in np.nonzero(step.recovered)[0]:
+            self._recover(metric, int(slots[i]))
+        cand = list(np.nonzero(step.onset)[0])
+        if self._pending:
+            pos = {int(s): k for k, s in enumerate(slots)}
+            cand += [pos[s] for (m, s) in list(self._pending) if m is metric and s in pos
+                     and step.alarm[pos[s]] and not step.onset[pos[s]]]
+        for i in cand:
+            d = self._signature(metric, int(slots[i]), float(ts[i]), step, int(i))
+            if d is not None:
+                out.append(d)
+        return out
+
+    # -- signatures -----------------------------------------------------------------
+    def _view(self, metric: Metric, workload: Workload) -> tuple[float, float, float, bool] | None:
+        """(fast, base, ratio, in_alarm) of a workload's other metric, if tracked."""
+        table = self._tables.get(metric)
+        slot = table.slot_of.get(workload) if table else None
+        if slot is None:
+            return None
+        c = table.detector.state.cols
+        fast, base = float(c["fast"][slot]), float(c["base"][slot])
+        floor = table.detector.params.floor
+        ratio = (fast + floor) / (max(base, 0.0) + floor)
+        return fast, base, ratio, bool(c["alarm"][slot])
+
+    def _signature(self, metric: Metric, slot: int, ts: float, step: TierStep, i: int) -> Detection | None:
+        table = self._tables[metric]
+        workload = table.workloads[slot]
+        assert workload is not None
+        cfg = self.config.signatures
+        fast, base, ratio = float(step.fast[i]), float(step.base[i]), float(step.ratio[i])
+        signature = SIGNATURE_OF.get(metric, Signature.ANOMALY)
+        confidence = 1.0 - math.exp(-max(ratio - 1.0, 0.0) / 2.0)
+        extra: dict[str, Any] = {"young": bool(step.young[i])}
+
+        if metric in _PRODUCER_METRICS or metric in _ERROR_METRICS:
+            errs = [v for m in _ERROR_METRICS if (v := self._view(m, workload))]
+            reqs = [v for m in _REQUEST_METRICS if (v := self._view(m, workload))]
+            err_up = any(v[3] or v[2] >= cfg.retry_error_rise for v in errs)
+            req_up = any(v[2] >= cfg.retry_request_rise for v in reqs)
+            bpr = self._bytes_per_request_ratio(workload)
+            bpr_down = bpr is not None and bpr <= cfg.retry_bpr_drop
+            extra.update(errors_up=err_up, requests_up=req_up, bytes_per_request_ratio=bpr)
+            if metric in _ERROR_METRICS or (metric in _REQUEST_METRICS and (err_up or bpr_down)):
+                signature = Signature.RETRY_STORM
+                confidence = min(0.99, 0.4 + 0.2 * err_up + 0.2 * req_up + 0.2 * bpr_down)
+        if signature is Signature.RUNAWAY_PRODUCER:
+            # a failover moves traffic between a tenant's workloads; a runaway adds to the tenant's total
+            t = table.tenant[slot]
+            tenant_excess = float(table.tenant_fast[t] - table.tenant_base[t])
+            share = tenant_excess / max(fast - base, 1e-9)
+            extra["tenant_excess_share"] = round(share, 3)
+            if share < cfg.tenant_share and not step.young[i] and fast < table.detector.params.abs_limit:
+                self._pending.add((metric, slot))
+                return None
+            confidence = min(0.99, confidence * min(1.0, share))
+        self._pending.discard((metric, slot))
+        key = (workload, signature)
+        active = self._active.setdefault(key, set())
+        fresh = not active
+        active.add(metric)
+        if not fresh:
+            return None
+        duration = float(step.duration_s[i])
+        onset = ts - duration
+        ident = hashlib.sha1(f"{workload.key}|{signature.value}|{onset:.3f}".encode()).hexdigest()[:16]
+        return Detection(
+            id=ident, ts=ts, signature=signature, severity=severity_of(ratio),
+            confidence=round(float(confidence), 3), workload=workload.as_dict(), metric=metric.value,
+            baseline=base, observed=fast, ratio=ratio, duration_s=duration,
+            evidence=table.detector.evidence(slot), detector=table.detector.name, extra=extra)
+
+    def _bytes_per_request_ratio(self, workload: Workload) -> float | None:
+        direct = self._view(Metric.BYTES_PER_REQUEST, workload)
+        if direct is not None:
+            return direct[2]
+        b = self._view(Metric.PRODUCE_BYTE_RATE, workload)
+        r = self._view(Metric.PRODUCE_REQUEST_RATE, workload) or self._view(Metric.REQUEST_RATE, workload)
+        if b is None or r is None or r[0] <= 0 or r[1] <= 0 or b[1] <= 0:
+            return None
+        return (b[0] / r[0]) / (b[1] / r[1])
+
+    def _recover(self, metric: Metric, slot: int) -> None:
+        table = self._tables[metric]
+        workload = table.workloads[slot]
+        self._pending.discard((metric, slot))
+        for sig in {SIGNATURE_OF.get(metric, Signature.ANOMALY), Signature.RETRY_STORM}:
+            active = self._active.get((workload, sig))
+            if active is not None:
+                active.discard(metric)
+                if not active:
+                    del self._active[(workload, sig)]
+
+    # -- state ----------------------------------------------------------------------
+    def snapshot_workload(self, workload: Workload) -> dict[str, Any]:
+        """Everything the pipeline knows about one workload, as plain data."""
+        series = {}
+        for metric, table in self._tables.items():
+            slot = table.slot_of.get(workload)
+            if slot is not None:
+                series[metric.value] = table.detector.snapshot(slot)
+        active = {sig.value: sorted(m.value for m in ms) for (w, sig), ms in self._active.items() if w == workload}
+        pending = sorted(m.value for (m, s) in self._pending if self._tables[m].workloads[s] == workload)
+        return {"workload": workload.as_dict(), "series": series, "active": active, "pending": pending}
+
+    def restore_workload(self, state: dict[str, Any]) -> Workload:
+        workload = Workload(**state["workload"])
+        tenant = workload.tenant
+        ti = self._tenants.setdefault(tenant, len(self._tenants))
+        for name, snap in state["series"].items():
+            metric = Metric(name)
+            table = self._tables[metric]
+            slot = table.slot(workload, ti)
+            table.grow_tenants(len(self._tenants))
+            c = table.detector.state.cols
+            table.detector._ensure(slot)
+            old_f, old_b, had = c["fast"][slot], c["base"][slot], c["n"][slot] > 0
+            table.detector.restore(slot, snap)
+            has = c["n"][slot] > 0
+            table.tenant_fast[ti] += np.nan_to_num(c["fast"][slot]) - (np.nan_to_num(old_f) if had else 0.0)
+            table.tenant_base[ti] += np.nan_to_num(c["base"][slot]) - (np.nan_to_num(old_b) if had else 0.0)
+            table.tenant_count[ti] += float(has) - float(had)
+        for sig, metrics in state.get("active", {}).items():
+            self._active[(workload, Signature(sig))] = {Metric(m) for m in metrics}
+        for m in state.get("pending", []):
+            self._pending.add((Metric(m), self._tables[Metric(m)].slot_of[workload]))
+        return workload
+
+    def evict_idle(self) -> int:
+        """Forget series not seen for ``idle_evict_s``; returns how many were dropped."""
+        now = self.clock()
+        dropped = 0
+        for metric, table in self._tables.items():
+            c = table.detector.state.cols
+            n = len(table.workloads)
+            stale = np.nonzero((c["n"][:n] > 0) & (now - c["last_ts"][:n] > self.config.idle_evict_s))[0]
+            if not len(stale):
+                continue
+            tix = table.tenant[stale]
+            np.add.at(table.tenant_fast, tix, -np.nan_to_num(c["fast"][stale]))
+            np.add.at(table.tenant_base, tix, -np.nan_to_num(c["base"][stale]))
+            np.add.at(table.tenant_count, tix, -1.0)
+            for slot in stale.tolist():
+                w = table.workloads[slot]
+                self._recover(metric, slot)
+                del table.slot_of[w]
+                table.workloads[slot] = None
+                table.free.append(slot)
+            table.detector.reset(stale)
+            dropped += len(stale)
+        return dropped
+
+    def tracked_series(self) -> int:
+        return sum(len(t.slot_of) for t in self._tables.values())
