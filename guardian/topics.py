@@ -24,6 +24,7 @@ from guardian.settings import TopicSettings
 log = logging.getLogger(__name__)
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ def topic_specs(t: TopicSettings) -> list[TopicSpec]:
     long = {"retention.ms": str(max(t.retention_ms, _WEEK_MS)), "cleanup.policy": "delete"}
     return [
         TopicSpec(t.metrics, t.partitions, rf, ret),
-        TopicSpec(t.metrics_dlq, min(t.partitions, 3), rf, long),
+        # Room for any record the metrics topic accepted plus the DLQ headers.
+        TopicSpec(t.metrics_dlq, min(t.partitions, 3), rf, {**long, "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
         TopicSpec(t.detections, t.partitions, rf, ret),
         TopicSpec(t.decisions, 1, rf, long),
         TopicSpec(t.telemetry, t.partitions, rf, ret),

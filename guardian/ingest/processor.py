@@ -29,7 +29,10 @@ DLQ_DETAIL = "guardian-dlq-detail"
 DLQ_TOPIC = "guardian-source-topic"
 DLQ_PARTITION = "guardian-source-partition"
 DLQ_OFFSET = "guardian-source-offset"
+DLQ_ORIGINAL_SIZE = "guardian-original-size"
 WORKER_HEADER = "guardian-worker"
+# The source topic bounds a record (broker default ~1 MiB); anything beyond this is cut, never refused.
+DLQ_MAX_VALUE_BYTES = 3 * 1024 * 1024
 
 
 @runtime_checkable
@@ -85,9 +88,16 @@ class DeadLetter:
     offset: int
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [(DLQ_REASON, self.reason.encode()), (DLQ_DETAIL, self.detail[:1000].encode()),
-                (DLQ_TOPIC, self.topic.encode()), (DLQ_PARTITION, str(self.partition).encode()),
-                (DLQ_OFFSET, str(self.offset).encode())]
+        h = [(DLQ_REASON, self.reason.encode()), (DLQ_DETAIL, self.detail[:1000].encode()),
+             (DLQ_TOPIC, self.topic.encode()), (DLQ_PARTITION, str(self.partition).encode()),
+             (DLQ_OFFSET, str(self.offset).encode())]
+        if len(self.value) > DLQ_MAX_VALUE_BYTES:
+            h.append((DLQ_ORIGINAL_SIZE, str(len(self.value)).encode()))
+        return h
+
+    def payload(self) -> bytes:
+        """The original bytes, cut to ``DLQ_MAX_VALUE_BYTES`` (the size header then says how long it was)."""
+        return self.value[:DLQ_MAX_VALUE_BYTES]
 
 
 @dataclass

@@ -31,6 +31,7 @@ from guardian.errors import ConfigError
 from guardian.ingest.processor import (DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, WORKER_HEADER, LimitStage,
                                        MetricsProcessor, ProcessorMetrics, SampleStage)
 from guardian.settings import GuardianSettings, KafkaSettings
+from guardian.topics import DLQ_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
 
 def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, worker_id: str,
                on_record: Callable[[WorkerStats], None] | None = None,
-               commit_interval_s: float = 1.0) -> tuple[Any, WorkerStats]:
+               commit_interval_s: float = 1.0, session_timeout_s: float = 30.0) -> tuple[Any, WorkerStats]:
     """The faust app with the metrics agent. Returns ``(app, stats)``; running it is the caller's."""
     import faust
 
@@ -97,16 +98,30 @@ def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, wo
         datadir=str(datadir), processing_guarantee=ing.processing_guarantee,
         topic_partitions=topics.partitions, broker_commit_interval=commit_interval_s,
         consumer_auto_offset_reset="earliest", producer_linger_ms=5,
+        # A crashed worker's partitions move to the others after this long.
+        broker_session_timeout=session_timeout_s, broker_heartbeat_interval=max(1.0, session_timeout_s / 10),
+        broker_rebalance_timeout=max(session_timeout_s, 10.0),
         # Sample batches are small; a big in-flight buffer lets one worker keep up with many.
         stream_buffer_maxsize=4096,
+        # Dead letters carry the original bytes: allow as much as the DLQ topic does.
+        producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
     )
     metrics_topic = app.topic(topics.metrics, key_type=bytes, value_type=bytes)
-    dlq_topic = app.topic(topics.metrics_dlq, key_type=bytes, value_type=bytes)
-    detections_topic = app.topic(topics.detections, key_type=bytes, value_type=bytes)
     pm = ProcessorMetrics(registry)
     processor = MetricsProcessor(stage, pm)
     stats = WorkerStats(worker_id)
     worker_header = (WORKER_HEADER, worker_id.encode())
+    exactly_once = ing.processing_guarantee == "exactly_once"
+
+    async def emit(topic: str, key: bytes | None, value: bytes, headers: list, msg: Any) -> None:
+        # faust's Topic.send picks the transaction by the *destination* partition, so output of
+        # source partition 2 could commit with source partition 1's offsets (duplicates after a
+        # crash) or find no producer at all on a worker without partition 1. Send in the
+        # transaction of the source partition instead: its outputs and offsets commit together.
+        tid = None
+        if exactly_once:
+            tid = f"{app.conf.id}-{app.assignor.group_for_topic(msg.topic)}-{msg.partition}"
+        await app.producer.send(topic, key, value, None, None, headers, transactional_id=tid)
 
     @app.agent(metrics_topic, name="guardian-ingest-metrics")
     async def process(stream):  # noqa: ANN001 - faust's stream type
@@ -125,13 +140,13 @@ def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, wo
                 stats.dead_letters += 1
                 log.warning("dead letter %s-%d@%d: %s: %s", msg.topic, msg.partition, msg.offset,
                             dl.reason, dl.detail[:200])
-                await dlq_topic.send(key=dl.key, value=dl.value, headers=dl.headers() + [worker_header])
+                await emit(topics.metrics_dlq, dl.key, dl.payload(), dl.headers() + [worker_header], msg)
             else:
                 stats.samples += len(out.batch)
                 stats.workloads.add(out.batch.key)
                 for det in out.detections:
-                    await detections_topic.send(key=out.batch.key.encode(), value=orjson.dumps(det.to_dict()),
-                                                headers=source + [worker_header])
+                    await emit(topics.detections, out.batch.key.encode(), orjson.dumps(det.to_dict()),
+                               source + [worker_header], msg)
                 stats.detections += len(out.detections)
             try:
                 pm.lag.labels(topic=msg.topic, partition=str(msg.partition)).set(
@@ -175,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stop-after-samples", type=int, default=0)
     p.add_argument("--report", type=Path, help="write WorkerStats JSON here on exit")
     p.add_argument("--commit-interval", type=float, default=1.0)
+    p.add_argument("--session-timeout", type=float, default=30.0)
     p.add_argument("--loglevel", default="warning")
     args = p.parse_args(argv)
     settings = GuardianSettings()
@@ -189,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     app, stats = create_app(settings, stage, CollectorRegistry(), args.worker_id,
-                            on_record=on_record if stop_at else None, commit_interval_s=args.commit_interval)
+                            on_record=on_record if stop_at else None, commit_interval_s=args.commit_interval,
+                            session_timeout_s=args.session_timeout)
     try:
         run_worker(app, args.loglevel)
     finally:
