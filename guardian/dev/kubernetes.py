@@ -46,14 +46,14 @@ def _quiet(_: str) -> None:
 
 # --------------------------------------------------------------------------- build
 
-def find_go() -> str:
-    """The Go toolchain to build with: ``$GUARDIAN_GO``, ``go`` on PATH, or /usr/local/go."""
+def find_go(candidates: tuple[str, ...] = GO_CANDIDATES) -> str:
+    """The Go toolchain to build with: ``$GUARDIAN_GO``, ``go`` on PATH, or one of ``candidates``."""
     explicit = os.environ.get("GUARDIAN_GO")
     if explicit:
         if not Path(explicit).is_file():
             raise SetupError(f"GUARDIAN_GO={explicit} is not a file; point it at a Go >= 1.24 `go` binary.")
         return explicit
-    found = shutil.which("go") or next((c for c in GO_CANDIDATES if Path(c).is_file()), None)
+    found = shutil.which("go") or next((c for c in candidates if Path(c).is_file()), None)
     if not found:
         raise SetupError("building kube-apiserver needs a Go toolchain (>= 1.24) and none was found: "
                          "install Go (https://go.dev/doc/install, e.g. into /usr/local/go) or set GUARDIAN_GO.")
