@@ -25,6 +25,18 @@ DECISIONS_API = dm.DataSourceRef(type_val=INFINITY_TYPE, uid="${decisions_api}")
 ACTING_OUTCOMES = "quarantined|escalated|awaiting_approval|escalation_awaiting_approval|shadow|capped"
 
 
+def increase_all(selector: str, window: str) -> str:
+    """``increase`` that also counts series born inside ``window``.
+
+    A labelled counter appears with its first increment already in it (a
+    tenant's first quarantine shows up as a new series at 1), and ``increase``
+    cannot see that step. A series absent ``window`` ago started from 0, so its
+    whole value is the increase: take it from ``S unless S offset window``, and
+    ``increase`` for the series that existed before.
+    """
+    return f"(({selector} unless {selector} offset {window}) or increase({selector}[{window}]))"
+
+
 def prom(expr: str, legend: str = "", ref: str = "A", instant: bool = False,
          table: bool = False) -> prometheus.Dataquery:
     q = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(PROM)

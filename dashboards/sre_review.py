@@ -16,7 +16,7 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.common import (ACTING_OUTCOMES, DecisionsApiAnnotation, PromAnnotation, decisions_api_variable,
-                               prom, prometheus_datasource_variable, thresholds)
+                               increase_all, prom, prometheus_datasource_variable, thresholds)
 
 UID = "guardian-sre-review"
 
@@ -50,8 +50,9 @@ def build() -> db.Dashboard:
         .annotation(DecisionsApiAnnotation("Decisions (API)", color="red"))
         .annotation(PromAnnotation(
             "Decisions (metrics)",
-            f'sum by (outcome, tenant) (increase(guardian_engine_decisions_total{{outcome=~"{ACTING_OUTCOMES}"}}'
-            f'[$__interval])) > 0',
+            "sum by (outcome, tenant) ("
+            + increase_all(f'guardian_engine_decisions_total{{outcome=~"{ACTING_OUTCOMES}"}}', "$__interval")
+            + ") > 0",
             title="{{outcome}}", tags="outcome,tenant", color="orange", text="tenant {{tenant}}"))
 
         .with_row(db.Row("Now"))
@@ -95,7 +96,8 @@ def build() -> db.Dashboard:
         .with_panel(
             bargauge.Panel().title("Top tenants by detections").height(8).span(8)
             .description("Tenants with the most detections in the dashboard's time range.")
-            .with_target(prom("topk(10, sum by (tenant) (increase(guardian_detector_detections_total[$__range])))",
+            .with_target(prom("topk(10, sum by (tenant) "
+                              + increase_all("guardian_detector_detections_total", "$__range") + ")",
                               "{{tenant}}", instant=True))
             .orientation(cm.VizOrientation.HORIZONTAL))
         .with_panel(
@@ -104,7 +106,8 @@ def build() -> db.Dashboard:
                               instant=True, table=True)))
         .with_panel(
             table.Panel().title("Detections by signature and severity").height(8).span(8)
-            .with_target(prom("sum by (signature, severity) (increase(guardian_detector_detections_total[$__range]))",
+            .with_target(prom("sum by (signature, severity) "
+                              + increase_all("guardian_detector_detections_total", "$__range"),
                               instant=True, table=True)))
 
         .with_row(db.Row("Time to sequester"))
@@ -119,7 +122,7 @@ def build() -> db.Dashboard:
         .with_panel(
             stat.Panel().title("Time to sequester in range, p95 by action").height(8).span(12).unit("s")
             .with_target(prom("histogram_quantile(0.95, sum by (le, action) "
-                              "(increase(guardian_engine_time_to_sequester_seconds_bucket[$__range])))",
+                              + increase_all("guardian_engine_time_to_sequester_seconds_bucket", "$__range") + ")",
                               "{{action}}", instant=True))
             .thresholds(thresholds((None, "green"), (30, "orange"), (120, "red"))))
 

@@ -15,7 +15,8 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.common import (ACTING_OUTCOMES, PROM, DecisionsApiAnnotation, PromAnnotation,
-                               decisions_api_variable, prom, prometheus_datasource_variable, thresholds)
+                               decisions_api_variable, increase_all, prom, prometheus_datasource_variable,
+                               thresholds)
 
 UID = "guardian-tenant-view"
 T = 'tenant=~"$tenant"'
@@ -60,8 +61,9 @@ def build() -> db.Dashboard:
         .annotation(DecisionsApiAnnotation("Decisions (API)", color="red"))
         .annotation(PromAnnotation(
             "Decisions (metrics)",
-            f'sum by (outcome) (increase(guardian_engine_decisions_total{{{T}, outcome=~"{ACTING_OUTCOMES}"}}'
-            f'[$__interval])) > 0',
+            "sum by (outcome) ("
+            + increase_all(f'guardian_engine_decisions_total{{{T}, outcome=~"{ACTING_OUTCOMES}"}}', "$__interval")
+            + ") > 0",
             title="{{outcome}}", tags="outcome", color="orange"))
 
         .with_row(db.Row("Quarantines"))
@@ -69,11 +71,12 @@ def build() -> db.Dashboard:
                           steps=((None, "green"), (1, "orange"))))
         .with_panel(_stat("Under appeal", f'max(guardian_ledger_tenant_quarantines{{{T}, state="appealed"}})',
                           steps=((None, "green"), (1, "blue"))))
-        .with_panel(_stat("Detections in range", f"sum(increase(guardian_detector_detections_total{{{T}}}[$__range]))",
+        .with_panel(_stat("Detections in range",
+                          "sum(" + increase_all(f"guardian_detector_detections_total{{{T}}}", "$__range") + ")",
                           steps=((None, "green"), (1, "orange"))))
         .with_panel(_stat("Quarantines decided in range",
-                          f'sum(increase(guardian_engine_decisions_total{{{T}, outcome=~"quarantined|escalated"}}'
-                          f'[$__range]))',
+                          "sum(" + increase_all(f'guardian_engine_decisions_total{{{T}, outcome=~"quarantined|escalated"}}',
+                                                "$__range") + ")",
                           steps=((None, "green"), (1, "red"))))
         .with_panel(_series("Quarantines by state", span=12)
                     .with_target(prom(f"max by (state) (guardian_ledger_tenant_quarantines{{{T}}})", "{{state}}")))
@@ -83,7 +86,7 @@ def build() -> db.Dashboard:
                                       "{{signature}} ({{severity}})")))
         .with_panel(
             table.Panel().title("Decisions in range by outcome").height(8).span(24)
-            .with_target(prom(f"sum by (outcome) (increase(guardian_engine_decisions_total{{{T}}}[$__range]))",
+            .with_target(prom("sum by (outcome) " + increase_all(f"guardian_engine_decisions_total{{{T}}}", "$__range"),
                               instant=True, table=True)))
 
         .with_row(db.Row("Kafka traffic (broker quota sensors)"))

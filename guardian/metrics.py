@@ -147,6 +147,7 @@ class LedgerCollector(Collector):
         self.clock = clock
         self.tenants = tenants
         self.limit = limit
+        self._was_up = True
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Describing without reading keeps registration free of I/O.
@@ -180,10 +181,15 @@ class LedgerCollector(Collector):
             outbox_len = self.ledger.outbox_len()
             pause = self.ledger.pause_state()
         except _errors.GuardianError as exc:
-            log.warning("metrics: ledger unreadable at scrape time: %s", exc)
+            # Loud once when it breaks, quiet on every following scrape.
+            (log.warning if self._was_up else log.debug)("metrics: ledger unreadable at scrape time: %s", exc)
+            self._was_up = False
             up.add_metric([], 0.0)
             yield up
             return
+        if not self._was_up:
+            log.info("metrics: ledger readable again")
+        self._was_up = True
         now = self.clock()
         by_action = dict.fromkeys(ACTIONS, 0)
         by_action[OTHER] = 0
