@@ -34,10 +34,10 @@ def run(starts: int = 3, rounds: int = 30, say: Callable[[str], None] = print) -
         seed,
         tenant_pod,
     )
-    from guardian.settings import DevSettings
+    from guardian.settings import GuardianSettings
 
     t = time.monotonic()
-    bins = ensure_kubernetes_binaries(DevSettings().home, DEFAULT_VERSION, progress=say)
+    bins = ensure_kubernetes_binaries(GuardianSettings().dev.home, DEFAULT_VERSION, progress=say)
     lookup = time.monotonic() - t
     fresh, restart, seeding = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

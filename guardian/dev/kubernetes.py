@@ -496,10 +496,11 @@ def seed(cluster: LocalKubernetes, rules_path: Path = RULES_FILE, token_ttl_s: i
 
 # --------------------------------------------------------------------------- CLI
 
-def _default_cache() -> Path:
-    from guardian.settings import DevSettings
+def default_cache_dir() -> Path:
+    """``GUARDIAN_DEV__HOME`` or ~/.cache/guardian: where binaries are cached and dev runs live."""
+    from guardian.settings import GuardianSettings
 
-    return DevSettings().home
+    return GuardianSettings().dev.home
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default=os.environ.get("GUARDIAN_KUBERNETES_VERSION", DEFAULT_VERSION))
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    cache = args.cache_dir or _default_cache()
+    cache = args.cache_dir or default_cache_dir()
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     run_dir = cache / "run" / "kubernetes"
     try:

@@ -21,9 +21,9 @@ _build: dict[str, Any] = {}
 
 
 def _cache_dir() -> Path:
-    from guardian.settings import DevSettings
+    from guardian.settings import GuardianSettings
 
-    return DevSettings().home
+    return GuardianSettings().dev.home
 
 
 def _version() -> str:
