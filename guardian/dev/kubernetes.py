@@ -278,10 +278,10 @@ class LocalKubernetes:
         st.apiserver_pid = procs.spawn(self._apiserver_cmd(st), self.run_dir / APISERVER_LOG, cwd=self.run_dir)
         st.save(self._state_path)
         self._wait(lambda: self._ready(st), st.apiserver_pid, "kube-apiserver", APISERVER_LOG)
-        self._write_kubeconfig(self.kubeconfig_path, ADMIN_USER, self._admin_token(), st)
+        self.write_kubeconfig(self.kubeconfig_path, ADMIN_USER, self._admin_token(), st)
         guardian_token = self.run_dir / "guardian.token"
         if guardian_token.exists():  # seeded before: the port changed, the token did not
-            self._write_kubeconfig(self.guardian_kubeconfig_path, GUARDIAN_USER,
+            self.write_kubeconfig(self.guardian_kubeconfig_path, GUARDIAN_USER,
                                    guardian_token.read_text().strip(), st, namespace=TENANT_NAMESPACE)
         return self
 
@@ -313,9 +313,10 @@ class LocalKubernetes:
         import ssl
         import urllib.request
 
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # only a readiness probe on loopback; clients verify the CA
+        ca = self.run_dir / "pki" / "apiserver.crt"  # written by kube-apiserver once it serves
+        if not ca.exists():
+            return False
+        ctx = ssl.create_default_context(cafile=str(ca))
         req = urllib.request.Request(f"https://127.0.0.1:{st.apiserver_port}/readyz",
                                      headers={"Authorization": f"Bearer {self._admin_token()}"})
         try:
@@ -379,7 +380,7 @@ class LocalKubernetes:
                 "--profiling=false",
                 "--v=1"]
 
-    def _write_kubeconfig(self, path: Path, user: str, token: str, st: _State | None = None,
+    def write_kubeconfig(self, path: Path, user: str, token: str, st: _State | None = None,
                           namespace: str = "default") -> None:
         import base64
 
@@ -490,7 +491,7 @@ def seed(cluster: LocalKubernetes, rules_path: Path = RULES_FILE, token_ttl_s: i
     token_path = cluster.run_dir / "guardian.token"
     token_path.write_text(token + "\n")
     token_path.chmod(0o600)
-    cluster._write_kubeconfig(cluster.guardian_kubeconfig_path, GUARDIAN_USER, token, namespace=TENANT_NAMESPACE)
+    cluster.write_kubeconfig(cluster.guardian_kubeconfig_path, GUARDIAN_USER, token, namespace=TENANT_NAMESPACE)
     return cluster.guardian_kubeconfig_path
 
 
