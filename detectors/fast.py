@@ -45,7 +45,7 @@ class TierParams:
     cusum_h: float = 30.0
     recover_ratio: float = 1.3
     cold_ratio: float = 10.0
-    warm_n: int = 30
+    warm_n: int = 120
     tau_fast_s: float = 2.0
     tau_base_s: float = 3600.0
     tau_young_s: float = 30.0
@@ -128,6 +128,14 @@ class FastTierDetector(Detector):
         self._ev_ts[slot] = np.asarray(state.get("ev_ts", [np.nan] * self.params.evidence), dtype=np.float64)
         self._ev_val[slot] = np.asarray(state.get("ev_val", [np.nan] * self.params.evidence), dtype=np.float64)
 
+    def accept(self, slot: int) -> None:
+        """Take the series' current level as its new normal (an explained, benign shift)."""
+        c = self.state.cols
+        c["base"][slot] = c["fast"][slot]
+        for name in ("cusum", "hit_s", "alarm", "peak"):
+            c[name][slot] = 0.0
+        c["onset_ts"][slot] = np.nan
+
     def reset(self, slots: np.ndarray) -> None:
         """Forget series (an evicted workload); their slots may be reused."""
         for name, default in _COLUMNS.items():
@@ -170,7 +178,7 @@ class FastTierDetector(Detector):
         base = np.where(first, np.where(has_prior, pri, x), base)
         fast = np.where(first, x, fast)
         dev = np.where(first, np.where(has_prior, 0.5 * np.abs(pri), 0.0), dev)
-        dt = np.where(first | ~np.isfinite(last_ts), 1.0, np.clip(t - last_ts, 0.0, 3600.0))
+        dt = np.where(first | ~np.isfinite(last_ts), 1.0, np.minimum(np.maximum(t - last_ts, 0.0), 3600.0))
         young = n < p.warm_n
 
         a_fast = 1.0 - np.exp(-dt / p.tau_fast_s)
@@ -208,7 +216,7 @@ class FastTierDetector(Detector):
         base = np.where(learn, base_new, base)
         dev = np.where(learn, dev_new, dev)
 
-        score = np.where(ok, np.clip(np.maximum(hit_s / p.hold_s, cusum / p.cusum_h), 0.0, 1.0), 0.0)
+        score = np.where(ok, np.minimum(np.maximum(hit_s / p.hold_s, cusum / p.cusum_h), 1.0), 0.0)
         score = np.where(material | over_abs, score, 0.0)
         score = np.where(new_alarm, 1.0, score)
 

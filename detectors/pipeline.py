@@ -111,7 +111,14 @@ class DetectorPipeline:
         self._tenants: dict[str | None, int] = {}
         # (workload, signature) -> metrics currently in alarm for it; emitted once per episode
         self._active: dict[tuple[Workload, Signature], set[Metric]] = {}
-        self._pending: set[tuple[Metric, int]] = set()   # alarms whose signature was held back
+
+    def slot(self, workload: Workload, metric: Metric) -> int:
+        """The slot of a workload's series of ``metric`` (allocated on first use), for ``process_arrays``."""
+        tenant = workload.tenant
+        ti = self._tenants.get(tenant)
+        if ti is None:
+            ti = self._tenants[tenant] = len(self._tenants)
+        return self._tables[metric].slot(workload, ti)
 
     # -- the hot path ---------------------------------------------------------------
     def process(self, samples: Iterable[Sample]) -> list[Detection]:
@@ -147,11 +154,11 @@ class DetectorPipeline:
         if len(slots) == 0:
             return []
         # one sample per slot per vectorised step: split repeated slots into rounds, in time order
+        if len(np.unique(slots)) == len(slots):
+            return self._step(metric, slots, ts, values)
         order = np.lexsort((ts, slots))
         ss = slots[order]
-        first = np.r_[True, ss[1:] != ss[:-1]]
-        if first.all():
-            return self._step(metric, slots, ts, values)
+        first = np.concatenate([[True], ss[1:] != ss[:-1]])
         group_start = np.maximum.accumulate(np.where(first, np.arange(len(ss)), 0))
         rank = np.arange(len(ss)) - group_start
         out: list[Detection] = []
@@ -167,29 +174,31 @@ class DetectorPipeline:
         table.grow_tenants(len(self._tenants))
         cols = det.state.cols
         tix = table.tenant[slots]
-        old_fast = cols["fast"][slots].copy()
-        old_base = cols["base"][slots].copy()
         new = cols["n"][slots] == 0
+        old_fast = np.where(new, 0.0, cols["fast"][slots])
+        old_base = np.where(new, 0.0, cols["base"][slots])
         counts = table.tenant_count[tix]
         prior = np.where(counts > 0, table.tenant_base[tix] / np.maximum(counts, 1), np.nan)
         step = det.step(slots, ts, values, prior=prior)
-        # keep the tenant sums of level and baseline current (NaN before a first sample)
-        nf, nb = cols["fast"][slots], cols["base"][slots]
-        np.add.at(table.tenant_fast, tix, np.nan_to_num(nf) - np.nan_to_num(old_fast))
-        np.add.at(table.tenant_base, tix, np.nan_to_num(nb) - np.nan_to_num(old_base))
-        np.add.at(table.tenant_count, tix, (new & (cols["n"][slots] > 0)).astype(np.float64))
+        # keep the tenant sums of level and baseline current (a series counts from its first sample)
+        seen = cols["n"][slots] > 0
+        d_fast = np.where(seen, cols["fast"][slots], 0.0) - old_fast
+        d_base = np.where(seen, cols["base"][slots], 0.0) - old_base
+        if len(self._tenants) == 1:
+            table.tenant_fast[0] += d_fast.sum()
+            table.tenant_base[0] += d_base.sum()
+            table.tenant_count[0] += (new & seen).sum()
+        else:
+            table.tenant_fast += np.bincount(tix, d_fast, minlength=len(table.tenant_fast))
+            table.tenant_base += np.bincount(tix, d_base, minlength=len(table.tenant_base))
+            table.tenant_count += np.bincount(tix, (new & seen), minlength=len(table.tenant_count))
 
         out: list[Detection] = []
         if metric not in SIGNATURE_OF and not self.config.signatures.emit_anomaly:
             return out
         for i in np.nonzero(step.recovered)[0]:
             self._recover(metric, int(slots[i]))
-        cand = list(np.nonzero(step.onset)[0])
-        if self._pending:
-            pos = {int(s): k for k, s in enumerate(slots)}
-            cand += [pos[s] for (m, s) in list(self._pending) if m is metric and s in pos
-                     and step.alarm[pos[s]] and not step.onset[pos[s]]]
-        for i in cand:
+        for i in np.nonzero(step.onset)[0]:
             d = self._signature(metric, int(slots[i]), float(ts[i]), step, int(i))
             if d is not None:
                 out.append(d)
@@ -236,10 +245,10 @@ class DetectorPipeline:
             share = tenant_excess / max(fast - base, 1e-9)
             extra["tenant_excess_share"] = round(share, 3)
             if share < cfg.tenant_share and not step.young[i] and fast < table.detector.params.abs_limit:
-                self._pending.add((metric, slot))
+                # the tenant's total did not rise with it: traffic moved, it did not run away
+                table.detector.accept(slot)
                 return None
             confidence = min(0.99, confidence * min(1.0, share))
-        self._pending.discard((metric, slot))
         key = (workload, signature)
         active = self._active.setdefault(key, set())
         fresh = not active
@@ -268,7 +277,6 @@ class DetectorPipeline:
     def _recover(self, metric: Metric, slot: int) -> None:
         table = self._tables[metric]
         workload = table.workloads[slot]
-        self._pending.discard((metric, slot))
         for sig in {SIGNATURE_OF.get(metric, Signature.ANOMALY), Signature.RETRY_STORM}:
             active = self._active.get((workload, sig))
             if active is not None:
@@ -285,8 +293,7 @@ class DetectorPipeline:
             if slot is not None:
                 series[metric.value] = table.detector.snapshot(slot)
         active = {sig.value: sorted(m.value for m in ms) for (w, sig), ms in self._active.items() if w == workload}
-        pending = sorted(m.value for (m, s) in self._pending if self._tables[m].workloads[s] == workload)
-        return {"workload": workload.as_dict(), "series": series, "active": active, "pending": pending}
+        return {"workload": workload.as_dict(), "series": series, "active": active}
 
     def restore_workload(self, state: dict[str, Any]) -> Workload:
         workload = Workload(**state["workload"])
@@ -307,8 +314,6 @@ class DetectorPipeline:
             table.tenant_count[ti] += float(has) - float(had)
         for sig, metrics in state.get("active", {}).items():
             self._active[(workload, Signature(sig))] = {Metric(m) for m in metrics}
-        for m in state.get("pending", []):
-            self._pending.add((Metric(m), self._tables[Metric(m)].slot_of[workload]))
         return workload
 
     def evict_idle(self) -> int:
