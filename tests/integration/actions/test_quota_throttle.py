@@ -23,7 +23,8 @@ from tests.integration.actions.traffic import PacedProducer
 QUOTA = 1 << 20            # 1 MiB/s for the runaway
 RUNAWAY = 3 * QUOTA        # what the runaway offers
 STEADY = 256 << 10         # tenant-b's steady producer
-BASELINE_S = 3.0
+BASELINE_S = 2.0           # both producers at speed for this long before the quota lands
+RAMP_LIMIT_S = 30.0
 SETTLE_S = 2.0             # apply waits until the broker serves the quota; then a margin
 MEASURE_S = 11.0           # one broker quota window (Kafka defaults: 11 samples of 1 s)
 
@@ -32,16 +33,27 @@ def test_runaway_producer_falls_to_its_quota_and_tenant_b_is_unchanged(make_topi
                                                                       unique):
     topic_a, topic_b = make_topic("tenant-a"), make_topic("tenant-b")
     cid_a, cid_b = f"runaway-{unique}", f"steady-{unique}"
-    a = PacedProducer(tenant_conf("tenant-a", **{"client.id": cid_a, "batch.size": 64 << 10}), topic_a,
+    # Java-client-like in-flight limit: librdkafka's default (1e6) turns every unthrottled moment into a burst.
+    a = PacedProducer(tenant_conf("tenant-a", **{"client.id": cid_a, "batch.size": 64 << 10,
+                                                 "max.in.flight.requests.per.connection": 5}), topic_a,
                       RUNAWAY).start()
     b = PacedProducer(tenant_conf("tenant-b", **{"client.id": cid_b}), topic_b, STEADY).start()
     plan = quota_actuator.plan({"principal": "User:tenant-a", "client_id": cid_a},
                                {"producer_byte_rate": QUOTA}, quarantine_id=f"q-{unique}")
     before = quota_actuator.observe(plan)
     try:
+        # Start-up (SASL, metadata) is slow on a busy machine: act once both run at speed, not at a fixed time.
         t0 = time.monotonic()
-        time.sleep(BASELINE_S)
-        t_apply = time.monotonic()
+        while True:
+            time.sleep(0.25)
+            now = time.monotonic()
+            if (now - t0 >= BASELINE_S and a.rate(now - BASELINE_S, now) > 2 * QUOTA
+                    and abs(b.rate(now - BASELINE_S, now) - STEADY) / STEADY <= 0.15):
+                break
+            assert now - t0 < RAMP_LIMIT_S, (f"producers not at speed after {RAMP_LIMIT_S:.0f}s: tenant-a "
+                                             f"{a.per_second(t0, now)}, tenant-b {b.per_second(t0, now)}; "
+                                             f"errors {a.errors[:2]} {b.errors[:2]}")
+        t_apply = now
         quota_actuator.apply(plan)
         assert quota_actuator.verify(plan)
         time.sleep(SETTLE_S + MEASURE_S)
@@ -53,8 +65,7 @@ def test_runaway_producer_falls_to_its_quota_and_tenant_b_is_unchanged(make_topi
 
     assert before["quotas"] == {}, "the (user, client-id) entity had no quota of its own before"
     assert not a.errors and not b.errors, (a.errors[:3], b.errors[:3])
-    warm = t0 + 1.0  # connection set-up and the first metadata round trip
-    base_a = a.rate(warm, t_apply)
+    base_a = a.rate(t_apply - BASELINE_S, t_apply)
     assert base_a > 2 * QUOTA, f"the runaway never ran away: {base_a:.0f} B/s"
 
     t_measure = t_apply + SETTLE_S
@@ -65,8 +76,7 @@ def test_runaway_producer_falls_to_its_quota_and_tenant_b_is_unchanged(make_topi
     assert events and max(ms for _, ms in events) > 0, "tenant-a's produce responses carried no throttle time"
     assert a.throttle.stats_max_ms > 0, "librdkafka statistics show no broker throttle for tenant-a"
 
-    base_b, during_b = b.rate(warm, t_apply), b.rate(t_measure, t_end)
-    assert abs(base_b - STEADY) / STEADY <= 0.15, f"tenant-b baseline {base_b:.0f} B/s"
+    base_b, during_b = b.rate(t_apply - BASELINE_S, t_apply), b.rate(t_measure, t_end)
     assert abs(during_b - base_b) / base_b <= 0.15, (f"tenant-b went from {base_b:.0f} to {during_b:.0f} B/s: "
                                                      f"{b.per_second(t_apply, t_end)}")
     assert b.throttle_events() == [] and b.throttle.stats_max_ms == 0, "tenant-b was throttled"
