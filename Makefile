@@ -28,7 +28,7 @@ down:
 	$(PYTHON) -m guardian.cli dev down
 
 lint:
-	$(PYTHON) -m importlinter.cli lint-imports || lint-imports
+	lint-imports
 
 clean:
 	rm -rf .pytest_cache build *.egg-info .guardian-install.stamp

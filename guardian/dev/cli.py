@@ -14,8 +14,8 @@ from guardian.settings import GuardianSettings
 dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and Redis for development and tests.")
 
 
-def _stack(broker_plugin: bool = False) -> DevStack:
-    return DevStack(GuardianSettings().dev, broker_plugin=broker_plugin)
+def _stack(broker_plugin: bool = False, kubernetes: bool = False) -> DevStack:
+    return DevStack(GuardianSettings().dev, broker_plugin=broker_plugin, kubernetes=kubernetes)
 
 
 def _say(msg: str) -> None:
@@ -24,13 +24,17 @@ def _say(msg: str) -> None:
 
 @dev_app.command()
 def up(broker_plugin: bool = typer.Option(False, "--broker-plugin",
-                                          help="Build and load the guardian broker plugin (metrics + KIP-714).")) -> None:
+                                          help="Build and load the guardian broker plugin (metrics + KIP-714)."),
+       kubernetes: bool = typer.Option(False, "--kubernetes",
+                                       help="Also build (once) and start a local kube-apiserver + etcd.")) -> None:
     """Start local Kafka and Redis (idempotent) and wait until a tenant can authenticate."""
     t0 = time.monotonic()
-    ep = _stack(broker_plugin).up(progress=_say)
+    ep = _stack(broker_plugin, kubernetes).up(progress=_say)
     typer.echo(f"up in {time.monotonic() - t0:.1f}s: Kafka {ep.kafka_bootstrap_servers} ({ep.kafka_provider}), "
                f"SASL {ep.kafka_sasl_bootstrap_servers}, metrics {ep.kafka_metrics_url}, "
                f"Redis {ep.redis_url} ({ep.redis_provider})")
+    if ep.kubeconfig:
+        typer.echo(f"Kubernetes: KUBECONFIG={ep.kubeconfig} (the guardian's service account)")
     typer.echo("load the environment with:  eval \"$(guardian dev env)\"")
 
 
@@ -51,6 +55,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
         state = "running" if info["running"] else "stopped"
         where = info.get("bootstrap") or info.get("url") or "-"
         typer.echo(f"{name:6} {state:8} pid={info['pid'] or '-'} {where}")
+        if name == "kubernetes" and info["running"]:
+            typer.echo(f"{'':6} KUBECONFIG={info['kubeconfig']}")
         if name == "kafka" and info["running"]:
             typer.echo(f"{'':6} sasl={info['sasl_bootstrap']} metrics={info['metrics_url']} "
                        f"({'answering' if info['metrics_up'] else 'not answering'}) log={info['log']}")

@@ -38,12 +38,16 @@ class Endpoints:
     tenants: dict[str, str] = field(default_factory=dict)
     admin_user: str = "admin"
     admin_password: str = ""
+    kubeconfig: str = ""  # the guardian's service account on the local kube-apiserver, when started
 
     def exports(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
-                "KAFKA_SASL_BOOTSTRAP_SERVERS": self.kafka_sasl_bootstrap_servers,
-                "KAFKA_METRICS_URL": self.kafka_metrics_url,
-                "REDIS_URL": self.redis_url}
+        out = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+               "KAFKA_SASL_BOOTSTRAP_SERVERS": self.kafka_sasl_bootstrap_servers,
+               "KAFKA_METRICS_URL": self.kafka_metrics_url,
+               "REDIS_URL": self.redis_url}
+        if self.kubeconfig:
+            out["KUBECONFIG"] = self.kubeconfig
+        return out
 
 
 def docker_answers() -> bool:
@@ -78,7 +82,8 @@ class DevStack:
     def __init__(self, settings: DevSettings | None = None, run_dir: Path | None = None,
                  use_environment: bool = True, use_docker: bool | None = None,
                  kafka_properties: dict[str, str] | None = None,
-                 kafka_classpath: list[Path] | None = None, broker_plugin: bool = False) -> None:
+                 kafka_classpath: list[Path] | None = None, broker_plugin: bool = False,
+                 kubernetes: bool = False) -> None:
         self.settings = settings or DevSettings()
         self.run_dir = run_dir or (self.settings.home / "run")
         self.use_environment = use_environment
@@ -90,6 +95,7 @@ class DevStack:
                                 start_timeout_s=s.start_timeout_s, extra_properties=kafka_properties,
                                 extra_classpath=kafka_classpath, broker_plugin=broker_plugin)
         self.redis = LocalRedis(self.run_dir, s.redis_port)
+        self.kubernetes = kubernetes
         self.endpoints_file = self.run_dir / "endpoints.json"
 
     def _external(self) -> Endpoints | None:
@@ -124,6 +130,8 @@ class DevStack:
                            kafka_metrics_url=ks.metrics_url, redis_url=rs.url,
                            kafka_provider="local", redis_provider="local", tenants=ks.tenants,
                            admin_password=ks.users.get("admin", ""))
+        if self.kubernetes:
+            ep.kubeconfig = str(self._start_kubernetes(progress))
         self.endpoints_file.write_text(json.dumps(asdict(ep), indent=2))
         return ep
 
@@ -137,6 +145,24 @@ class DevStack:
                 procs.check_port_free(port, what)
         if not ours[1]:
             procs.check_port_free(s.redis_port, "Redis")
+
+    def _local_kubernetes(self, bins: Path | None = None):
+        from guardian.dev.kubernetes import LocalKubernetes, binary_dir
+
+        return LocalKubernetes(self.run_dir / "kubernetes", bins or binary_dir(self.settings.home))
+
+    def _start_kubernetes(self, progress: Progress) -> Path:
+        """Build (once, cached) and start kube-apiserver + etcd, seed tenants and the guardian's RBAC."""
+        from guardian.dev.kubernetes import ensure_kubernetes_binaries, seed
+
+        bins = ensure_kubernetes_binaries(self.settings.home, progress=progress)
+        cluster = self._local_kubernetes(bins)
+        if not cluster.is_running():
+            progress("starting kube-apiserver and etcd ...")
+            cluster.start()
+        kubeconfig = seed(cluster)
+        progress(f"Kubernetes API at {cluster.server_url}; the guardian's kubeconfig: {kubeconfig}")
+        return kubeconfig
 
     def endpoints(self) -> Endpoints:
         if ext := self._external():
@@ -156,10 +182,20 @@ class DevStack:
                         "log": str(self.kafka.log_file)}
         out["redis"] = {"running": self.redis.is_running(), "pid": rs.pid if rs else None,
                         "url": rs.url if rs else None, "data_dir": str(self.redis.data_dir)}
+        if (self.run_dir / "kubernetes").exists():
+            k8s = self._local_kubernetes()
+            running = k8s.is_running()
+            out["kubernetes"] = {"running": running, "pid": None, "url": k8s.server_url if running else None,
+                                 "kubeconfig": str(k8s.guardian_kubeconfig_path)}
         return out
 
     def down(self, progress: Progress = print, purge: bool = False) -> None:
         """Stop only what `up` started here; with ``purge`` also delete the data."""
+        if (self.run_dir / "kubernetes").exists():
+            k8s = self._local_kubernetes()
+            was = k8s.is_running()
+            k8s.stop()
+            progress(f"Kubernetes: {'stopped' if was else 'was not running'}")
         for name, svc in (("Kafka", self.kafka), ("Redis", self.redis)):
             stopped = svc.destroy() if purge else svc.stop()
             progress(f"{name}: {'stopped' if stopped else 'was not running'}{' and data removed' if purge else ''}")
