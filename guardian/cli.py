@@ -33,7 +33,9 @@ def _register() -> None:
     from guardian.ingest.cli import bench_ingest_command, collect_app, run_command
 
     app.add_typer(collect_app, name="collect")
-    app.command("run")(run_command)
+    from guardian.run import run_command as guardian_run_command
+
+    app.command("run")(guardian_run_command)
     bench_app.command("ingest")(bench_ingest_command)
     from guardian.engine.cli import bench_act_command
 

@@ -1,73 +1,471 @@
 """`guardian run`: the wiring of one guardian process.
 
-In order: create the guardian topics when missing, serve the processors'
-Prometheus metrics (when a port is set), start the configured collectors in
-threads, start the action engine (``start_action_engine``, the hook the
-engine is wired into), then run a stream-processor worker in the foreground
+In order: create the guardian topics when missing, serve ``/metrics`` (when
+``GUARDIAN_INGEST__METRICS_PORT`` is set), start the configured collectors
+in threads, start the action engine in a thread (it consumes
+``guardian.detections`` while it holds the Redis lease), optionally the HTTP
+API in a thread (``--api``; it shares the engine, so an SRE's release is
+converged at once), then run a stream-processor worker in the foreground
 until SIGTERM/SIGINT, and stop the rest.
 
-The detector stage comes from ``build_stage``: the detectors package's
-pipeline once it exists, ``NullStage`` until then.
+The detector stage (``build_stage``) is ``DetectorStage``: the detectors
+package's ``DetectorPipeline`` behind the ingest ``SampleStage`` interface.
+The pipeline reports a runaway once, at its onset; the policy wants
+evidence that lasts (``evidence_s``). ``DetectorStage`` therefore re-emits
+an ongoing episode (same detection id, growing ``duration_s``) every few
+seconds while the pipeline still has it in alarm, so the engine acts once
+the evidence suffices and climbs the ladder if the runaway continues.
+
+The stage also feeds ``ClusterTraffic`` (bytes/s in and out of every
+broker, from the broker-level samples it sees), the engine's
+``cluster_traffic`` provider for the share-of-traffic cap. In one process
+that is the whole cluster; with several workers the engine's process knows
+it only when its worker owns the partition of the broker-level samples, and
+the policy's ``on_unknown_traffic`` decides otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import socket
 import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from guardian.ingest.processor import NullStage, SampleStage
+import typer
+
+from guardian.ingest.processor import SampleStage
 from guardian.settings import GuardianSettings
 
 log = logging.getLogger(__name__)
 
+_BYTE_RATES = ("produce_byte_rate", "fetch_byte_rate")
+# decisions not worth a log line (the audit trail has them all)
+_QUIET_OUTCOMES = frozenset({"no_policy", "not_reacting", "insufficient_evidence", "cooling_down", "under_review",
+                             "top_rung", "protected"})
 
-def build_stage(settings: GuardianSettings) -> SampleStage:
-    """The detector stage the processors hand each workload's batch to.
 
-    Wire the detectors pipeline here (anything with ``process(batch) -> list[Detection]``).
+# ------------------------------------------------------------------------------- the stage
+
+class ClusterTraffic:
+    """Bytes/s through the cluster: the latest produce + fetch rate of every broker.
+
+    Fed with broker-level samples (a workload with only ``broker`` set); a
+    broker not heard from for ``stale_after_s`` no longer counts. Called with
+    no argument it is the engine's ``cluster_traffic`` provider (``None`` =
+    unknown).
     """
-    log.warning("no detector pipeline wired into guardian.run.build_stage: samples are ingested, "
-                "no detections are produced")
-    return NullStage()
+
+    def __init__(self, stale_after_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.stale_after_s = stale_after_s
+        self.clock = clock
+        self._latest: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def observe(self, batch: Any) -> None:
+        w = batch.workload
+        if w.broker is None or any(getattr(w, k) is not None for k in ("principal", "client_id", "group",
+                                                                        "topic", "pod")):
+            return
+        for metric, ts, value in zip(batch.metrics, batch.ts, batch.values):
+            if metric.value in _BYTE_RATES:
+                prev = self._latest.get((w.broker, metric.value))
+                if prev is None or ts >= prev[0]:
+                    self._latest[(w.broker, metric.value)] = (ts, value)
+
+    def __call__(self) -> float | None:
+        now = self.clock()
+        fresh = [v for ts, v in list(self._latest.values()) if now - ts <= self.stale_after_s]
+        return sum(fresh) if fresh else None
 
 
-def start_action_engine(settings: GuardianSettings, stop: threading.Event) -> list[threading.Thread]:
-    """Hook: start ``guardian.engine`` (consumes ``guardian.detections``) and return its threads.
+@dataclass
+class _Episode:
+    first: Any            # the Detection the pipeline emitted at onset
+    onset: float          # when the evidence started
+    last_emit: float      # sample time of the last (re-)emission
 
-    The lead wires the engine here; until then `guardian run` ingests and detects only.
+
+@dataclass
+class DetectorStage:
+    """``DetectorPipeline`` as the processors' ``SampleStage``, with re-emission of ongoing episodes.
+
+    ``reemit_s``: how often an ongoing episode is re-emitted during its first
+    ``fast_phase_s`` (while the policy may still be waiting for evidence);
+    ``slow_reemit_s`` after that (enough for the ladder's cool-downs).
     """
-    return []
 
+    pipeline: Any
+    traffic: ClusterTraffic | None = None
+    metrics: Any | None = None
+    reemit_s: float = 2.0
+    fast_phase_s: float = 60.0
+    slow_reemit_s: float = 30.0
+    _episodes: dict[tuple[Any, str], _Episode] = field(default_factory=dict)
+    _batches: int = 0
+
+    def process(self, batch: Any) -> list[Any]:
+        if self.traffic is not None:
+            self.traffic.observe(batch)
+        detections = list(self.pipeline.process(batch))
+        newest = max(batch.ts) if len(batch) else time.time()
+        fresh = set()
+        for d in detections:
+            key = (batch.workload, d.signature.value)
+            self._episodes[key] = _Episode(first=d, onset=d.ts - d.duration_s, last_emit=d.ts)
+            fresh.add(key)
+        out = detections + self._continuing(batch.workload, newest, fresh)
+        m = self.metrics
+        if m is not None:
+            m.observe_samples(len(batch), source=batch.source, newest_ts=newest)
+            for d in detections:
+                m.observe_detection(d)
+            self._batches += 1
+            if self._batches % 200 == 0:
+                m.set_tracked_workloads(self.pipeline.tracked_series())
+        return out
+
+    def _continuing(self, workload: Any, now: float, fresh: set) -> list[Any]:
+        mine = [k for k in self._episodes if k[0] == workload and k not in fresh]
+        if not mine:
+            return []
+        snap = self.pipeline.snapshot_workload(workload)
+        out = []
+        for key in mine:
+            ep = self._episodes[key]
+            if key[1] not in snap.get("active", {}):
+                del self._episodes[key]        # recovered: the next onset is a new episode
+                continue
+            age = now - ep.onset
+            every = self.reemit_s if age < self.fast_phase_s else self.slow_reemit_s
+            if now - ep.last_emit < every:
+                continue
+            ep.last_emit = now
+            d = ep.first
+            series = snap.get("series", {}).get(d.metric, {})
+            fast, base = series.get("fast"), series.get("base")
+            changes: dict[str, Any] = {"ts": now, "duration_s": max(0.0, now - ep.onset)}
+            if isinstance(fast, (int, float)) and isinstance(base, (int, float)) and base == base and fast == fast:
+                floor = self.pipeline.config.tiers[_metric(d.metric)].floor
+                changes.update(observed=float(fast), baseline=float(base),
+                               ratio=(float(fast) + floor) / (max(float(base), 0.0) + floor))
+            out.append(dataclasses.replace(d, **changes))
+        return out
+
+
+def _metric(name: str) -> Any:
+    from guardian.samples import Metric
+
+    return Metric(name)
+
+
+def detector_config(settings: GuardianSettings) -> Any:
+    from detectors.config import DetectorConfig
+
+    if settings.detector_file is None:
+        return DetectorConfig()
+    import yaml
+
+    from guardian.errors import ConfigError
+
+    try:
+        data = yaml.safe_load(settings.detector_file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{settings.detector_file}: {exc}") from exc
+    return DetectorConfig.from_dict(data)
+
+
+def build_stage(settings: GuardianSettings, traffic: ClusterTraffic | None = None,
+                metrics: Any | None = None) -> SampleStage:
+    """The detector stage the processors hand each workload's batch to."""
+    from detectors.pipeline import DetectorPipeline
+
+    return DetectorStage(DetectorPipeline(detector_config(settings)), traffic=traffic, metrics=metrics)
+
+
+# ------------------------------------------------------------------------------- the engine
+
+def _kafka_python_config(settings: GuardianSettings) -> dict[str, Any]:
+    k = settings.kafka
+    conf: dict[str, Any] = {"security_protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        conf.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username or "",
+                    sasl_plain_password=k.sasl_password or "")
+    if k.ssl_ca_location:
+        conf["ssl_cafile"] = k.ssl_ca_location
+    return conf
+
+
+def _escalation(settings: GuardianSettings, metrics: Any) -> tuple[Any, Any] | None:
+    """(dispatcher, engine hook) for the configured channels, or None when none is configured."""
+    from guardian.escalation import Links
+    from guardian.escalation_dispatch import EngineEscalationHook, EscalationDispatcher
+    from guardian.escalation_senders import (AgentChannel, PagerDutyChannel, SignedWebhookChannel,
+                                             SlackChannel)
+
+    e = settings.escalation
+    channels: list[Any] = []
+    if e.slack_webhook_url:
+        channels.append(SlackChannel(e.slack_webhook_url))
+    if e.webhook_url:
+        channels.append(SignedWebhookChannel(e.webhook_url, e.webhook_secret))
+    if e.pagerduty_routing_key:
+        kw = {"url": e.pagerduty_url} if e.pagerduty_url else {}
+        channels.append(PagerDutyChannel(e.pagerduty_routing_key, **kw))
+    if e.agent_url:
+        channels.append(AgentChannel(e.agent_url, e.agent_token))
+    if not channels:
+        return None
+    base = e.api_base_url or f"http://{settings.api.host}:{settings.api.port}"
+    dispatcher = EscalationDispatcher(
+        channels, on_outcome=lambda ch, outcome: metrics.observe_notification(ch, outcome == "sent")
+        if outcome in ("sent", "failed") else None).start()
+    return dispatcher, EngineEscalationHook(dispatcher, Links(api_base_url=base, dashboard_url=e.dashboard_url),
+                                            events=e.events)
+
+
+def _pod_actuator() -> Any | None:
+    """The pod actuator when Kubernetes credentials exist (in a pod, $KUBECONFIG or ~/.kube/config)."""
+    from pathlib import Path
+
+    if not (os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KUBECONFIG")
+            or (Path.home() / ".kube" / "config").exists()):
+        return None
+    from actions.pod import PodActuator
+    from guardian.errors import PermanentError
+
+    try:
+        return PodActuator.from_kubeconfig()
+    except PermanentError as exc:
+        log.warning("pod isolation unavailable: %s", exc)
+        return None
+
+
+class _MeteredLease:
+    """The Redis lease, reporting every take/renew to the metrics."""
+
+    def __init__(self, lease: Any, metrics: Any) -> None:
+        self._lease, self._metrics = lease, metrics
+        self.renew_every_s = lease.renew_every_s
+
+    def ensure(self) -> bool:
+        held = self._lease.ensure()
+        self._metrics.set_lease_held(held)
+        return held
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lease, name)
+
+
+@dataclass
+class EngineHandle:
+    """What ``start_action_engine`` started; ``close`` after the threads stopped."""
+
+    engine: Any
+    threads: list[threading.Thread]
+    closers: list[Callable[[], None]]
+
+    def close(self) -> None:
+        for c in reversed(self.closers):
+            try:
+                c()
+            except Exception:  # noqa: BLE001 - best effort at shutdown, say what failed
+                log.exception("closing %s failed", getattr(c, "__qualname__", c))
+
+
+def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[], float | None] | None,
+                 owner: str, extra_hooks: list[Callable[..., None]] | None = None) -> tuple[Any, list[Callable]]:
+    """The acting engine: ledger, policies, instrumented actuators, audit sink, lease, escalation."""
+    import redis
+
+    from actions.acl import AclActuator
+    from actions.quota import QuotaActuator
+    from guardian.api.app import redis_url_for
+    from guardian.audit import KafkaAuditSink
+    from guardian.engine.engine import ActionEngine
+    from guardian.engine.lease import RedisLease
+    from guardian.kafka_admin import ClientQuotaAdmin
+    from guardian.ledger import Ledger
+    from guardian.policy import default_policy_path, load_policy
+
+    closers: list[Callable[[], None]] = []
+    client = redis.Redis.from_url(redis_url_for(settings), socket_timeout=5, socket_connect_timeout=5)
+    closers.append(client.close)
+    ledger = Ledger(client, prefix=settings.redis.prefix)
+    policies = load_policy(settings.policy_file or default_policy_path())
+    metrics.attach_ledger(ledger)
+    metrics.set_quarantine_cap(policies.global_.max_concurrent_quarantines)
+    conf = settings.kafka.client_config()
+    quota = QuotaActuator(ClientQuotaAdmin(settings.kafka.bootstrap_servers, **_kafka_python_config(settings)))
+    closers.append(quota.close)
+    actuators: dict[str, Any] = {"quota": quota, "acl": AclActuator.from_config(conf)}
+    pod = _pod_actuator()
+    if pod is not None:
+        actuators["pod"] = pod
+        closers.append(pod.close)
+    sink = KafkaAuditSink(conf, settings.topics.decisions)
+    closers.append(sink.close)
+    lease = RedisLease(client, ledger.k("lease"), owner, ttl_s=10.0)
+    closers.append(lease.release)
+    hooks: list[Callable[..., None]] = [metrics.on_engine_event]
+    esc = _escalation(settings, metrics)
+    if esc is not None:
+        dispatcher, hook = esc
+        hooks.append(hook)
+        closers.append(dispatcher.stop)
+    hooks += extra_hooks or []
+
+    def on_event(event: str, q: Any, d: Any) -> None:
+        for h in hooks:
+            try:
+                h(event, q, d)
+            except Exception:  # noqa: BLE001 - one failing hook never starves the others
+                log.exception("engine event hook %r failed", h)
+
+    engine_cls = _metered_engine_class()
+    engine = engine_cls(ledger, policies, {k: metrics.instrument(a) for k, a in actuators.items()},
+                        audit_sink=sink, lease=_MeteredLease(lease, metrics), cluster_traffic=traffic,
+                        on_event=on_event, name=owner)
+    engine.metrics = metrics
+    return engine, closers
+
+
+def _metered_engine_class() -> type:
+    from guardian.engine.engine import ActionEngine
+
+    class MeteredEngine(ActionEngine):
+        """Counts every decision (``run_forever`` drops ``handle``'s return value)."""
+
+        metrics: Any = None
+
+        def handle(self, detection: Any) -> Any:
+            d = super().handle(detection)
+            if self.metrics is not None:
+                self.metrics.observe_decision(d)
+            if d.outcome.value not in _QUIET_OUTCOMES:
+                log.warning("decision %s for %s: %s", d.outcome.value, detection.workload, d.reason)
+            return d
+
+    return MeteredEngine
+
+
+def start_action_engine(settings: GuardianSettings, stop: threading.Event, metrics: Any,
+                        traffic: Callable[[], float | None] | None = None,
+                        owner: str | None = None) -> EngineHandle:
+    """Start the engine over ``guardian.detections`` in a thread; it acts only while it holds the lease."""
+    from guardian.engine.source import KafkaDetectionSource
+
+    owner = owner or f"guardian-{socket.gethostname()}-{os.getpid()}"
+    engine, closers = build_engine(settings, metrics, traffic, owner)
+    source = KafkaDetectionSource(settings.kafka.client_config(), settings.topics.detections,
+                                  group_id=f"{settings.ingest.app_id}-engine")
+
+    def loop() -> None:
+        try:
+            engine.run_forever(source, stop, poll_s=0.2, tick_s=1.0)
+        except Exception:  # noqa: BLE001 - say it loudly; the process stops with the worker
+            log.exception("action engine stopped")
+        finally:
+            source.close()
+
+    t = threading.Thread(target=loop, name="action-engine", daemon=True)
+    t.start()
+    return EngineHandle(engine, [t], closers)
+
+
+# ------------------------------------------------------------------------------- /metrics and the API
+
+class _UnionRegistry:
+    """Families of several registries on one /metrics; the first registry wins a name clash."""
+
+    def __init__(self, *registries: Any) -> None:
+        self.registries = registries
+
+    def collect(self) -> Any:
+        seen: set[str] = set()
+        for r in self.registries:
+            for fam in r.collect():
+                if fam.name not in seen:
+                    seen.add(fam.name)
+                    yield fam
+
+    def restricted_registry(self, names: Any) -> Any:
+        return self
+
+
+def start_api(settings: GuardianSettings, engine: Any) -> tuple[Any, threading.Thread]:
+    import uvicorn
+
+    from guardian.api.app import create_app
+
+    app = create_app(settings, engine=engine)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
+                                           log_level="warning", lifespan="off"))
+    t = threading.Thread(target=server.run, name="api", daemon=True)
+    t.start()
+    return server, t
+
+
+# ------------------------------------------------------------------------------- the process
 
 def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         collectors: list[str] | None = None,
-        stage_factory: Callable[[GuardianSettings], SampleStage] = build_stage,
-        loglevel: str = "warning") -> None:
-    import os
-    import socket
-
-    from prometheus_client import CollectorRegistry, start_http_server
+        stage_factory: Callable[..., SampleStage] = build_stage,
+        loglevel: str = "warning", api: bool = False) -> None:
+    from prometheus_client import CollectorRegistry
 
     from guardian.ingest.collect import start_collectors
     from guardian.ingest.worker import create_app, run_worker
+    from guardian.metrics import GuardianMetrics, serve_metrics
     from guardian.topics import ensure_topics
 
     settings = settings or GuardianSettings()
+    worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
     created = ensure_topics(settings.kafka.client_config(), settings.topics)
     if created:
         log.warning("created topics: %s", ", ".join(created))
-    registry: Any = CollectorRegistry()
+    guardian_registry, processor_registry = CollectorRegistry(), CollectorRegistry()
+    metrics = GuardianMetrics(guardian_registry, component="guardian")
+    traffic = ClusterTraffic(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
+    server = None
     if settings.ingest.metrics_port:
-        start_http_server(settings.ingest.metrics_port, registry=registry)
+        server = serve_metrics(_UnionRegistry(processor_registry, guardian_registry),  # type: ignore[arg-type]
+                               settings.ingest.metrics_port)
     stop = threading.Event()
     threads = start_collectors(settings, stop, collectors)
-    threads += start_action_engine(settings, stop)
-    app, _stats = create_app(settings, stage_factory(settings), registry,
-                             worker_id or f"{socket.gethostname()}-{os.getpid()}")
+    handle = start_action_engine(settings, stop, metrics, traffic, owner=f"guardian-{worker_id}")
+    threads += handle.threads
+    api_server = None
+    if api:
+        api_server, t = start_api(settings, handle.engine)
+        threads.append(t)
+        log.warning("API on http://%s:%d (docs /v1/docs)", settings.api.host, settings.api.port)
+    app, _stats = create_app(settings, stage_factory(settings, traffic, metrics), processor_registry, worker_id)
     try:
         run_worker(app, loglevel)
     finally:
         stop.set()
+        if api_server is not None:
+            api_server.should_exit = True
         for t in threads:
             t.join(timeout=30)
+        handle.close()
+        if server is not None:
+            server.shutdown()
+
+
+def run_command(
+    worker_id: str = typer.Option(None, help="Name of this worker (default host-pid)."),
+    collectors: str = typer.Option(None, help="Comma-separated collectors (default from settings); '' for none."),
+    loglevel: str = typer.Option("warning", help="faust/worker log level."),
+    api: bool = typer.Option(False, "--api", help="Serve the HTTP API from this process too "
+                                                  "(GUARDIAN_API__HOST/PORT)."),
+) -> None:
+    """Run the collectors, the stream processors, the action engine (and the API) until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "faust", "aiokafka", "mode", "httpx", "uvicorn.access", "guardian.ingest.collect"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    names = None if collectors is None else [c for c in collectors.split(",") if c]
+    run(worker_id=worker_id, collectors=names, loglevel=loglevel, api=api)

@@ -104,6 +104,21 @@ class ApiSettings(_Section):
     scan_limit: int = Field(default=5_000, ge=1)        # most quarantines a list or feed looks at
 
 
+class EscalationSettings(_Section):
+    """Where `guardian run` sends escalations (guardian/escalation*.py); every channel is optional."""
+
+    slack_webhook_url: str = ""
+    webhook_url: str = ""           # signed generic webhook (HMAC-SHA256 with webhook_secret)
+    webhook_secret: str = ""
+    pagerduty_routing_key: str = ""
+    pagerduty_url: str = ""         # empty = the PagerDuty Events v2 endpoint
+    agent_url: str = ""
+    agent_token: str = ""
+    events: list[str] | None = None  # engine events to escalate; None = all
+    api_base_url: str = ""          # links in the summary (quarantine, appeal, release)
+    dashboard_url: str = ""         # e.g. a Grafana URL with {id}
+
+
 class GuardianSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GUARDIAN_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -114,7 +129,9 @@ class GuardianSettings(BaseSettings):
     dev: DevSettings = Field(default_factory=DevSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     policy_file: Path | None = None
+    detector_file: Path | None = None   # YAML overriding detectors.config defaults (DetectorConfig.from_dict)
 
     @model_validator(mode="after")
     def _conventional_env(self) -> "GuardianSettings":

@@ -21,7 +21,7 @@ from guardian.settings import GuardianSettings
 
 log = logging.getLogger(__name__)
 
-COLLECTORS = ("scrape", "admin", "client-stats")
+COLLECTORS = ("scrape", "admin", "client-stats", "plugin")
 
 
 @dataclass
@@ -71,6 +71,11 @@ def build_collector(name: str, settings: GuardianSettings) -> Collector:
         return Collector(name, settings.ingest.admin_interval_s, step, publisher.close)
     if name == "client-stats":
         return _client_stats_collector(settings, publisher)
+    if name == "plugin":
+        from guardian.ingest.plugin_collect import PluginCollector
+
+        plugin = PluginCollector(settings, publisher)
+        return Collector(name, plugin.interval_s, plugin.step, plugin.close)
     raise ConfigError(f"unknown collector {name!r}; known: {', '.join(COLLECTORS)}")
 
 
@@ -103,7 +108,10 @@ def _client_stats_collector(settings: GuardianSettings, publisher: SamplePublish
             msgs.extend(batch)
         for msg in msgs:
             if msg.error():
-                raise TemporaryError(f"client-stats consumer: {msg.error()}")
+                if msg.error().fatal():
+                    raise TemporaryError(f"client-stats consumer: {msg.error()}")
+                log.info("client-stats consumer: %s", msg.error())  # e.g. topic metadata not there yet
+                continue
             h = headers_dict(msg.headers())
             try:
                 samples.extend(decoder.decode(msg.value(), h.get(PRINCIPAL_HEADER), h.get(INSTANCE_HEADER)))
