@@ -97,6 +97,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None
+        if exc.status_code == 400:  # a body that does not even parse is invalid input like any other
+            return problem(422, detail, request, slug="invalid-request")
         return problem(exc.status_code, detail, request, headers=dict(exc.headers or {}) or None)
 
     @app.exception_handler(Exception)
