@@ -320,6 +320,41 @@ def summarize(record: Mapping[str, Any]) -> str:
     return "\n".join(_cap(line) for line in lines[:MAX_LINES])
 
 
+# What a receiving agent calls next, as MCP tool calls of `guardian mcp` (docs/mcp.md). Additive to
+# schema_version 1: `follow_up` has its own version; the tool names are a contract the MCP tests check.
+FOLLOW_UP_VERSION = 1
+
+
+def follow_up(qid: str, event: str) -> dict[str, Any]:
+    """The MCP tool call to make first and the likely next ones; ``arguments`` are exactly the tool's.
+
+    ``needs`` names the arguments the agent must supply itself (a reason is never guessed for it).
+
+    >>> f = follow_up("q-1", "appealed")
+    >>> f["tool"], f["arguments"], [n["tool"] for n in f["next"]]
+    ('get_quarantine', {'quarantine_id': 'q-1'}, ['explain_detection', 'list_appeals', 'propose_action', 'approve_quarantine', 'deny_quarantine'])
+    """
+    ref = {"quarantine_id": qid}
+    nxt: list[dict[str, Any]] = [{"tool": "explain_detection", "arguments": dict(ref)}]
+    if event in RESOLVE_EVENTS:
+        nxt.append({"tool": "list_decisions", "arguments": {}})
+    elif event in ("awaiting_approval", "escalation_awaiting_approval"):
+        nxt += [{"tool": "propose_action", "arguments": {**ref, "action": "approve"}, "needs": ["reason"]},
+                {"tool": "approve_quarantine", "arguments": dict(ref), "role": "sre"},
+                {"tool": "deny_quarantine", "arguments": dict(ref), "needs": ["reason"], "role": "sre"}]
+    elif event == "appealed":
+        nxt += [{"tool": "list_appeals", "arguments": {"state": "pending"}},
+                {"tool": "propose_action", "arguments": {**ref, "action": "approve"}, "needs": ["reason"]},
+                {"tool": "approve_quarantine", "arguments": dict(ref), "role": "sre"},
+                {"tool": "deny_quarantine", "arguments": dict(ref), "needs": ["reason"], "role": "sre"}]
+    else:
+        nxt += [{"tool": "file_appeal", "arguments": dict(ref), "needs": ["justification"]},
+                {"tool": "propose_action", "arguments": {**ref, "action": "release"}, "needs": ["reason"]},
+                {"tool": "release_quarantine", "arguments": dict(ref), "role": "sre"}]
+    return {"schema_version": FOLLOW_UP_VERSION, "via": "mcp", "tool": "get_quarantine", "arguments": ref,
+            "next": nxt}
+
+
 def _detection_part(det: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not det:
         return None
@@ -367,6 +402,7 @@ def build_record(quarantine: Mapping[str, Any], detection: Mapping[str, Any] | N
         "actions": actions,
         "blast_radius": radius,
         "links": (links or Links()).for_quarantine(qid),
+        "follow_up": follow_up(qid, event),
     }
     if extra:
         record["extra"] = dict(extra)
