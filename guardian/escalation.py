@@ -209,7 +209,7 @@ class Links:
 
     api_base_url: str = ""                     # e.g. https://guardian.example.com
     quarantine_path: str = "/v1/quarantines/{id}"
-    appeal_path: str = "/v1/quarantines/{id}/appeals"
+    appeal_path: str = "/v1/quarantines/{id}/appeal"   # guardian/api/routes.py
     release_path: str = "/v1/quarantines/{id}/release"
     dashboard_url: str = ""                    # e.g. a Grafana URL with ...&var-quarantine={id}
     runbook_url: str = ""

@@ -18,7 +18,7 @@ def test_record_has_schema_version_ids_detection_actions_and_links():
     assert rec["detection"]["signature"] == "runaway_producer" and rec["detection"]["ratio"] == 43.8
     assert rec["actions"][0]["kind"] == "quota" and rec["actions"][0]["idempotency_key"] == "quota:abc"
     assert rec["links"] == {"quarantine": "https://g/v1/quarantines/q-7f3a",
-                            "appeal": "https://g/v1/quarantines/q-7f3a/appeals",
+                            "appeal": "https://g/v1/quarantines/q-7f3a/appeal",
                             "release": "https://g/v1/quarantines/q-7f3a/release"}
     assert set(rec["summary"]) == {"headline", "text"}
 
@@ -50,7 +50,7 @@ def test_delivery_ids_differ_per_event_and_time_but_are_deterministic():
 
 def test_quarantine_ids_are_url_quoted_in_links():
     rec = build_record(quarantine(id="q/1 ?x"), detection(), event="quarantined", now=T0, links=Links("https://g"))
-    assert rec["links"]["appeal"] == "https://g/v1/quarantines/q%2F1%20%3Fx/appeals"
+    assert rec["links"]["appeal"] == "https://g/v1/quarantines/q%2F1%20%3Fx/appeal"
 
 
 def test_a_record_without_detection_still_builds():

@@ -64,7 +64,7 @@ def test_pagerduty_trigger_has_the_events_v2_shape_and_dedups_on_the_quarantine(
     assert p["severity"] == "error"  # a "high" detection
     assert p["summary"] == esc().headline and p["timestamp"] == "2023-11-14T22:13:20Z"
     assert p["custom_details"]["record"]["quarantine_id"] == "q-7f3a"
-    assert {"href": "https://g/v1/quarantines/q-7f3a/appeals", "text": "appeal"} in body["links"]
+    assert {"href": "https://g/v1/quarantines/q-7f3a/appeal", "text": "appeal"} in body["links"]
 
 
 def test_pagerduty_resolves_on_release_with_only_the_dedup_key():

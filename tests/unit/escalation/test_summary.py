@@ -31,7 +31,7 @@ def test_body_covers_evidence_action_blast_radius_appeal_and_release():
     assert "Evidence: \"produce_bytes_per_s\" = 48.2M vs baseline 1.10M (43.8x) for 95s; 40 samples" in text
     assert "Action: quota producer 1.00 MiB/s" in text and 'policy "runaway-producers"' in text
     assert 'Blast radius: only client-id "loader-7" of User:"tenant-a"' in text
-    assert "Appeal (tenant): POST https://guardian.example.com/v1/quarantines/q-7f3a/appeals" in text
+    assert "Appeal (tenant): POST https://guardian.example.com/v1/quarantines/q-7f3a/appeal" in text
     assert "Release (SRE): POST https://guardian.example.com/v1/quarantines/q-7f3a/release" in text
     assert "Dashboard: https://grafana.example/d/q?var-id=q-7f3a" in text
     assert "expires 2023-11-14T22:43:20Z" in text
