@@ -41,6 +41,12 @@ def _register() -> None:
 
     bench_app.command("act")(bench_act_command)
     app.command("demo")(demo)
+    from guardian.api.cli import api as api_command, appeals_app, quarantines_app, tokens_app
+
+    app.command("api")(api_command)
+    app.add_typer(quarantines_app, name="quarantines")
+    app.add_typer(appeals_app, name="appeals")
+    app.add_typer(tokens_app, name="tokens")
     from guardian.telemetry_cli import telemetry_app
 
     app.add_typer(telemetry_app, name="telemetry")
