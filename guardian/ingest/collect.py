@@ -84,6 +84,9 @@ def _client_stats_collector(settings: GuardianSettings, publisher: SamplePublish
 
     Stats payloads are the clients' own, not guardian records: one that is not
     librdkafka statistics is counted and logged, and the consumer moves on.
+    Offsets are committed after publishing (at least once); a new deployment
+    starts from the earliest retained statistics, so nothing published before
+    its first assignment is skipped.
     """
     from confluent_kafka import Consumer, KafkaException
 
@@ -91,7 +94,7 @@ def _client_stats_collector(settings: GuardianSettings, publisher: SamplePublish
 
     conf = settings.kafka.client_config()
     conf.update({"group.id": f"{settings.ingest.app_id}-client-stats", "enable.auto.commit": False,
-                 "auto.offset.reset": "latest", "client.id": "guardian-collect-client-stats"})
+                 "auto.offset.reset": "earliest", "client.id": "guardian-collect-client-stats"})
     consumer = Consumer(conf)
     consumer.subscribe([settings.topics.client_stats])
     decoder = ClientStatsDecoder(cluster=settings.kafka.cluster)
