@@ -109,6 +109,7 @@ class DetectorPipeline:
         self._tables: dict[Metric, _MetricTable] = {
             m: _MetricTable(FastTierDetector(params)) for m, params in self.config.tiers.items()}
         self._tenants: dict[str | None, int] = {}
+        self._rows: dict[Workload, dict[str, int]] = {}   # workload -> metric value -> slot
         # (workload, signature) -> metrics currently in alarm for it; emitted once per episode
         self._active: dict[tuple[Workload, Signature], set[Metric]] = {}
 
@@ -118,33 +119,43 @@ class DetectorPipeline:
         ti = self._tenants.get(tenant)
         if ti is None:
             ti = self._tenants[tenant] = len(self._tenants)
-        return self._tables[metric].slot(workload, ti)
+        slot = self._tables[metric].slot(workload, ti)
+        self._rows.setdefault(workload, {})[metric.value] = slot
+        return slot
 
     # -- the hot path ---------------------------------------------------------------
     def process(self, samples: Iterable[Sample]) -> list[Detection]:
-        groups: dict[Metric, tuple[list[int], list[float], list[float]]] = {}
-        tables = self._tables
-        tenants = self._tenants
+        """Score and learn a batch of samples; returns the detections that start in it.
+
+        Samples of one workload usually arrive together (one record per workload), so the
+        workload's slot row is looked up once per run of its samples, not once per sample.
+        """
+        groups: dict[str, tuple[list[int], list[float], list[float]]] = {}
+        rows = self._rows
+        last_w: Workload | None = None
+        row: dict[str, int] = {}
         for s in samples:
-            table = tables.get(s.metric)
-            if table is None:
-                continue
-            slot = table.slot_of.get(s.workload)
+            w = s.workload
+            if w is not last_w:
+                row = rows.get(w)  # type: ignore[assignment]
+                if row is None:
+                    row = rows[w] = {}
+                last_w = w
+            mv = s.metric._value_
+            slot = row.get(mv)
             if slot is None:
-                tenant = s.workload.tenant
-                ti = tenants.get(tenant)
-                if ti is None:
-                    ti = tenants[tenant] = len(tenants)
-                slot = table.slot(s.workload, ti)
-            g = groups.get(s.metric)
+                if s.metric not in self._tables:
+                    continue
+                slot = self.slot(w, s.metric)
+            g = groups.get(mv)
             if g is None:
-                g = groups[s.metric] = ([], [], [])
+                g = groups[mv] = ([], [], [])
             g[0].append(slot)
             g[1].append(s.ts)
             g[2].append(s.value)
         out: list[Detection] = []
-        for metric, (slots, ts, values) in groups.items():
-            out.extend(self.process_arrays(metric, np.array(slots, dtype=np.int64),
+        for mv, (slots, ts, values) in groups.items():
+            out.extend(self.process_arrays(Metric(mv), np.array(slots, dtype=np.int64),
                                            np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)))
         return out
 
@@ -302,7 +313,7 @@ class DetectorPipeline:
         for name, snap in state["series"].items():
             metric = Metric(name)
             table = self._tables[metric]
-            slot = table.slot(workload, ti)
+            slot = self.slot(workload, metric)
             table.grow_tenants(len(self._tenants))
             c = table.detector.state.cols
             table.detector._ensure(slot)
@@ -334,6 +345,11 @@ class DetectorPipeline:
                 w = table.workloads[slot]
                 self._recover(metric, slot)
                 del table.slot_of[w]
+                row = self._rows.get(w)
+                if row is not None:
+                    row.pop(metric.value, None)
+                    if not row:
+                        del self._rows[w]
                 table.workloads[slot] = None
                 table.free.append(slot)
             table.detector.reset(stale)

@@ -1,0 +1,131 @@
+"""The signature pipeline: onsets, cold start, tenant share, retry storms, explanations, state moves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from detectors.config import DetectorConfig
+from detectors.detection import Detection, Signature
+from detectors.pipeline import DetectorPipeline
+from guardian.errors import ConfigError
+from guardian.samples import Metric, Sample, Workload
+
+BYTES = Metric.PRODUCE_BYTE_RATE
+
+
+def wl(tenant: str, cid: str) -> Workload:
+    return Workload(principal=f"User:{tenant}", client_id=cid)
+
+
+def feed(pipe: DetectorPipeline, t0: int, t1: int, series: dict, seed: int = 0) -> list[Detection]:
+    """series: {(workload, metric): fn(t) -> level}; 5% multiplicative noise, 1 s resolution."""
+    rng = np.random.default_rng(seed + t0)
+    out = []
+    for t in range(t0, t1):
+        batch = [Sample(ts=float(t), workload=w, metric=m, value=float(fn(t) * rng.lognormal(0, 0.05)))
+                 for (w, m), fn in series.items()]
+        out.extend(pipe.process(batch))
+    return out
+
+
+def peers(tenant: str, n: int, level: float = 1e6) -> dict:
+    return {(wl(tenant, f"peer-{i}"), BYTES): (lambda t, lv=level: lv) for i in range(n)}
+
+
+def test_a_3x_step_is_one_onset_within_10s_and_again_after_recovery() -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    bad = wl("t1", "bad")
+    series = {**peers("t0", 3), (bad, BYTES): lambda t: 3e6 if 900 <= t < 1200 or t >= 1800 else 1e6}
+    dets = feed(pipe, 0, 2000, series)
+    onsets = [d for d in dets if d.workload["client_id"] == "bad"]
+    assert [d.signature for d in onsets] == [Signature.RUNAWAY_PRODUCER] * 2
+    assert 900 < onsets[0].ts <= 910 and 1800 < onsets[1].ts <= 1810
+    assert all(d.workload["client_id"] == "bad" for d in dets)
+
+
+def test_a_ramp_to_3x_over_5_minutes_is_caught_by_60s_after_it_reaches_3x() -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    bad = wl("t1", "ramp")
+    series = {(bad, BYTES): lambda t: 1e6 * (1 + 2 * min(max(t - 900, 0) / 300, 1))}
+    dets = feed(pipe, 0, 1400, series)
+    assert len(dets) == 1 and 900 < dets[0].ts <= 900 + 300 + 60
+
+
+def test_a_failover_inside_a_tenant_is_not_a_runaway() -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    a, b = wl("t2", "primary"), wl("t2", "standby")
+    series = {(a, BYTES): lambda t: 0.0 if t >= 900 else 2e6, (b, BYTES): lambda t: 4e6 if t >= 900 else 2e6}
+    assert feed(pipe, 0, 2400, series) == []
+
+
+def test_cold_start_judges_a_new_workload_against_its_tenant_peers_from_the_start() -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    feed(pipe, 0, 600, peers("t3", 5, 1e6))
+    newcomer, normal = wl("t3", "newcomer"), wl("t3", "normal-newcomer")
+    series = {**peers("t3", 5, 1e6), (newcomer, BYTES): lambda t: 3e7, (normal, BYTES): lambda t: 1.2e6}
+    dets = feed(pipe, 600, 700, series)
+    assert [d.workload["client_id"] for d in dets] == ["newcomer"]
+    assert dets[0].ts <= 610 and dets[0].extra["young"] is True
+    assert dets[0].baseline == pytest.approx(1e6, rel=0.2)
+
+
+def test_retry_storm_needs_requests_and_errors_up_with_smaller_requests() -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    w = wl("t4", "retrier")
+    series = {
+        (w, Metric.PRODUCE_BYTE_RATE): lambda t: 1e6,
+        (w, Metric.PRODUCE_REQUEST_RATE): lambda t: 1200.0 if t >= 900 else 300.0,
+        (w, Metric.ERROR_RATE): lambda t: 200.0 if t >= 900 else 1.0,
+    }
+    dets = feed(pipe, 0, 1000, series)
+    assert {d.signature for d in dets} == {Signature.RETRY_STORM}
+    assert len(dets) == 1
+    assert dets[0].extra["bytes_per_request_ratio"] < 0.7
+
+
+def test_a_detection_explains_itself() -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    w = wl("t5", "loud")
+    [d] = feed(pipe, 0, 1000, {(w, BYTES): lambda t: 1e7 if t >= 900 else 1e6})
+    assert d.metric == "produce_byte_rate" and d.ratio > 5 and d.observed > 5 * d.baseline
+    assert d.duration_s >= 1 and len(d.evidence) == 8 and d.evidence[-1][0] == d.ts
+    assert d.severity.rank >= 2 and 0 < d.confidence <= 1
+    assert "runaway_producer" in d.explain() and Detection.from_dict(json.loads(json.dumps(d.to_dict()))) == d
+
+
+def test_snapshot_and_restore_a_workload_moves_its_state() -> None:
+    w = wl("t6", "moved")
+    series = {(w, BYTES): lambda t: 5e6 if t >= 1000 else 1e6}
+    a = DetectorPipeline(clock=lambda: 0.0)
+    feed(a, 0, 900, series)
+    state = json.loads(json.dumps(a.snapshot_workload(w)))
+    b = DetectorPipeline(clock=lambda: 0.0)
+    b.restore_workload(state)
+    da, db = feed(a, 900, 1100, series), feed(b, 900, 1100, series)
+    assert [d.to_dict() for d in da] == [d.to_dict() for d in db] and len(da) == 1
+
+
+def test_missing_values_are_ignored() -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    w = wl("t7", "gappy")
+    assert feed(pipe, 0, 600, {(w, BYTES): lambda t: float("nan") if t % 5 == 0 else 1e6}) == []
+
+
+def test_idle_series_are_evicted() -> None:
+    now = [0.0]
+    pipe = DetectorPipeline(DetectorConfig(idle_evict_s=100), clock=lambda: now[0])
+    feed(pipe, 0, 10, peers("t8", 3))
+    now[0] = 500.0
+    assert pipe.evict_idle() == 3 and pipe.tracked_series() == 0
+
+
+def test_config_rejects_unknown_keys() -> None:
+    with pytest.raises(ConfigError):
+        DetectorConfig.from_dict({"tiers": {"produce_byte_rate": {"hold": 3}}})
+    with pytest.raises(ConfigError):
+        DetectorConfig.from_dict({"thresholds": {}})
+    cfg = DetectorConfig.from_dict({"tiers": {"produce_byte_rate": {"hold_s": 8}}})
+    assert cfg.tiers[BYTES].hold_s == 8
