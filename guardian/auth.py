@@ -114,6 +114,9 @@ class AccessPolicy:
             except ValueError:
                 raise ConfigError(f"unknown action {name!r} in agent_grants; "
                                   f"known: {', '.join(a.value for a in Action)}") from None
+            if action not in AGENT_GRANTABLE:
+                raise ConfigError(f"{action.value} cannot be granted to agents; grantable: "
+                                  f"{', '.join(sorted(a.value for a in AGENT_GRANTABLE))}")
             grants.add(action)
         return cls(frozenset(grants))
 
@@ -166,7 +169,7 @@ def authorize(identity: Identity, action: Action, resource: Resource | None = No
     allowed = ROLE_ACTIONS[identity.role]
     if action in allowed and not (identity.role is Role.AGENT and action in AGENT_GRANTABLE):
         return AuthzDecision(True, False, f"role {identity.role.value} may {action.value}")
-    if identity.role is Role.AGENT and action in access.agent_grants:
+    if identity.role is Role.AGENT and action in AGENT_GRANTABLE and action in access.agent_grants:
         return AuthzDecision(True, False, f"the access policy grants agents {action.value}")
     return AuthzDecision(False, False, f"role {identity.role.value} may not {action.value}")
 
