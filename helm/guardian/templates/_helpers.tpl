@@ -202,6 +202,19 @@ credential has nowhere to come from.
 {{- end }}
 {{- end -}}
 
+{{/* Environment of one component: (dict "ctx" $ "component" "api"). */}}
+{{- define "guardian.componentEnv" -}}
+{{- if eq .component "api" }}
+- name: GUARDIAN_API__HOST
+  value: "0.0.0.0"
+- name: GUARDIAN_API__PORT
+  value: {{ .ctx.Values.api.port | quote }}
+{{- else }}
+- name: GUARDIAN_INGEST__METRICS_PORT
+  value: {{ .ctx.Values.metricsPort | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* Volumes shared by every guardian pod. */}}
 {{- define "guardian.volumes" -}}
 - name: policies
@@ -268,7 +281,12 @@ spec:
       ports:
         {{- toYaml .ports | nindent 8 }}
       env:
+        {{- include "guardian.componentEnv" . | nindent 8 }}
         {{- include "guardian.env" $ctx | nindent 8 }}
+      {{- with $ctx.Values.extraEnvFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       {{- with .values.livenessProbe }}
       livenessProbe:
         {{- toYaml . | nindent 8 }}

@@ -4,6 +4,7 @@ need; its policies are the ones the guardian's own loader accepts."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -127,6 +128,11 @@ def test_rendered_environment_is_accepted_by_guardian_settings(render, variant, 
         assert settings.topics.retention_ms == values["topics"]["retentionMs"]
         assert settings.redis.url.startswith(("redis://", "rediss://", "from-secret-"))
         assert str(settings.policy_file) == "/etc/guardian/policies/policies.yaml"
+        component = dep["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component == "api":
+            assert (settings.api.host, settings.api.port) == ("0.0.0.0", values["api"]["port"])
+        else:
+            assert settings.ingest.metrics_port == values["metricsPort"]
         if values["kafka"]["sasl"]["mechanism"]:
             assert settings.kafka.client_config()["sasl.password"].startswith("from-secret-")
         if values["kafka"]["tls"]["enabled"]:
@@ -317,3 +323,51 @@ def test_every_value_is_described_by_the_schema():
                 walk(v, node["properties"][k], f"{path}.{k}")
 
     walk(values, schema, "")
+
+
+# ------------------------------------------------------------------ commands
+
+@functools.cache
+def _guardian_cli():
+    import click
+    import typer.main
+
+    from guardian import cli
+
+    cli._register()
+    group = typer.main.get_command(cli.app)
+    return group, click.Context(group, info_name="guardian")
+
+
+def _parse_guardian_args(args: list[str]) -> tuple[str, dict]:
+    """Parse ``guardian <args>`` with the real CLI without running it: (command, its params)."""
+    group, ctx = _guardian_cli()
+    name, *rest = args
+    command = group.get_command(ctx, name)
+    assert command is not None, f"`guardian {name}` is not a command"
+    return name, command.make_context(name, rest, parent=ctx).params
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_container_args_are_real_guardian_commands(render, variant):
+    for dep in of_kind(render(variant), "Deployment"):
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        component = dep["metadata"]["labels"]["app.kubernetes.io/component"]
+        name, _params = _parse_guardian_args(container["args"])
+        assert name == ("api" if component == "api" else "run"), container["args"]
+
+
+def test_collectors_run_in_exactly_one_pod_by_default(render):
+    """Every `guardian run` process starts the collectors it is given; two would double every sample."""
+    from guardian.settings import IngestSettings
+
+    pods_with_collectors = 0
+    for dep in of_kind(render("default"), "Deployment"):
+        name, params = _parse_guardian_args(dep["spec"]["template"]["spec"]["containers"][0]["args"])
+        if name != "run":
+            continue
+        collectors = params["collectors"]
+        runs = IngestSettings().collectors if collectors is None else [c for c in collectors.split(",") if c]
+        if runs:
+            pods_with_collectors += dep["spec"]["replicas"]
+    assert pods_with_collectors == 1
