@@ -24,7 +24,7 @@ from guardian.errors import (AuthenticationError, AuthorizationError, ConfigErro
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-TYPE_BASE = "https://github.com/kafka-workload-guardian/guardian/blob/main/docs/api.md#"
+TYPE_BASE = "urn:kafka-workload-guardian:problem:"   # + slug; the slugs are listed in docs/api.md
 
 # (error class, status, type slug, title); the first match wins, so subclasses come first.
 ERROR_TABLE: list[tuple[type[GuardianError], int, str, str]] = [
