@@ -69,7 +69,7 @@ def run_command(
 def bench_ingest_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     batch: int = typer.Option(500, help="Samples per record."),
-    samples: int = typer.Option(300_000, help="Samples through Kafka."),
+    samples: int = typer.Option(1_000_000, help="Samples through Kafka."),
 ) -> None:
     """Decode+route throughput in process and through the local broker (docs/BENCHMARKS.md)."""
     import importlib.util

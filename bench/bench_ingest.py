@@ -1,0 +1,150 @@
+"""Ingestion benchmark: decode + route throughput in process and through the local broker.
+
+    python bench/bench_ingest.py [--batch 500] [--samples 300000] [--json]
+    guardian bench ingest --json
+
+* in process: ``MetricsProcessor.handle`` (decode, validate, key check, hand to
+  a detector stage that does nothing, processor metrics) over pre-encoded
+  records of ``batch`` samples from 1,000 workloads, one thread (one core);
+* through Kafka: the same records pre-produced to a fresh metrics topic, then
+  one ``python -m guardian.ingest.worker`` (faust, exactly-once) consuming them;
+  samples / (last record - first record) as the worker timed them.
+
+Results and the profile go to docs/BENCHMARKS.md ("Ingestion").
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from prometheus_client import CollectorRegistry
+
+from guardian.ingest.codec import SampleBatch, encode_batch
+from guardian.ingest.processor import MetricsProcessor, NullStage, ProcessorMetrics
+from guardian.samples import Metric, Workload
+
+METRICS = (Metric.PRODUCE_BYTE_RATE, Metric.FETCH_BYTE_RATE, Metric.REQUEST_RATE, Metric.REQUEST_TIME_SHARE,
+           Metric.THROTTLE_TIME, Metric.ERROR_RATE)
+
+
+def make_records(n_records: int, batch: int, workloads: int = 1000) -> list[tuple[bytes, bytes]]:
+    out = []
+    t0 = 1_795_000_000.0
+    for i in range(n_records):
+        w = Workload(principal=f"User:tenant-{i % 7}", client_id=f"client-{i % workloads}", broker="b1:9092")
+        b = SampleBatch(w, tuple(METRICS[j % len(METRICS)] for j in range(batch)),
+                        tuple(t0 + i + j * 0.01 for j in range(batch)),
+                        tuple(1234.5 + (i * 31 + j * 17) % 997 for j in range(batch)), source="bench")
+        out.append((w.key.encode(), encode_batch(b)))
+    return out
+
+
+def bench_in_process(batch: int, seconds: float = 3.0) -> dict:
+    records = make_records(max(200, 200_000 // batch), batch)
+    proc = MetricsProcessor(NullStage(), ProcessorMetrics(CollectorRegistry()))
+    n = samples = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for key, value in records:
+            out = proc.handle(value, key, "guardian.metrics", 0, n)
+            samples += len(out.batch)
+            n += 1
+    elapsed = time.perf_counter() - t0
+    prof = cProfile.Profile()
+    prof.enable()
+    for key, value in records:
+        proc.handle(value, key, "guardian.metrics", 0, 0)
+    prof.disable()
+    s = io.StringIO()
+    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(8)
+    return {"samples_per_s": samples / elapsed, "records_per_s": n / elapsed,
+            "bytes_per_record": sum(len(v) for _, v in records) / len(records), "profile": s.getvalue()}
+
+
+def _bootstrap() -> str:
+    from guardian.settings import GuardianSettings
+
+    settings = GuardianSettings()
+    if settings.kafka.bootstrap_servers:
+        return settings.kafka.bootstrap_servers
+    from guardian.dev.stack import DevStack
+
+    return DevStack(settings.dev).up(progress=lambda m: None).kafka_bootstrap_servers
+
+
+def bench_through_kafka(batch: int, total_samples: int, say: Callable[[str], None]) -> dict:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from guardian.settings import TopicSettings
+    from guardian.topics import ensure_topics
+
+    bootstrap = _bootstrap()
+    u = uuid.uuid4().hex[:8]
+    topics = TopicSettings(metrics=f"bench-{u}.metrics", metrics_dlq=f"bench-{u}.dlq",
+                           detections=f"bench-{u}.detections", partitions=4)
+    mine = [topics.metrics, topics.metrics_dlq, topics.detections]
+    ensure_topics({"bootstrap.servers": bootstrap}, topics, only=mine)
+    n_records = max(1, total_samples // batch)
+    records = make_records(n_records, batch)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"})
+    for key, value in records:
+        while True:
+            try:
+                p.produce(topics.metrics, value, key=key)
+                break
+            except BufferError:
+                p.poll(0.1)
+    p.flush(60)
+    say(f"produced {n_records} records x {batch} samples to {topics.metrics}")
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, GUARDIAN_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+               GUARDIAN_TOPICS__METRICS=topics.metrics, GUARDIAN_TOPICS__METRICS_DLQ=topics.metrics_dlq,
+               GUARDIAN_TOPICS__DETECTIONS=topics.detections, GUARDIAN_TOPICS__PARTITIONS="4",
+               GUARDIAN_INGEST__APP_ID=f"bench-{u}")
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        subprocess.run([sys.executable, "-m", "guardian.ingest.worker", "--worker-id", "bench",
+                        "--stop-after-samples", str(n_records * batch), "--report", str(report)],
+                       env=env, timeout=600, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stats = json.loads(report.read_text())
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics(mine, operation_timeout=30)
+    span = (stats["last_record_at"] or 0) - (stats["first_record_at"] or 0)
+    return {"samples_per_s": stats["samples"] / span if span > 0 else 0.0, "samples": stats["samples"],
+            "records": stats["records"], "seconds": span}
+
+
+def run_all(batch: int = 500, kafka_samples: int = 1_000_000, say: Callable[[str], None] = print) -> dict:
+    inproc = bench_in_process(batch)
+    say(f"in process: {inproc['samples_per_s']:,.0f} samples/s ({inproc['records_per_s']:,.0f} records/s, "
+        f"{inproc['bytes_per_record']:,.0f} B/record)")
+    say(inproc["profile"])
+    kafka = bench_through_kafka(batch, kafka_samples, say)
+    say(f"through Kafka: {kafka['samples_per_s']:,.0f} samples/s ({kafka['samples']} samples in {kafka['seconds']:.2f}s)")
+    return {"in_process_samples_per_s": round(inproc["samples_per_s"]),
+            "through_kafka_samples_per_s": round(kafka["samples_per_s"]),
+            "batch_samples": batch, "bytes_per_record": round(inproc["bytes_per_record"]),
+            "through_kafka_samples": kafka["samples"], "cores": os.cpu_count()}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--samples", type=int, default=1_000_000)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    result = run_all(a.batch, a.samples, say=(lambda m: None) if a.json else print)
+    print(json.dumps(result))
