@@ -249,8 +249,9 @@ credential has nowhere to come from.
 
 {{/*
 Pod template of a guardian component: (dict "ctx" $ "component" "engine"
-"values" .Values.engine "k8sApi" true "ports" (list ...)). Only the engine mounts
-the ServiceAccount token, and only when it has Kubernetes permissions.
+"values" .Values.engine "k8sApi" true "ports" (list ...)). Only pods that may
+act (`guardian run`) mount the ServiceAccount token, and only when they have
+Kubernetes permissions.
 */}}
 {{- define "guardian.podTemplate" -}}
 {{- $ctx := .ctx -}}

@@ -77,8 +77,9 @@ def test_components_scale_probe_and_run_locked_down(render, variant):
         assert container["livenessProbe"]["httpGet"]["port"] in port_names
         # The read-only root needs a writable /tmp.
         assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
-        # Only the engine may talk to the Kubernetes API, and only for pod isolation.
-        expect_token = component == "engine" and values["actuators"]["podIsolation"]["enabled"]
+        # Only `guardian run` pods (any may hold the engine's lease) talk to the
+        # Kubernetes API, and only for pod isolation; the API's engine has no actuators.
+        expect_token = component != "api" and values["actuators"]["podIsolation"]["enabled"]
         assert pod["automountServiceAccountToken"] is expect_token
     for sts in of_kind(render(variant), "StatefulSet"):
         (container,) = sts["spec"]["template"]["spec"]["containers"]
