@@ -81,3 +81,14 @@ def test_a_failing_stage_dead_letters_the_record_and_the_next_one_goes_on() -> N
     assert "model state corrupt" in out.dead_letter.detail
     proc.stage = Recorder()
     assert proc.handle(encode_batch(BATCH), W.key.encode(), "m", 0, 8).dead_letter is None
+
+
+def test_dead_letter_larger_than_the_dlq_allows_is_cut_and_says_how_long_it_was() -> None:
+    from guardian.ingest.processor import DLQ_MAX_VALUE_BYTES, DLQ_ORIGINAL_SIZE, DeadLetter
+
+    big = b"x" * (DLQ_MAX_VALUE_BYTES + 5)
+    dl = DeadLetter("size", "too big", big, None, "guardian.metrics", 0, 9)
+    assert dl.payload() == big[:DLQ_MAX_VALUE_BYTES]
+    assert dict(dl.headers())[DLQ_ORIGINAL_SIZE] == str(len(big)).encode()
+    small = DeadLetter("json", "bad", b"{", None, "guardian.metrics", 0, 10)
+    assert small.payload() == b"{" and DLQ_ORIGINAL_SIZE not in dict(small.headers())
