@@ -51,6 +51,9 @@ def _register() -> None:
 
     app.add_typer(telemetry_app, name="telemetry")
     bench_app.command("plugin")(bench_plugin_command)
+    from guardian.mcp.cli import mcp_command
+
+    app.command("mcp")(mcp_command)
 
 
 def bench_plugin_command(as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
