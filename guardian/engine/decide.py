@@ -93,6 +93,8 @@ def intents_for(rung: Any, detection: Detection) -> list[dict[str, Any]] | str:
             rate = float(baseline) * float(rung.multiple_of_baseline or 1.0)
         # The floor is in bytes/s; a percentage throttle never goes under 1 % of a thread.
         rate = max(rate, rung.floor if key != "request_percentage" else 1.0)
+        # byte-rate quotas are whole bytes/s: the broker refuses a fractional producer/consumer_byte_rate
+        rate = float(int(rate)) if key != "request_percentage" else rate
         target = {"principal": principal}
         if wl.get("client_id"):
             target["client_id"] = wl["client_id"]
