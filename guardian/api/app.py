@@ -116,10 +116,11 @@ def build_engine(settings: GuardianSettings, redis_client: Any, clock: Callable[
     return ActionEngine(ledger, policies, actuators={}, lease=SpectatorLease(), clock=clock, name="guardian-api")
 
 
-def create_app(settings: GuardianSettings | None = None, *, engine: Any | None = None, redis_client: Any | None = None,
-               clock: Callable[[], float] = time.time, access: AccessPolicy | None = None,
-               series_source: SeriesSource | None = None) -> FastAPI:
-    """The API. ``engine`` defaults to ``build_engine``; ``redis_client`` to ``settings.redis.url``."""
+def build_context(settings: GuardianSettings | None = None, *, engine: Any | None = None,
+                  redis_client: Any | None = None, clock: Callable[[], float] = time.time,
+                  access: AccessPolicy | None = None, series_source: SeriesSource | None = None) -> ApiContext:
+    """Everything the API needs, without HTTP: the MCP server builds the same context and calls
+    ``ctx.tokens.authenticate``, ``ctx.limiter.hit``, ``ctx.service.<verb>`` and ``ctx.audit``."""
     settings = settings or GuardianSettings()
     if redis_client is None:
         if engine is not None:
@@ -134,10 +135,18 @@ def create_app(settings: GuardianSettings | None = None, *, engine: Any | None =
     access = access or AccessPolicy.of(settings.api.agent_grants)
     service = ReviewService(engine=engine, access=access, series_source=series_source or DetectionEvidence(),
                             scan_limit=settings.api.scan_limit)
-    ctx = ApiContext(settings=settings, redis=redis_client, service=service,
-                     tokens=TokenStore(redis_client, prefix), limiter=RateLimiter(redis_client, prefix),
-                     idempotency=IdempotencyStore(redis_client, prefix, settings.api.idempotency_ttl_s),
-                     clock=clock)
+    return ApiContext(settings=settings, redis=redis_client, service=service,
+                      tokens=TokenStore(redis_client, prefix), limiter=RateLimiter(redis_client, prefix),
+                      idempotency=IdempotencyStore(redis_client, prefix, settings.api.idempotency_ttl_s),
+                      clock=clock)
+
+
+def create_app(settings: GuardianSettings | None = None, *, engine: Any | None = None, redis_client: Any | None = None,
+               clock: Callable[[], float] = time.time, access: AccessPolicy | None = None,
+               series_source: SeriesSource | None = None) -> FastAPI:
+    """The API. ``engine`` defaults to ``build_engine``; ``redis_client`` to ``settings.redis.url``."""
+    ctx = build_context(settings, engine=engine, redis_client=redis_client, clock=clock, access=access,
+                        series_source=series_source)
 
     from guardian.api import problems, routes
 

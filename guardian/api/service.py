@@ -384,4 +384,4 @@ class ReviewService:
                              "quarantine_id": q.id, "event": event, "state": str(h.get("to") or q.state.value),
                              "by": str(h.get("by", "")), "principal": principal_of(q), "policy": q.policy})
         rows.sort(key=lambda r: (r["time"], r["quarantine_id"]))
-        return rows[:limit]
+        return rows[-limit:]   # over the limit, the most recent rows are the ones worth keeping

@@ -39,6 +39,7 @@ from guardian.settings import GuardianSettings
 from tests.integration.api.conftest import detection, serve
 
 MAX_EXAMPLES = 10
+TENANT_EXAMPLES = 5
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, negative_data_rejection, ignored_auth]
 
@@ -47,6 +48,7 @@ class Fuzz:
     def __init__(self) -> None:
         self.url = ""
         self.token = ""
+        self.tenant_token = ""
         self.qids: Iterator[str] = iter(())
         self.appeal_ids: Iterator[str] = iter(())
 
@@ -75,6 +77,7 @@ def api_schema(redis_url: str, bootstrap: str) -> Iterator[Any]:
         appeal_ids.append(q.appeal["id"])
     tokens = TokenStore(client, prefix)
     FUZZ.token, _ = tokens.create(Role.ADMIN, name="fuzz", now=time.time())
+    FUZZ.tenant_token, _ = tokens.create(Role.TENANT, ["User:tenant-a"], name="fuzz-tenant", now=time.time())
     FUZZ.qids, FUZZ.appeal_ids = itertools.cycle(qids), itertools.cycle(appeal_ids)
     served = serve(create_app(st, engine=build_engine(st, client, time.time), redis_client=client))
     FUZZ.url = served.url
@@ -116,16 +119,19 @@ def test_api_conforms_to_its_schema(api_schema: Any) -> None:
     t0 = time.monotonic()
     operations = [r.ok() for r in api_schema.get_all_operations()]
     assert len(operations) >= 20, [op.label for op in operations]
+    # An admin token reaches every code path; a tenant token (valid requests only) the scoped ones.
+    passes = [(GenerationMode.POSITIVE, FUZZ.token, MAX_EXAMPLES), (GenerationMode.NEGATIVE, FUZZ.token, MAX_EXAMPLES),
+              (GenerationMode.POSITIVE, FUZZ.tenant_token, TENANT_EXAMPLES)]
     for op in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        for mode, token, examples in passes:
             @given(case=op.as_strategy(generation_mode=mode))
-            @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+            @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                       suppress_health_check=list(HealthCheck))
             def run(case: Any) -> None:
                 if mode is GenerationMode.POSITIVE:
                     _aim(case)
                 calls["n"] += 1
-                case.call_and_validate(base_url=FUZZ.url, headers={"Authorization": f"Bearer {FUZZ.token}"},
+                case.call_and_validate(base_url=FUZZ.url, headers={"Authorization": f"Bearer {token}"},
                                        checks=CHECKS)
 
             try:
@@ -133,7 +139,7 @@ def test_api_conforms_to_its_schema(api_schema: Any) -> None:
             except Unsatisfiable:
                 continue   # nothing to make invalid (no parameters, no body)
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect every operation's failure, then report all
-                failures.append(f"{op.label} [{mode.value}]: {exc}")
+                failures.append(f"{op.label} [{mode.value}, {'admin' if token == FUZZ.token else 'tenant'}]: {exc}")
     print(f"\nschemathesis: {len(operations)} operations, {calls['n']} requests, {len(failures)} failing, "
           f"{time.monotonic() - t0:.0f}s")
     assert not failures, "\n\n".join(failures)
