@@ -121,3 +121,18 @@ def test_the_openapi_document_is_versioned_secured_and_documents_problems():
                 names = {p["name"] for p in op.get("parameters", [])}
                 assert "Idempotency-Key" in names, path
     assert {"time", "timeEnd", "title", "text", "tags"} <= set(spec["components"]["schemas"]["Annotation"]["properties"])
+
+
+def test_cli_until_accepts_seconds_iso_times_and_durations():
+    from guardian.api.cli import _until
+    from guardian.errors import ConfigError
+
+    assert _until(None) is None
+    assert _until("1900000000") == 1_900_000_000.0
+    assert _until("2030-01-01T00:00:00Z") == 1_893_456_000.0
+    assert _until("2030-01-01T00:00:00") == 1_893_456_000.0   # naive = UTC
+    t = time.time()
+    assert t + 6 * 3600 - 1 <= _until("6h") <= time.time() + 6 * 3600 + 1
+    assert t + 90 - 1 <= _until("1.5m") <= time.time() + 90 + 1
+    with pytest.raises(ConfigError):
+        _until("next tuesday")
