@@ -5,6 +5,7 @@ and requests) through ``DetectorPipeline``:
 
 * ``samples_per_s``: through ``process(samples)``, the stream processor's entry
   point, with ``Sample`` objects built beforehand (decoding is ingestion's cost);
+* ``samples_per_s_batches``: through ``process_batches`` (columnar ``SampleBatch`` per workload);
 * ``samples_per_s_arrays``: through ``process_arrays`` (slots already resolved);
 * ``bytes_per_series``: Python heap growth (tracemalloc) per tracked series after
   the first tick, i.e. state arrays plus the key-to-slot maps, excluding the
@@ -72,6 +73,24 @@ def run_bench(workloads: int = 100_000, steps: int = 20, seed: int = 0) -> dict[
         n_samples += len(batch)
         del batch
 
+    # -- columnar batch path (one SampleBatch per workload, as ingestion delivers) ------
+    from guardian.ingest.codec import SampleBatch
+
+    bpipe = DetectorPipeline(clock=lambda: 0.0)
+    b_elapsed = 0.0
+    b_samples = 0
+    for step in range(steps + 1):
+        noise = rng.lognormal(0.0, 0.1, (len(metrics), workloads))
+        batches = [SampleBatch(workload=w, metrics=metrics, ts=(float(step),) * len(metrics),
+                               values=tuple(bases[m] * float(noise[mi, i]) for mi, m in enumerate(metrics)))
+                   for i, w in enumerate(wls)]
+        t0 = time.perf_counter()
+        bpipe.process_batches(batches)
+        if step:
+            b_elapsed += time.perf_counter() - t0
+            b_samples += workloads * len(metrics)
+        del batches
+
     # -- array path ---------------------------------------------------------------------
     apipe = DetectorPipeline(clock=lambda: 0.0)
     slots = {m: np.array([apipe.slot(w, m) for w in wls], dtype=np.int64) for m in metrics}
@@ -90,6 +109,7 @@ def run_bench(workloads: int = 100_000, steps: int = 20, seed: int = 0) -> dict[
     tier = pipe._tables[Metric.PRODUCE_BYTE_RATE].detector
     return {
         "samples_per_s": round(n_samples / elapsed),
+        "samples_per_s_batches": round(b_samples / b_elapsed),
         "samples_per_s_arrays": round(a_samples / a_elapsed),
         "bytes_per_series": round(bytes_per_series),
         "state_bytes_per_series": tier.bytes_per_series,

@@ -40,13 +40,13 @@ class TierParams:
     min_excess: float = 1.0          # fast - base must exceed this to fire
     abs_limit: float = float("inf")  # fast above this is a hit whatever the baseline
     strong_ratio: float = 2.5
-    hold_s: float = 4.0
+    hold_s: float = 5.0
     cusum_ratio: float = 1.8
     cusum_h: float = 30.0
     recover_ratio: float = 1.3
     cold_ratio: float = 10.0
     warm_n: int = 120
-    tau_fast_s: float = 2.0
+    tau_fast_s: float = 2.5
     tau_base_s: float = 3600.0
     tau_young_s: float = 30.0
     clip_devs: float = 3.0
@@ -84,7 +84,7 @@ class FastTierDetector(Detector):
     ...     _ = det.score_learn([0], [t], [100.0 + (t % 3)])
     >>> scores = [float(det.score_learn([0], [600 + t], [300.0])[0]) for t in range(10)]
     >>> scores.index(1.0)  # seconds of a 3x step until the alarm
-    5
+    7
     """
 
     name: ClassVar[str] = "fast_tier"

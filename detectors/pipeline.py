@@ -159,6 +159,38 @@ class DetectorPipeline:
                                            np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)))
         return out
 
+    def process_batches(self, batches: Iterable[Any]) -> list[Detection]:
+        """Like ``process`` for columnar per-workload batches (``workload``, ``metrics``, ``ts``, ``values``).
+
+        Accepts ``guardian.ingest.codec.SampleBatch`` (duck-typed: detectors import no ingest code)
+        without building one ``Sample`` per value.
+        """
+        groups: dict[str, tuple[list[int], list[float], list[float]]] = {}
+        rows = self._rows
+        for b in batches:
+            w = b.workload
+            row = rows.get(w)
+            if row is None:
+                row = rows[w] = {}
+            for m, t, x in zip(b.metrics, b.ts, b.values):
+                mv = m._value_
+                slot = row.get(mv)
+                if slot is None:
+                    if m not in self._tables:
+                        continue
+                    slot = self.slot(w, m)
+                g = groups.get(mv)
+                if g is None:
+                    g = groups[mv] = ([], [], [])
+                g[0].append(slot)
+                g[1].append(t)
+                g[2].append(x)
+        out: list[Detection] = []
+        for mv, (slots, ts, values) in groups.items():
+            out.extend(self.process_arrays(Metric(mv), np.array(slots, dtype=np.int64),
+                                           np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)))
+        return out
+
     def process_arrays(self, metric: Metric, slots: np.ndarray, ts: np.ndarray,
                        values: np.ndarray) -> list[Detection]:
         """One metric's batch as arrays (slots from this pipeline); several samples per slot allowed."""
