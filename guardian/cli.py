@@ -51,6 +51,9 @@ def _register() -> None:
 
     app.add_typer(telemetry_app, name="telemetry")
     bench_app.command("plugin")(bench_plugin_command)
+    from guardian.drill.cli import bench_drill_command
+
+    bench_app.command("drill")(bench_drill_command)
     from guardian.mcp.cli import mcp_command
 
     app.command("mcp")(mcp_command)

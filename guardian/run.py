@@ -147,6 +147,10 @@ class DetectorStage:
             series = snap.get("series", {}).get(d.metric, {})
             fast, base = series.get("fast"), series.get("base")
             changes: dict[str, Any] = {"ts": now, "duration_s": max(0.0, now - ep.onset)}
+            if age >= self.fast_phase_s:
+                # a fresh id per slow period: if an SRE released the workload and it still runs
+                # away, the engine may open a new quarantine (the old id is taken)
+                changes["id"] = f"{d.id}.{int(age // self.slow_reemit_s)}"
             if isinstance(fast, (int, float)) and isinstance(base, (int, float)) and base == base and fast == fast:
                 floor = self.pipeline.config.tiers[_metric(d.metric)].floor
                 changes.update(observed=float(fast), baseline=float(base),

@@ -1,0 +1,324 @@
+"""Load from real clients: confluent-kafka producers and consumers, and Kafka's perf tools.
+
+Every client runs in its own thread (the perf tools in a JVM subprocess) and
+writes what it saw into a ``Recorder``: one ``(time, bytes, latency_s)`` per
+acknowledged message (producers: ``Message.latency()``, from ``produce()``
+to the broker's ack; consumers: from the record's timestamp to its arrival)
+and the perf tools' interval reports. Rates follow a ``rate_fn(now)`` so the
+runner can step, ramp or burst them. Nothing here decides anything; the
+runner reads the recorders afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+RateFn = Callable[[float], float]
+
+
+@dataclass
+class Recorder:
+    name: str
+    tenant: str
+    role: str              # benign | runaway
+    kind: str              # producer | consumer | perf-producer | perf-consumer | group | admin
+    workload: dict[str, str] = field(default_factory=dict)   # principal + client_id or group
+    acks: list[tuple[float, int, float]] = field(default_factory=list)
+    perf: list[dict[str, float]] = field(default_factory=list)
+    errors: int = 0
+    last_error: str = ""
+    events: list[tuple[float, str]] = field(default_factory=list)
+    started_at: float | None = None
+    stopped_at: float | None = None
+
+
+def sasl_conf(bootstrap: str, user: str, password: str) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+            "sasl.username": user, "sasl.password": password}
+
+
+class _Client(threading.Thread):
+    def __init__(self, rec: Recorder, stop: threading.Event, start_at: float, end_at: float) -> None:
+        super().__init__(name=f"load-{rec.name}", daemon=True)
+        self.rec, self.stop, self.start_at, self.end_at = rec, stop, start_at, end_at
+
+    def _wait_start(self) -> bool:
+        while time.time() < self.start_at:
+            if self.stop.wait(min(0.2, self.start_at - time.time())):
+                return False
+        self.rec.started_at = time.time()
+        return True
+
+    def _running(self) -> bool:
+        return not self.stop.is_set() and time.time() < self.end_at
+
+
+class ProducerClient(_Client):
+    """Produces ``size``-byte messages at ``rate_fn(now)`` messages/s (at most 1 s of backlog)."""
+
+    def __init__(self, rec: Recorder, conf: dict[str, Any], topic: str, rate_fn: RateFn, size: int,
+                 stop: threading.Event, start_at: float, end_at: float, linger_ms: int = 5,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(rec, stop, start_at, end_at)
+        self.conf = {**conf, "linger.ms": linger_ms, "acks": "all", "message.timeout.ms": 30000,
+                     "queue.buffering.max.kbytes": 65536, **(extra or {})}
+        self.topic, self.rate_fn, self.size = topic, rate_fn, size
+
+    def run(self) -> None:
+        from confluent_kafka import Producer
+
+        if not self._wait_start():
+            return
+        rec = self.rec
+        acks = rec.acks
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                rec.errors += 1
+                rec.last_error = str(err)
+            else:
+                acks.append((time.time(), len(msg.value() or b""), msg.latency() or 0.0))
+
+        p = Producer(self.conf)
+        payload = os.urandom(self.size)
+        sent, target, last = 0, 0.0, time.monotonic()
+        try:
+            while self._running():
+                now = time.monotonic()
+                rate = max(0.0, self.rate_fn(time.time()))
+                target = min(target + rate * (now - last), sent + max(rate, 1.0))
+                last = now
+                while sent < int(target):
+                    try:
+                        p.produce(self.topic, payload, on_delivery=delivered)
+                        sent += 1
+                    except BufferError:
+                        p.poll(0.05)   # the local queue is full (e.g. throttled): the app waits
+                        break
+                p.poll(0)
+                time.sleep(0.02)
+        finally:
+            p.flush(15)
+            rec.stopped_at = time.time()
+
+
+class ConsumerClient(_Client):
+    """Reads a topic; with ``rewind_every`` returning a period it seeks back to the beginning that often."""
+
+    def __init__(self, rec: Recorder, conf: dict[str, Any], topic: str, group: str, stop: threading.Event,
+                 start_at: float, end_at: float, rewind_every: Callable[[float], float | None] | None = None,
+                 offset_reset: str = "latest") -> None:
+        super().__init__(rec, stop, start_at, end_at)
+        self.conf = {**conf, "group.id": group, "auto.offset.reset": offset_reset, "enable.auto.commit": True,
+                     "auto.commit.interval.ms": 1000, "fetch.max.bytes": 52428800}
+        self.topic, self.rewind_every = topic, rewind_every
+
+    def run(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        if not self._wait_start():
+            return
+        c = Consumer(self.conf)
+        c.subscribe([self.topic])
+        last_rewind = 0.0
+        try:
+            while self._running():
+                now = time.time()
+                period = self.rewind_every(now) if self.rewind_every else None
+                if period and now - last_rewind >= period:
+                    parts = c.assignment()
+                    if parts:
+                        for tp in parts:
+                            c.seek(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
+                        last_rewind = now
+                        self.rec.events.append((now, "rewind"))
+                msgs = c.consume(1000, timeout=0.2)
+                arrived = time.time()
+                for m in msgs:
+                    if m.error():
+                        self.rec.errors += 1
+                        self.rec.last_error = str(m.error())
+                        continue
+                    ts = m.timestamp()[1] / 1000.0
+                    self.rec.acks.append((arrived, len(m.value() or b""), max(0.0, arrived - ts)))
+        except Exception as exc:  # noqa: BLE001 - e.g. a seek before assignment settles: record, stop
+            self.rec.errors += 1
+            self.rec.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("consumer %s stopped: %s", self.rec.name, exc)
+        finally:
+            c.close()
+            self.rec.stopped_at = time.time()
+
+
+class GroupClient(_Client):
+    """``members`` consumers in one group; while ``churn_every(now)`` gives a period, one member
+    leaves and a new one joins that often (each change is a rebalance)."""
+
+    def __init__(self, rec: Recorder, conf: dict[str, Any], topic: str, group: str, members: int,
+                 stop: threading.Event, start_at: float, end_at: float,
+                 churn_every: Callable[[float], float | None]) -> None:
+        super().__init__(rec, stop, start_at, end_at)
+        self.conf = {**conf, "group.id": group, "auto.offset.reset": "latest", "session.timeout.ms": 10000,
+                     "heartbeat.interval.ms": 1000}
+        self.topic, self.members, self.churn_every = topic, members, churn_every
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer
+
+        if not self._wait_start():
+            return
+        consumers = []
+        for i in range(self.members):
+            c = Consumer({**self.conf, "client.id": f"{self.rec.workload.get('client_id', 'member')}-{i}"})
+            c.subscribe([self.topic])
+            consumers.append(c)
+        last_churn, n = time.time(), self.members
+        try:
+            while self._running():
+                for c in consumers:
+                    for m in c.consume(200, timeout=0.05):
+                        if not m.error():
+                            self.rec.acks.append((time.time(), len(m.value() or b""), 0.0))
+                now = time.time()
+                period = self.churn_every(now)
+                if period and now - last_churn >= period:
+                    old = consumers.pop(0)
+                    old.close()
+                    c = Consumer({**self.conf, "client.id": f"{self.rec.workload.get('client_id', 'member')}-{n}"})
+                    n += 1
+                    c.subscribe([self.topic])
+                    consumers.append(c)
+                    last_churn = now
+                    self.rec.events.append((now, "churn"))
+        finally:
+            for c in consumers:
+                c.close()
+            self.rec.stopped_at = time.time()
+
+
+class TopicStormClient(_Client):
+    """Creates topics named ``prefix-<n>`` of ``partitions`` partitions at ``rate_fn(now)`` topics/s."""
+
+    def __init__(self, rec: Recorder, conf: dict[str, Any], prefix: str, partitions: int, rate_fn: RateFn,
+                 stop: threading.Event, start_at: float, end_at: float) -> None:
+        super().__init__(rec, stop, start_at, end_at)
+        self.conf, self.prefix, self.partitions, self.rate_fn = conf, prefix, partitions, rate_fn
+        self.created: list[str] = []
+
+    def run(self) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        if not self._wait_start():
+            return
+        admin = AdminClient(self.conf)
+        target, last = 0.0, time.monotonic()
+        try:
+            while self._running():
+                now = time.monotonic()
+                target += self.rate_fn(time.time()) * (now - last)
+                last = now
+                while len(self.created) < int(target):
+                    name = f"{self.prefix}-{len(self.created)}"
+                    self.created.append(name)
+                    fut = admin.create_topics([NewTopic(name, self.partitions, 1)])[name]
+                    try:
+                        fut.result(timeout=30)
+                        self.rec.acks.append((time.time(), self.partitions, 0.0))
+                    except Exception as exc:  # noqa: BLE001 - a refused create is data for the report
+                        self.rec.errors += 1
+                        self.rec.last_error = str(exc)
+                time.sleep(0.05)
+        finally:
+            self.rec.stopped_at = time.time()
+
+
+# ------------------------------------------------------------------------------- Kafka's perf tools
+
+_PERF_INTERVAL = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg "
+                            r"latency, ([\d.]+) ms max latency")
+_PERF_FINAL = re.compile(r"([\d.]+) ms avg latency, ([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, "
+                         r"(\d+) ms 99th, (\d+) ms 99.9th")
+
+
+def perf_properties(path: Path, conf: dict[str, Any], client_id: str) -> Path:
+    """A Java client properties file for a tenant on the SASL listener."""
+    lines = [f"client.id={client_id}", f"security.protocol={conf['security.protocol']}",
+             f"sasl.mechanism={conf['sasl.mechanism']}",
+             "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+             f'username="{conf["sasl.username"]}" password="{conf["sasl.password"]}";']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class PerfClient(_Client):
+    """ProducerPerformance or ConsumerPerformance in a JVM, its reports parsed as they come."""
+
+    def __init__(self, rec: Recorder, cmd: list[str], stop: threading.Event, start_at: float, end_at: float) -> None:
+        super().__init__(rec, stop, start_at, end_at)
+        self.cmd = cmd
+        self.proc: subprocess.Popen | None = None
+        self.output: list[str] = []
+
+    def run(self) -> None:
+        if not self._wait_start():
+            return
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        header: list[str] | None = None
+        try:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                line = line.strip()
+                self.output.append(line)
+                now = time.time()
+                if (m := _PERF_INTERVAL.search(line)) is not None:
+                    self.rec.perf.append({"ts": now, "records_per_s": float(m[2]), "mb_per_s": float(m[3]),
+                                          "avg_latency_ms": float(m[4]), "max_latency_ms": float(m[5])})
+                elif (m := _PERF_FINAL.search(line)) is not None:
+                    self.rec.perf.append({"ts": now, "final": 1.0, "avg_latency_ms": float(m[1]),
+                                          "max_latency_ms": float(m[2]), "p50_ms": float(m[3]),
+                                          "p95_ms": float(m[4]), "p99_ms": float(m[5]), "p999_ms": float(m[6])})
+                elif line.startswith("time,") and "nMsg.sec" in line:
+                    header = [h.strip() for h in line.split(",")]
+                elif header is not None and line[:4].isdigit() and "," in line:
+                    row = dict(zip(header, (v.strip() for v in line.split(","))))
+                    try:
+                        self.rec.perf.append({"ts": now, "records_per_s": float(row.get("nMsg.sec", "nan")),
+                                              "mb_per_s": float(row.get("MB.sec", "nan"))})
+                    except ValueError:
+                        pass
+        finally:
+            self.proc.wait()
+            self.rec.stopped_at = time.time()
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def producer_perf_cmd(java: str, lib: Path, bootstrap: str, topic: str, props: Path, rate: float,
+                      size: int, seconds: float) -> list[str]:
+    return [java, "-Xmx256m", "-cp", str(lib / "*"), "org.apache.kafka.tools.ProducerPerformance",
+            "--topic", topic, "--num-records", str(max(1, int(rate * seconds))), "--record-size", str(size),
+            "--throughput", str(rate), "--producer.config", str(props),
+            "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all", "linger.ms=5"]
+
+
+def consumer_perf_cmd(java: str, lib: Path, bootstrap: str, topic: str, props: Path, group: str) -> list[str]:
+    return [java, "-Xmx256m", "-cp", str(lib / "*"), "org.apache.kafka.tools.ConsumerPerformance",
+            "--bootstrap-server", bootstrap, "--topic", topic, "--group", group, "--messages", str(10**12),
+            "--timeout", str(3_600_000), "--consumer.config", str(props), "--show-detailed-stats",
+            "--reporting-interval", "5000"]

@@ -1,0 +1,516 @@
+"""Run a drill scenario against the broker: once with the guardian off, once with it on.
+
+One run: create the clients' topics, (guardian on) start ``guardian run
+--api`` as a subprocess with its own topics, Redis prefix and the
+scenario's detector and policy settings, start the benign clients for the
+whole run, and for each repeat start a fresh runaway client at its base
+rate, let it run away ``before_s`` later for ``during_s`` and stop it. With
+the guardian on, the runaway's quarantine is released through the HTTP API
+when the incident ends (a hook the demo replaces with an appeal and an SRE
+approval). Afterwards the ledger and the detections topic say when the
+guardian detected and acted; the recorders say what every client saw.
+
+``DrillHooks`` is how the demo follows along live.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from guardian.drill.load import (ConsumerClient, GroupClient, PerfClient, ProducerClient, Recorder,
+                                 TopicStormClient, consumer_perf_cmd, perf_properties, producer_perf_cmd,
+                                 sasl_conf)
+from guardian.drill.scenario import Client, Scenario
+from guardian.errors import SetupError
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Incident:
+    index: int
+    onset: float
+    end: float
+    client_ids: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    signature_only: str | None = None    # partition storm: no narrower identity than the broker
+    tenant: str = ""
+    pattern: str = ""
+
+    def matches(self, workload: dict[str, Any], signature: str | None = None) -> bool:
+        if workload.get("client_id") in self.client_ids or workload.get("group") in self.groups:
+            return True
+        cid = workload.get("client_id") or ""
+        if any(cid.startswith(g + "-") for g in self.client_ids):   # group members: <client-id>-<n>
+            return True
+        return self.signature_only is not None and signature == self.signature_only
+
+
+@dataclass
+class GuardianProc:
+    """``guardian run --api`` in a subprocess, with the settings of one drill run."""
+
+    env: dict[str, str]
+    log_path: Path
+    api_url: str
+    metrics_url: str
+    prefix: str
+    detections_topic: str
+    proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        import httpx
+
+        self.log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "guardian.cli", "run", "--api"], env=self.env,
+                                     stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SetupError(f"guardian run exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(self.api_url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise SetupError(f"guardian API not ready after {timeout_s:.0f}s; see {self.log_path}")
+
+    def stop(self, timeout_s: float = 40.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("guardian run did not stop in %.0fs; killing it", timeout_s)
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log_file.close()
+        return self.proc.returncode
+
+
+@dataclass
+class RunContext:
+    scenario: Scenario
+    mode: str                       # off | on
+    run_id: str
+    endpoints: Any
+    out_dir: Path
+    t0: float = 0.0
+    recorders: list[Recorder] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    guardian: GuardianProc | None = None
+    sre_token: str = ""
+    redis: Any = None
+    topics: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> Any:
+        import httpx
+
+        assert self.guardian is not None
+        r = httpx.request(method, self.guardian.api_url + path, timeout=15,
+                          headers={"Authorization": f"Bearer {token or self.sre_token}"}, **kw)
+        r.raise_for_status()
+        return r.json()
+
+
+class DrillHooks:
+    """What happens at the moments of a run; the demo overrides these to narrate."""
+
+    def on_start(self, ctx: RunContext) -> None:
+        pass
+
+    def on_tick(self, ctx: RunContext, now: float) -> None:
+        pass
+
+    def on_onset(self, ctx: RunContext, incident: Incident) -> None:
+        pass
+
+    def on_incident_end(self, ctx: RunContext, incident: Incident) -> None:
+        """The tenant fixed its client; the SRE releases what the guardian still holds on it."""
+        if ctx.mode != "on":
+            return
+        for q in open_quarantines(ctx):
+            if incident.matches(q["workload"]):
+                try:
+                    ctx.api("POST", f"/v1/quarantines/{q['id']}/release", json={"reason": "drill incident over"})
+                except Exception as exc:  # noqa: BLE001 - a failed release is a finding, not a crash
+                    ctx.notes.append(f"release of {q['id']} failed: {exc}")
+
+    def on_finish(self, ctx: RunContext) -> None:
+        pass
+
+
+def open_quarantines(ctx: RunContext) -> list[dict[str, Any]]:
+    page = ctx.api("GET", "/v1/quarantines", params=[("state", s) for s in
+                                                     ("active", "appealed", "awaiting_approval", "proposed")])
+    return page.get("items", [])
+
+
+# ------------------------------------------------------------------------------- guardian settings
+
+def policy_file_for(scenario: Scenario, path: Path) -> Path:
+    """The default (or the scenario's) policy with the scenario's overrides, validated."""
+    from guardian.policy import default_policy_path, load_policy
+
+    g = scenario.guardian
+    src = Path(g.policy_file) if g.policy_file else default_policy_path()
+    data = yaml.safe_load(src.read_text())
+    o = g.policy
+    if o.max_throttled_traffic_share is not None:
+        data["global"]["max_throttled_traffic_share"] = o.max_throttled_traffic_share
+    if o.max_concurrent_quarantines is not None:
+        data["global"]["max_concurrent_quarantines"] = o.max_concurrent_quarantines
+    for pol in data.get("policies", []):
+        first = pol["ladder"][0]
+        for key in ("evidence_s", "multiple_of_baseline", "floor"):
+            value = getattr(o, key)
+            if value is not None and (key == "evidence_s" or first.get("action") == "throttle"):
+                first[key] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    load_policy(path)   # fail here, with the file and key, not inside the subprocess
+    return path
+
+
+def guardian_env(ctx: RunContext, extra: dict[str, str] | None = None) -> GuardianProc:
+    sc, ep = ctx.scenario, ctx.endpoints
+    run = f"drill-{ctx.run_id}"
+    api_port, metrics_port = free_port(), free_port()
+    det_file = ctx.out_dir / f"detectors-{ctx.mode}.yaml"
+    det_file.write_text(yaml.safe_dump(sc.guardian.detectors or {}))
+    pol_file = policy_file_for(sc, ctx.out_dir / f"policy-{ctx.mode}.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
+    env.update(ep.exports())
+    env.update({
+        "GUARDIAN_INGEST__SCRAPE_INTERVAL_S": str(sc.guardian.scrape_interval_s),
+        "GUARDIAN_INGEST__ADMIN_INTERVAL_S": str(sc.guardian.admin_interval_s),
+        "GUARDIAN_INGEST__APP_ID": run, "GUARDIAN_INGEST__METRICS_PORT": str(metrics_port),
+        "GUARDIAN_INGEST__OWNER_PREFIXES": json.dumps([f"{t.name}." for t in sc.tenants]),
+        "GUARDIAN_API__HOST": "127.0.0.1", "GUARDIAN_API__PORT": str(api_port),
+        "GUARDIAN_REDIS__PREFIX": f"{run}:",
+        "GUARDIAN_TOPICS__METRICS": f"{run}.metrics", "GUARDIAN_TOPICS__METRICS_DLQ": f"{run}.metrics.dlq",
+        "GUARDIAN_TOPICS__DETECTIONS": f"{run}.detections", "GUARDIAN_TOPICS__DECISIONS": f"{run}.decisions",
+        "GUARDIAN_TOPICS__PARTITIONS": "2",
+        "GUARDIAN_DETECTOR_FILE": str(det_file), "GUARDIAN_POLICY_FILE": str(pol_file),
+    })
+    env.update(extra or {})
+    ctx.topics += [f"{run}.metrics", f"{run}.metrics.dlq", f"{run}.detections", f"{run}.decisions"]
+    return GuardianProc(env=env, log_path=ctx.out_dir / f"guardian-{ctx.mode}.log",
+                        api_url=f"http://127.0.0.1:{api_port}", metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+                        prefix=f"{run}:", detections_topic=f"{run}.detections")
+
+
+# ------------------------------------------------------------------------------- clients
+
+def _bursty(c: Client) -> Callable[[float], float]:
+    def factor(t: float) -> float:
+        if c.pattern != "bursty":
+            return 1.0
+        return c.burst_factor if (t % c.burst_every_s) < c.burst_s else 1.0
+    return factor
+
+
+def _runaway_rate(c: Client, onset: float) -> Callable[[float], float]:
+    r = c.runaway
+    assert r is not None
+
+    def rate(t: float) -> float:
+        if t < onset:
+            return c.rate
+        if r.pattern == "ramp":
+            return c.rate * (1.0 + (r.factor - 1.0) * min(1.0, (t - onset) / r.ramp_s))
+        return c.rate * r.factor
+    return rate
+
+
+def _during(onset: float, end: float, value: float) -> Callable[[float], float | None]:
+    return lambda t: value if onset <= t < end else None
+
+
+def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    if not topics:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futs = admin.create_topics([NewTopic(t, p, 1) for t, p in topics.items()], operation_timeout=30)
+    for t, f in futs.items():
+        try:
+            f.result(timeout=60)
+        except Exception as exc:  # noqa: BLE001 - an existing topic is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise SetupError(f"cannot create topic {t}: {exc}") from exc
+
+
+def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    if not topics:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.delete_topics(topics, operation_timeout=30).values():
+        try:
+            f.result(timeout=60)
+        except Exception:  # noqa: BLE001 - cleanup is best effort
+            pass
+
+
+def prefill(bootstrap: str, topic: str, megabytes: float, size: int = 10_000) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
+                  "compression.type": "none", "client.id": "drill-prefill"})
+    payload = os.urandom(size)
+    for _ in range(int(megabytes * 1_000_000 / size)):
+        while True:
+            try:
+                p.produce(topic, payload)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    p.flush(120)
+
+
+def build_clients(ctx: RunContext, stop: threading.Event) -> list[threading.Thread]:
+    """Every client thread of the run, scheduled on ``ctx.t0``; fills ctx.recorders and ctx.incidents."""
+    sc, ep = ctx.scenario, ctx.endpoints
+    ph = sc.phases
+    t0, t_end = ctx.t0, ctx.t0 + sc.duration_s
+    threads: list[threading.Thread] = []
+    topics: dict[str, int] = {}
+    prefills: list[tuple[str, float]] = []
+    run = ctx.run_id
+    ctx.incidents = [Incident(index=k, onset=t0 + k * ph.window_s + ph.before_s,
+                              end=t0 + k * ph.window_s + ph.before_s + ph.during_s) for k in range(sc.repeats)]
+
+    for tenant in sc.tenants:
+        conf = sasl_conf(ep.kafka_sasl_bootstrap_servers, tenant.name, ep.tenants[tenant.name])
+        principal = f"User:{tenant.name}"
+        for ci, c in enumerate(tenant.clients):
+            topic = c.topic or f"{tenant.name}.drill-{run}-{ci}"
+            if c.kind != "admin":
+                topics[topic] = c.partitions
+            base = f"{tenant.name}-{c.client_id or c.kind}-{ci}"
+            if c.runaway is None:
+                for j in range(c.count):
+                    cid = f"drill-{run}-{base}-{j}"
+                    rec = Recorder(cid, tenant.name, "benign", c.kind, {"principal": principal, "client_id": cid})
+                    threads += _client_threads(ctx, c, rec, conf, topic, cid, stop, t0 + c.start_s, t_end,
+                                               None, _java, topics)
+                    ctx.recorders.append(rec)
+                continue
+            if c.runaway.pattern == "rewind" and c.runaway.prefill_mb > 0:
+                prefills.append((topic, c.runaway.prefill_mb))
+            for inc in ctx.incidents:
+                start = inc.onset - ph.before_s
+                for j in range(c.count):
+                    cid = f"drill-{run}-{base}-r{inc.index}-{j}"
+                    rec = Recorder(cid, tenant.name, "runaway", c.kind, {"principal": principal, "client_id": cid})
+                    inc.tenant, inc.pattern = tenant.name, c.runaway.pattern
+                    if c.kind == "group":
+                        group = f"{tenant.name}.drill-{run}-{ci}-g{inc.index}"
+                        inc.groups.add(group)
+                        rec.workload = {"principal": principal, "group": group}
+                    if c.runaway.pattern == "partition_storm":
+                        inc.signature_only = "partition_storm"
+                    inc.client_ids.add(cid)
+                    threads += _client_threads(ctx, c, rec, conf, f"{topic}" if c.kind != "admin"
+                                               else f"{tenant.name}.storm-{run}-{inc.index}-{j}",
+                                               cid, stop, start, inc.end, inc, _java, topics)
+                    ctx.recorders.append(rec)
+    create_topics(ep.kafka_bootstrap_servers, topics)
+    ctx.topics += list(topics)
+    for topic, mb in prefills:
+        prefill(ep.kafka_bootstrap_servers, topic, mb)
+    return threads
+
+
+def _java() -> tuple[str, Path]:
+    from guardian.dev.kafka import check_java, ensure_jars
+    from guardian.settings import DevSettings
+
+    s = DevSettings()
+    lib, _ = ensure_jars(s.home, s.kafka_version)
+    return check_java(), lib
+
+
+def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, Any], topic: str, cid: str,
+                    stop: threading.Event, start: float, end: float, inc: Incident | None,
+                    java: Callable[[], tuple[str, Path]], topics: dict[str, int]) -> list[threading.Thread]:
+    ep = ctx.endpoints
+    cconf = {**conf, "client.id": cid}
+    out: list[threading.Thread] = []
+    r = c.runaway
+    if c.kind in ("consumer", "perf-consumer", "group"):
+        # a consumer reads what a feeder of its own tenant writes at the client's rate
+        feeder = Recorder(f"{cid}-feeder", rec.tenant, "feeder", "producer",
+                          {"principal": rec.workload["principal"], "client_id": f"{cid}-feeder"})
+        ctx.recorders.append(feeder)
+        out.append(ProducerClient(feeder, {**conf, "client.id": f"{cid}-feeder"}, topic, lambda t: c.rate, c.size,
+                                  stop, start, end))
+    if c.kind == "producer":
+        rate = _runaway_rate(c, inc.onset) if (r and inc) else (lambda t, b=_bursty(c): c.rate * b(t))
+        extra = None
+        if r is not None and r.pattern == "retry_storm" and inc is not None:
+            # each resend its own request: the retry loop of a client that never backs off
+            extra = {"batch.size": max(1, c.size + 100)}
+        out.append(ProducerClient(rec, cconf, topic, rate, c.size, stop, start, end,
+                                  linger_ms=0 if (r and r.pattern == "retry_storm") else 5, extra=extra))
+    elif c.kind == "consumer":
+        rewind = _during(inc.onset, inc.end, r.every_s) if (r and inc and r.pattern == "rewind") else None
+        group = f"{rec.tenant}.{cid}"
+        out.append(ConsumerClient(rec, cconf, topic, group, stop, start, end, rewind_every=rewind))
+    elif c.kind == "group":
+        assert inc is not None and r is not None
+        group = next(iter(g for g in inc.groups if g.endswith(f"-g{inc.index}")))
+        out.append(GroupClient(rec, conf, topic, group, c.members, stop, start, end,
+                               churn_every=_during(inc.onset, inc.end, r.every_s)))
+    elif c.kind == "admin":
+        assert inc is not None and r is not None
+        out.append(TopicStormClient(rec, cconf, topic, r.partitions,
+                                    lambda t: r.rate if inc.onset <= t < inc.end else 0.0, stop, start, end))
+        rec.events.append((inc.onset, f"storm prefix {topic}"))
+    elif c.kind in ("perf-producer", "perf-consumer"):
+        jv, lib = java()
+        props = perf_properties(ctx.out_dir / f"{cid}.properties", conf, cid)
+        if c.kind == "perf-producer":
+            cmd = producer_perf_cmd(jv, lib, ep.kafka_sasl_bootstrap_servers, topic, props, c.rate, c.size,
+                                    end - start)
+        else:
+            cmd = consumer_perf_cmd(jv, lib, ep.kafka_sasl_bootstrap_servers, topic, props, f"{rec.tenant}.{cid}")
+        out.append(PerfClient(rec, cmd, stop, start, end))
+    return out
+
+
+# ------------------------------------------------------------------------------- one run
+
+def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: Say = print,
+             hooks: DrillHooks | None = None, guardian_extra_env: dict[str, str] | None = None,
+             keep_guardian: bool = False) -> RunContext:
+    """One run of the scenario (``mode`` off or on); returns everything it recorded."""
+    import redis
+
+    hooks = hooks or DrillHooks()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(scenario=scenario, mode=mode, run_id=uuid.uuid4().hex[:6], endpoints=endpoints, out_dir=out_dir)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    try:
+        if mode == "on":
+            from guardian.auth import TokenStore
+
+            ctx.guardian = guardian_env(ctx, guardian_extra_env)
+            say(f"[{mode}] starting guardian run --api (log {ctx.guardian.log_path})")
+            ctx.guardian.start()
+            ctx.redis = redis.Redis.from_url(endpoints.redis_url)
+            ctx.sre_token, _ = TokenStore(ctx.redis, ctx.guardian.prefix).create("sre", name="drill-sre",
+                                                                                 created_by="drill", now=time.time())
+        ctx.t0 = time.time() + 15.0   # clients are scheduled after topics exist (and JVMs start)
+        threads = build_clients(ctx, stop)
+        if time.time() > ctx.t0 - 2:
+            ctx.t0 = time.time() + 3.0   # setup took long: shift every start and incident alike
+            ctx.recorders, ctx.incidents = [], []
+            stop.set()
+            stop = threading.Event()
+            threads = build_clients(ctx, stop)
+        for t in threads:
+            t.start()
+        hooks.on_start(ctx)
+        say(f"[{mode}] {len(threads)} clients; {scenario.repeats} incident(s) of {scenario.phases.during_s:.0f}s, "
+            f"run ends in {ctx.t0 + scenario.duration_s - time.time():.0f}s")
+        pending_onsets = list(ctx.incidents)
+        pending_ends = list(ctx.incidents)
+        t_end = ctx.t0 + scenario.duration_s
+        while time.time() < t_end:
+            now = time.time()
+            while pending_onsets and now >= pending_onsets[0].onset:
+                inc = pending_onsets.pop(0)
+                say(f"[{mode}] incident {inc.index + 1}/{scenario.repeats}: {inc.tenant} {inc.pattern} starts")
+                hooks.on_onset(ctx, inc)
+            while pending_ends and now >= pending_ends[0].end:
+                inc = pending_ends.pop(0)
+                hooks.on_incident_end(ctx, inc)
+            hooks.on_tick(ctx, now)
+            time.sleep(max(0.0, min(0.5, t_end - time.time())))
+        hooks.on_finish(ctx)
+    finally:
+        stop.set()
+        for t in threads:
+            if isinstance(t, PerfClient):
+                t.terminate()
+        for t in threads:
+            t.join(timeout=30)
+        if ctx.guardian is not None and not keep_guardian:
+            collect_guardian_record(ctx)
+            rc = ctx.guardian.stop()
+            say(f"[{mode}] guardian stopped (exit {rc})")
+        delete_topics(endpoints.kafka_bootstrap_servers,
+                      [t for t in ctx.topics if not t.endswith((".decisions", ".detections"))])
+        for t in threads:
+            if isinstance(t, TopicStormClient):
+                delete_topics(endpoints.kafka_bootstrap_servers, t.created)
+    return ctx
+
+
+def collect_guardian_record(ctx: RunContext) -> None:
+    """Quarantines, their action steps and every detection, for the report (guardian on)."""
+    from guardian.ledger import Ledger
+
+    assert ctx.guardian is not None
+    if getattr(ctx, "_collected", False):
+        return
+    ctx._collected = True  # type: ignore[attr-defined]
+    ledger = Ledger(ctx.redis, ctx.guardian.prefix)
+    quarantines = []
+    for q in ledger.list(limit=10_000):
+        actions = [{"kind": a.plan.get("kind"), "status": a.status.value, "history": a.history,
+                    "params": a.plan.get("params")} for a in ledger.actions(q)]
+        quarantines.append({**q.to_dict(), "actions": actions})
+    ctx.quarantines = quarantines  # type: ignore[attr-defined]
+    ctx.detections = read_detections(ctx.endpoints.kafka_bootstrap_servers, ctx.guardian.detections_topic)  # type: ignore[attr-defined]
+
+
+def read_detections(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[dict[str, Any]]:
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"drill-read-{uuid.uuid4().hex[:6]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "isolation.level": "read_committed"})
+    c.subscribe([topic])
+    out: list[dict[str, Any]] = []
+    last = time.monotonic()
+    deadline = time.monotonic() + 60
+    while time.monotonic() - last < idle_s and time.monotonic() < deadline:
+        for m in c.consume(500, timeout=0.5):
+            if m.error():
+                continue
+            last = time.monotonic()
+            d = json.loads(m.value())
+            d["published_at"] = m.timestamp()[1] / 1000.0
+            out.append(d)
+    c.close()
+    return out
