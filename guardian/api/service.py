@@ -318,11 +318,13 @@ class ReviewService:
             raise InvalidRequestError("`raised_limit` needs a quota throttle to relax; this quarantine has none")
         old = q.desired[idx]
         keys = [k for k in RATE_KEYS if k in old.get("params", {})]
-        low = [k for k in keys if float(old["params"][k]) >= raised]
+        # Byte-rate quotas are whole bytes/s (the broker refuses a fraction); percentages may be fractional.
+        rates = {k: (raised if k == "request_percentage" else float(max(1, int(raised)))) for k in keys}
+        low = [k for k in keys if float(old["params"][k]) >= rates[k]]
         if low:
             now_at = ", ".join(f"{k}={float(old['params'][k]):g}" for k in low)
             raise InvalidRequestError(f"raised_limit {raised:g} is not above the throttle ({now_at})")
-        params = {"scope": old["params"].get("scope"), **{k: raised for k in keys}}
+        params = {"scope": old["params"].get("scope"), **rates}
         target = {k: v for k, v in old["target"].items() if k in ("principal", "client_id")}
         new = QuotaActuator(admin=None).plan(target, params, q.id).to_dict()
         new["rung"] = old.get("rung", q.rung)

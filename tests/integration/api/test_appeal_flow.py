@@ -118,11 +118,12 @@ def test_granting_with_a_raised_limit_relaxes_then_restores_exactly(harness):
            json={"justification": "need 1 MB/s for a day", "requested_limit": 1_000_000})
     until = time.time() + 600
     r = c.post(f"/v1/quarantines/{q.id}/approve", headers=h.auth(sre),
-               json={"reason": "ok for today", "raised_limit": 1_000_000, "until": until})
+               json={"reason": "ok for today", "raised_limit": 1_000_000.7, "until": until})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["state"] == "active" and body["expires_at"] == until
-    assert body["appeal"]["state"] == "granted" and body["appeal"]["raised_limit"] == 1_000_000
+    assert body["appeal"]["state"] == "granted" and body["appeal"]["raised_limit"] == 1_000_000.7
+    assert [a["params"]["producer_byte_rate"] for a in body["actions"]] == [1_000_000.0]   # whole bytes/s
     assert body["probation"]["until"] > until
 
     h.runner.tick()
