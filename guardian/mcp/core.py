@@ -188,6 +188,10 @@ class McpCore:
         finally:
             self._audit(tool, transport, who, result, reason, args, target, started)
 
+    def refused_at_the_door(self, transport: str, what: str, reason: str) -> None:
+        """Audit a request the transport refused before any tool ran (no or a bad token)."""
+        self._audit(what, transport, None, "refused", reason, {}, None, self.api.clock())
+
     def _audit(self, tool: str, transport: str, who: Identity | None, result: str, reason: str | None,
                args: dict[str, Any], target: str | None, started: float) -> None:
         rec = {"id": f"mcp:{uuid.uuid4().hex}", "ts": started, "type": "mcp", "transport": transport,

@@ -281,6 +281,8 @@ def http_app(core: McpCore, *, host: str = "127.0.0.1", path: str = "/mcp") -> A
         try:
             await anyio.to_thread.run_sync(core.authenticate, token)
         except AuthenticationError as exc:
+            await anyio.to_thread.run_sync(core.refused_at_the_door, "http", f"http:{scope['method']} "
+                                           f"{scope['path']}", str(exc))
             await _json(send, 401, {"error": {"type": "unauthenticated", "message": str(exc)}},
                         {"www-authenticate": 'Bearer realm="guardian-mcp"'})
             return
