@@ -122,10 +122,13 @@ def parse_scenario(data: dict[str, Any]) -> Scenario:
 
 
 def load_scenarios(directory: Path) -> list[Scenario]:
-    files = sorted(Path(directory).glob("*.yaml"))
-    if not files:
-        raise ConfigError(f"no scenario YAML files in {directory}")
-    return [parse_scenario(yaml.safe_load(f.read_text())) for f in files]
+    docs = [yaml.safe_load(f.read_text()) for f in sorted(Path(directory).glob("*.yaml"))]
+    # other YAML may share the directory (the incident drills of ``guardian bench drill``);
+    # a detector scenario is the one with ``workloads``
+    scenarios = [parse_scenario(d) for d in docs if isinstance(d, dict) and "workloads" in d]
+    if not scenarios:
+        raise ConfigError(f"no scenario YAML files (with 'workloads') in {directory}")
+    return scenarios
 
 
 @dataclass
