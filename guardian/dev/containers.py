@@ -38,7 +38,7 @@ class ContainerStack:
                      .with_env("KAFKA_OPTS", f"-javaagent:/mnt/agent/{agent.name}=0.0.0.0:{st.metrics_port}:"
                                              "/mnt/guardian/jmx_rules.yaml")
                      .with_command(["bash", "-c",
-                                    "/opt/kafka/bin/kafka-storage.sh format -t " + st.cluster_id +
+                                    "/opt/kafka/bin/kafka-storage.sh format --cluster-id=" + st.cluster_id +
                                     " -c /mnt/guardian/server.properties --ignore-formatted && exec "
                                     "/opt/kafka/bin/kafka-server-start.sh /mnt/guardian/server.properties"]))
         for port in (st.port, st.sasl_port, st.controller_port, st.metrics_port):

@@ -211,7 +211,7 @@ class LocalKafka:
                 f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={cfg_dir}", "-cp", classpath]
         if not (data_dir / "meta.properties").exists():
             progress("formatting KRaft storage ...")
-            fmt = subprocess.run(base + ["kafka.tools.StorageTool", "format", "-t", st.cluster_id,
+            fmt = subprocess.run(base + ["kafka.tools.StorageTool", "format", f"--cluster-id={st.cluster_id}",
                                          "-c", str(props), "--ignore-formatted"],
                                  capture_output=True, text=True)
             if fmt.returncode != 0:

@@ -31,3 +31,4 @@ def test_quota_entity_components() -> None:
     assert QuotaEntity.of(user=None, client_id=None).components() == [("user", None), ("client-id", None)]
     assert QuotaEntity.of(client_id="c").components() == [("client-id", "c")]
     assert str(QuotaEntity.of(user=None, client_id="c")) == "user=<default>,client-id=c"
+
