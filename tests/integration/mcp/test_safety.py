@@ -197,3 +197,17 @@ def test_unauthenticated_revoked_and_over_budget_callers_are_stopped(harness: Ha
 
     api = TestClient(create_app(tight.api.settings, engine=tight.service.engine, redis_client=h.ledger.client))
     assert api.get("/v1/whoami", headers={"Authorization": f"Bearer {agent}"}).status_code == 429
+
+
+def test_stdio_refuses_to_start_without_a_valid_token(harness: Harness) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.mcp.conftest import ROOT
+
+    for token in ("", "gk_000000000000.notatokenatallnotatokenatall"):
+        proc = subprocess.run([sys.executable, "-m", "guardian.cli", "mcp", "--transport", "stdio"],
+                              env=harness.stdio_env(token), cwd=str(ROOT), input=b"", capture_output=True,
+                              timeout=60)
+        assert proc.returncode == 2 and proc.stdout == b"", proc
+        assert b"bearer token" in proc.stderr
