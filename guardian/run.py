@@ -446,7 +446,8 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         api_server, t = start_api(settings, handle.engine)
         threads.append(t)
         log.warning("API on http://%s:%d (docs /v1/docs)", settings.api.host, settings.api.port)
-    app, _stats = create_app(settings, stage_factory(settings, traffic, metrics), processor_registry, worker_id)
+    app, _stats = create_app(settings, stage_factory(settings, traffic, metrics), processor_registry, worker_id,
+                             metrics=metrics)
     try:
         run_worker(app, loglevel)
     finally:

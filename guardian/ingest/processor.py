@@ -107,40 +107,69 @@ class Outcome:
     dead_letter: DeadLetter | None = None
 
 
+class IngestMetrics(Protocol):
+    """What the processor reports. ``guardian.metrics.GuardianMetrics`` is the implementation
+    ``guardian run`` passes (one definition of every guardian_* metric per process);
+    ``ProcessorMetrics`` below stands in when a worker runs on its own."""
+
+    def observe_records(self, count: int = 1) -> None: ...
+
+    def observe_samples(self, count: int, source: str = ..., newest_ts: float | None = None) -> None: ...
+
+    def observe_dead_letter(self, reason: str, count: int = 1) -> None: ...
+
+    def observe_detection(self, detection: Any) -> None: ...
+
+    def set_consumer_lag(self, topic: str, partition: int, messages: int) -> None: ...
+
+
 class ProcessorMetrics:
-    """``guardian_ingest_*`` metrics in a registry the caller passes in."""
+    """A standalone ``IngestMetrics`` on a registry the caller passes in, with the same names
+    as ``GuardianMetrics``' ingest metrics, for a worker run without the rest of the guardian."""
 
     def __init__(self, registry: Any) -> None:
         from prometheus_client import Counter, Gauge
 
-        self.samples = Counter("guardian_ingest_processed_samples", "Samples decoded and handed to the detector stage",
+        self.samples = Counter("guardian_ingest_samples_total", "Samples decoded and handed to the detectors",
+                               ["source"], registry=registry)
+        self.records = Counter("guardian_ingest_records_total", "Records read from the metrics topic",
                                registry=registry)
-        self.records = Counter("guardian_ingest_processed_records", "Records read from the metrics topic",
-                               registry=registry)
-        self.dead_letters = Counter("guardian_ingest_dead_letters", "Records sent to the dead-letter topic",
+        self.dead_letters = Counter("guardian_ingest_dead_letters_total",
+                                    "Records sent to the dead-letter topic, by decode failure reason",
                                     ["reason"], registry=registry)
-        self.detections = Counter("guardian_ingest_detections", "Detections published", registry=registry)
+        self.detections = Counter("guardian_detector_detections_total", "Detections emitted", registry=registry)
         self.lag = Gauge("guardian_ingest_consumer_lag_messages",
-                         "Messages between the processor's position and the end of its partition",
+                         "Messages between this worker's position and the end of its partition",
                          ["topic", "partition"], registry=registry)
-        self.stage_seconds = Counter("guardian_ingest_stage_seconds",
-                                     "Seconds spent in the detector stage", registry=registry)
+
+    def observe_records(self, count: int = 1) -> None:
+        self.records.inc(count)
+
+    def observe_samples(self, count: int, source: str = "unknown", newest_ts: float | None = None) -> None:
+        self.samples.labels(source=source[:32]).inc(count)
+
+    def observe_dead_letter(self, reason: str, count: int = 1) -> None:
+        self.dead_letters.labels(reason=reason[:32]).inc(count)
+
+    def observe_detection(self, detection: Any) -> None:
+        self.detections.inc()
+
+    def set_consumer_lag(self, topic: str, partition: int, messages: int) -> None:
+        self.lag.labels(topic=topic, partition=str(partition)).set(max(0, messages))
 
 
 class MetricsProcessor:
     """Decode, validate, detect; route failures to dead letters. Pure apart from the stage it calls."""
 
-    def __init__(self, stage: SampleStage | None = None, metrics: ProcessorMetrics | None = None,
-                 timer: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, stage: SampleStage | None = None, metrics: IngestMetrics | None = None) -> None:
         self.stage = stage or NullStage()
         self.metrics = metrics
-        self.timer = timer
 
     def handle(self, value: bytes | None, key: bytes | None, topic: str, partition: int,
                offset: int) -> Outcome:
         m = self.metrics
         if m:
-            m.records.inc()
+            m.observe_records()
         try:
             batch = decode_batch(value)  # type: ignore[arg-type]
             if key is not None and key.decode("utf-8", "replace") != batch.key:
@@ -149,20 +178,18 @@ class MetricsProcessor:
             return self._dead(exc.reason, exc.detail, value, key, topic, partition, offset)
         except DecodeError as exc:
             return self._dead("invalid", str(exc), value, key, topic, partition, offset)
-        t0 = self.timer()
         try:
             detections = list(self.stage.process(batch))
         except Exception as exc:  # noqa: BLE001 - a failing stage must not stop the stream
             return self._dead("stage", f"{type(exc).__name__}: {exc}", value, key, topic, partition, offset)
         if m:
-            m.stage_seconds.inc(self.timer() - t0)
-            m.samples.inc(len(batch))
-            if detections:
-                m.detections.inc(len(detections))
+            m.observe_samples(len(batch), batch.source, max(batch.ts) if batch.ts else None)
+            for d in detections:
+                m.observe_detection(d)
         return Outcome(batch=batch, detections=detections)
 
     def _dead(self, reason: str, detail: str, value: bytes | None, key: bytes | None, topic: str,
               partition: int, offset: int) -> Outcome:
         if self.metrics:
-            self.metrics.dead_letters.labels(reason=reason).inc()
+            self.metrics.observe_dead_letter(reason)
         return Outcome(dead_letter=DeadLetter(reason, detail, value or b"", key, topic, partition, offset))

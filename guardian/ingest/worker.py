@@ -29,7 +29,8 @@ import orjson
 
 from guardian.errors import ConfigError
 from guardian.ingest.processor import (DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, WORKER_HEADER, LimitStage,
-                                       MetricsProcessor, ProcessorMetrics, SampleStage)
+                                       MetricsProcessor, ProcessorMetrics, SampleStage,
+                                       IngestMetrics)
 from guardian.settings import GuardianSettings, KafkaSettings
 from guardian.topics import DLQ_MAX_MESSAGE_BYTES
 
@@ -83,8 +84,12 @@ def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
 
 def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, worker_id: str,
                on_record: Callable[[WorkerStats], None] | None = None,
-               commit_interval_s: float = 1.0, session_timeout_s: float = 30.0) -> tuple[Any, WorkerStats]:
-    """The faust app with the metrics agent. Returns ``(app, stats)``; running it is the caller's."""
+               commit_interval_s: float = 1.0, session_timeout_s: float = 30.0,
+               metrics: IngestMetrics | None = None) -> tuple[Any, WorkerStats]:
+    """The faust app with the metrics agent. Returns ``(app, stats)``; running it is the caller's.
+
+    ``metrics`` is where the processor reports (``guardian run`` passes its ``GuardianMetrics``);
+    without it a standalone ``ProcessorMetrics`` goes on ``registry``."""
     import faust
 
     ing, topics = settings.ingest, settings.topics
@@ -107,7 +112,7 @@ def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, wo
         producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
     )
     metrics_topic = app.topic(topics.metrics, key_type=bytes, value_type=bytes)
-    pm = ProcessorMetrics(registry)
+    pm = metrics or ProcessorMetrics(registry)
     processor = MetricsProcessor(stage, pm)
     stats = WorkerStats(worker_id)
     worker_header = (WORKER_HEADER, worker_id.encode())
@@ -149,8 +154,7 @@ def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, wo
                                source + [worker_header], msg)
                 stats.detections += len(out.detections)
             try:
-                pm.lag.labels(topic=msg.topic, partition=str(msg.partition)).set(
-                    max(0, app.consumer.highwater(msg.tp) - msg.offset - 1))
+                pm.set_consumer_lag(msg.topic, msg.partition, app.consumer.highwater(msg.tp) - msg.offset - 1)
             except Exception:  # noqa: BLE001 - highwater unknown until the first fetch response
                 pass
             if on_record is not None:

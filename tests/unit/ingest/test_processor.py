@@ -39,8 +39,8 @@ def test_good_record_reaches_the_stage_and_is_counted() -> None:
     proc, reg = make(rec)
     out = proc.handle(encode_batch(BATCH), W.key.encode(), "guardian.metrics", 2, 41)
     assert out.dead_letter is None and rec.batches == [BATCH]
-    assert reg.get_sample_value("guardian_ingest_processed_samples_total") == 3
-    assert reg.get_sample_value("guardian_ingest_processed_records_total") == 1
+    assert reg.get_sample_value("guardian_ingest_samples_total", {"source": "prometheus"}) == 3
+    assert reg.get_sample_value("guardian_ingest_records_total") == 1
 
 
 def test_limit_stage_detections_explain_themselves_and_are_replay_stable() -> None:
@@ -53,7 +53,7 @@ def test_limit_stage_detections_explain_themselves_and_are_replay_stable() -> No
     assert d.severity.value == "high"
     again = proc.handle(encode_batch(BATCH), W.key.encode(), "m", 0, 0)
     assert again.detections[0].id == d.id
-    assert reg.get_sample_value("guardian_ingest_detections_total") == 2
+    assert reg.get_sample_value("guardian_detector_detections_total") == 2
 
 
 def test_bad_records_become_dead_letters_with_reason_and_origin() -> None:
@@ -71,7 +71,7 @@ def test_bad_records_become_dead_letters_with_reason_and_origin() -> None:
         headers = dict(dl.headers())
         assert headers[DLQ_REASON] == reason.encode() and headers[DLQ_OFFSET] == str(offset).encode()
     assert reg.get_sample_value("guardian_ingest_dead_letters_total", {"reason": "json"}) == 2
-    assert reg.get_sample_value("guardian_ingest_processed_samples_total") in (None, 0.0)
+    assert reg.get_sample_value("guardian_ingest_samples_total", {"source": "prometheus"}) in (None, 0.0)
 
 
 def test_a_failing_stage_dead_letters_the_record_and_the_next_one_goes_on() -> None:
