@@ -7,6 +7,7 @@ together, importing lazily so ``guardian --help`` stays fast.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -75,18 +76,20 @@ def bench_plugin_command(as_json: bool = typer.Option(False, "--json", help="Pri
                    f"({result['median_records_per_s_on']:,.0f} vs {result['median_records_per_s_off']:,.0f} records/s)")
 
 
-def demo(keep: bool = typer.Option(True, help="Leave the services running afterwards.")) -> None:
-    """Run the main job on the embedded default (local Kafka and Redis)."""
-    from guardian.demo import run_basic_demo
-    from guardian.dev.stack import DevStack
-    from guardian.settings import GuardianSettings
+def demo(keep: bool = typer.Option(False, "--keep", help="Leave the guardian, Kafka and Redis running afterwards."),
+         quick: bool = typer.Option(False, "--quick", help="Shorter phases (about 2 minutes)."),
+         out: Path = typer.Option(Path("demo-report"), "--out", file_okay=False,
+                                  help="Where the report (demo.md, timeline-on.png, drill.json) goes.")) -> None:
+    """The main job end to end: local Kafka + Redis, the guardian, a runaway producer and consumer, live."""
+    from guardian.demo import run_demo
+    from guardian.drill.cli import interrupt_on_sigterm
 
-    stack = DevStack(GuardianSettings().dev)
-    run_basic_demo(stack, say=typer.echo)
-    if keep:
-        typer.echo("services keep running; stop them with `guardian dev down` (or `make down`)")
-    else:
-        stack.down(progress=typer.echo)
+    interrupt_on_sigterm()
+    try:
+        run_demo(say=typer.echo, quick=quick, keep=keep, out_dir=out)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: clients and the guardian stopped", err=True)
+        raise typer.Exit(130)
 
 
 def main() -> None:

@@ -1,65 +1,352 @@
-"""`guardian demo`: the main job on the embedded default.
+"""`guardian demo` (`make demo`): the main job end to end on the embedded default, narrated live.
 
-Brings up local Kafka and Redis, has a tenant produce and consume over SASL,
-and shows that tenant's per-client metrics as the broker exports them.
+1. Starts local Kafka and Redis (``guardian dev up``), a local escalation
+   receiver (a signed webhook on loopback), and ``guardian run --api`` as a
+   subprocess: collectors scraping the broker every second, the stream
+   processors with the detectors, the action engine and the HTTP API.
+2. Drives the built-in scenario with real clients (``guardian.drill``):
+   tenant-b produces steadily (two confluent-kafka producers and Kafka's
+   ProducerPerformance), tenant-c produces in bursts; then tenant-a's
+   ``orders`` producer falls into a retry storm (30x its messages, one
+   request each) and tenant-c's ``replay`` consumer starts rewinding to the
+   beginning of its topic every 5 s and re-reading it.
+3. Prints the timeline as it happens: onset, detection, throttle applied
+   and verified, the escalation summary the receiver got, tenant-a's appeal
+   through the API with a tenant token, the SRE's approval through the API,
+   the release (the quota restored and verified).
+4. Ends with a report (markdown + PNG chart of the runaways' and the benign
+   tenants' throughput and latency), and the API and metrics URLs.
+
+``--quick`` shortens the phases (the tests use it); ``--keep`` leaves the
+guardian, Kafka and Redis running afterwards; Ctrl-C stops cleanly.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
+import threading
 import time
-import urllib.request
-import uuid
-from typing import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
 
-from guardian.dev.stack import DevStack, Endpoints
+from guardian.drill.runner import DrillHooks, Incident, RunContext, free_port, open_quarantines, run_once
 
 Say = Callable[[str], None]
 
 
-def _per_client_lines(metrics_url: str, user: str) -> list[str]:
-    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-    return [line for line in text.splitlines()
-            if line.startswith("kafka_server_quota_") and f'user="{user}"' in line and not line.endswith("NaN")]
+def demo_scenario(quick: bool = False) -> Any:
+    from guardian.drill.scenario import parse_scenario
+
+    phases = {"before_s": 25, "during_s": 45, "after_s": 3} if quick else \
+        {"before_s": 40, "during_s": 60, "after_s": 10}
+    return parse_scenario({
+        "name": "demo",
+        "description": "a retry storm and a rewinding consumer among steady and bursty tenants",
+        "repeats": 1, "phases": phases,
+        "guardian": {
+            "scrape_interval_s": 1, "admin_interval_s": 2,
+            "detectors": {"tiers": {"produce_byte_rate": {"warm_n": 15}, "fetch_byte_rate": {"warm_n": 15}}},
+            "policy": {"max_throttled_traffic_share": 1.0, "evidence_s": 4},
+        },
+        "tenants": [
+            {"name": "tenant-b", "role": "benign", "clients": [
+                {"kind": "producer", "count": 2, "rate": 100, "size": 1000, "client_id": "checkout"}]},
+            {"name": "tenant-c", "role": "runaway", "clients": [
+                {"kind": "producer", "rate": 100, "size": 1000, "pattern": "bursty", "burst_factor": 3,
+                 "burst_s": 2, "burst_every_s": 10, "client_id": "clicks"},
+                {"kind": "consumer", "rate": 20, "size": 10000, "client_id": "replay",
+                 "runaway": {"pattern": "rewind", "every_s": 5, "prefill_mb": 30}}]},
+            {"name": "tenant-a", "role": "runaway", "clients": [
+                {"kind": "producer", "rate": 20, "size": 10000, "client_id": "orders",
+                 "runaway": {"pattern": "retry_storm", "factor": 25}}]},
+        ],
+    })
 
 
-def run_basic_demo(stack: DevStack, say: Say = print, seconds: float = 5.0) -> Endpoints:
-    from confluent_kafka import Consumer, Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
+class EscalationReceiver:
+    """A local signed-webhook receiver: checks the signature and hands each record to ``on_record``."""
 
-    from guardian.dev.security import tenant_config
+    def __init__(self, on_record: Callable[[dict[str, Any], bool], None]) -> None:
+        self.secret = secrets.token_hex(16)
+        self.port = free_port()
+        self.records: list[dict[str, Any]] = []
+        receiver = self
 
-    ep = stack.up(progress=lambda m: say(f"  {m}"))
-    tenant = sorted(ep.tenants)[0]
-    topic = f"{tenant}.demo"
-    admin = AdminClient({"bootstrap.servers": ep.kafka_bootstrap_servers})
-    for fut in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                from guardian.escalation_senders import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                ok = verify_signature(receiver.secret, body, self.headers.get(TIMESTAMP_HEADER, ""),
+                                      self.headers.get(SIGNATURE_HEADER, ""), time.time())
+                self.send_response(204 if ok else 401)
+                self.end_headers()
+                try:
+                    rec = json.loads(body)
+                except ValueError:
+                    return
+                receiver.records.append(rec)
+                on_record(rec, ok)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="escalation-receiver")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/escalations"
+
+    def start(self) -> "EscalationReceiver":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class DemoHooks(DrillHooks):
+    """Narrates the run and plays the tenant and the SRE through the HTTP API."""
+
+    def __init__(self, say: Say) -> None:
+        self.say = say
+        self.t0 = 0.0
+        self.onset: float | None = None
+        self.seen_detections: set[str] = set()
+        self.quarantines: dict[str, dict[str, Any]] = {}
+        self.verified: dict[str, float] = {}
+        self.principals: set[str] = set()
+        self.appealed = False
+        self.released: set[str] = set()
+        self.tenant_tokens: dict[str, str] = {}
+        self.timeline: list[tuple[float, str]] = []
+        self._last_poll = 0.0
+        self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def note(self, text: str) -> None:
+        now = time.time()
+        with self._lock:
+            self.timeline.append((now, text))
+        rel = f"+{now - self.onset:5.1f}s" if self.onset else f"{now - self.t0:6.1f}s"
+        self.say(f"  {rel}  {text}")
+
+    # -- the run ---------------------------------------------------------------------
+    def on_start(self, ctx: RunContext) -> None:
+        from guardian.auth import TokenStore
+
+        self.t0 = ctx.t0
+        self.principals = {f"User:{t.name}" for t in ctx.scenario.tenants}
+        assert ctx.guardian is not None
+        store = TokenStore(ctx.redis, ctx.guardian.prefix)
+        for t in ctx.scenario.tenants:   # each tenant sees and appeals only its own quarantines
+            self.tenant_tokens[f"User:{t.name}"], _ = store.create(
+                "tenant", principals=[f"User:{t.name}"], name=f"{t.name} on-call", created_by="demo", now=time.time())
+        self.say(f"  API      {ctx.guardian.api_url}/v1/docs")
+        self.say(f"  metrics  {ctx.guardian.metrics_url}")
+        self.say("  benign: tenant-b checkout x2 (100 msg/s each), tenant-c clicks (bursty 100-300 msg/s); "
+                 "tenant-a orders at 200 KB/s, tenant-c replay tailing its topic")
+        self.say(f"  warming up {ctx.scenario.phases.before_s:.0f}s so the detectors learn each client's normal ...")
+        self._watch = threading.Thread(target=self._watch_detections, args=(ctx,), daemon=True)
+        self._watch.start()
+
+    def on_onset(self, ctx: RunContext, incident: Incident) -> None:
+        self.onset = incident.onset
+        self.note("ONSET  tenant-a 'orders' falls into a retry storm (25x its messages, linger.ms=0: 5 MB/s); "
+                  "tenant-c 'replay' rewinds to offset 0 every 5 s and re-reads 30 MB")
+
+    def on_tick(self, ctx: RunContext, now: float) -> None:
+        if self.onset is None or now - self._last_poll < 1.0:
+            return
+        self._last_poll = now
         try:
-            fut.result(timeout=30)
-        except Exception as exc:  # noqa: BLE001 - an existing topic is fine
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
-    conf = tenant_config(ep.kafka_sasl_bootstrap_servers, tenant, ep.tenants[tenant])
-    producer = Producer({**conf, "client.id": "demo-writer", "linger.ms": 5})
-    say(f"{tenant} produces to {topic} over SASL for {seconds:.0f}s ...")
-    sent, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        producer.produce(topic, value=b"x" * 512)
-        producer.poll(0)
-        sent += 1
-        if sent % 500 == 0:
-            time.sleep(0.01)
-    producer.flush(30)
-    consumer = Consumer({**conf, "client.id": "demo-reader", "group.id": f"{tenant}.demo-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    got, deadline = 0, time.monotonic() + 20
-    while got < sent and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None:
-            got += 1
-    consumer.close()
-    say(f"sent {sent} messages, consumed {got}")
-    say(f"per-client metrics for User:{tenant} from {ep.kafka_metrics_url}:")
-    for line in _per_client_lines(ep.kafka_metrics_url, tenant):
-        say(f"  {line}")
-    return ep
+            self._poll(ctx, now)
+        except Exception as exc:  # noqa: BLE001 - the narrator never stops the demo
+            self.note(f"(API poll failed: {exc})")
+
+    def on_incident_end(self, ctx: RunContext, incident: Incident) -> None:
+        for q in open_quarantines(ctx):
+            if q["id"] in self.released:
+                continue
+            ctx.api("POST", f"/v1/quarantines/{q['id']}/release",
+                    json={"reason": "replay job finished; releasing"})
+            self.released.add(q["id"])
+            self.note(f"SRE    releases {q['id']} ({_who(q['workload'])}) through the API")
+        time.sleep(1.0)
+        self._report_reverts(ctx)
+
+    def on_finish(self, ctx: RunContext) -> None:
+        self._stop.set()
+        self._report_reverts(ctx)
+
+    # -- helpers ---------------------------------------------------------------------
+    def _watch_detections(self, ctx: RunContext) -> None:
+        from confluent_kafka import Consumer
+
+        assert ctx.guardian is not None
+        c = Consumer({"bootstrap.servers": ctx.endpoints.kafka_bootstrap_servers, "group.id": f"demo-{ctx.run_id}",
+                      "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+        c.subscribe([ctx.guardian.detections_topic])
+        try:
+            while not self._stop.is_set():
+                for m in c.consume(100, timeout=0.5):
+                    if m.error():
+                        continue
+                    d = json.loads(m.value())
+                    w = d.get("workload", {})
+                    key = f"{w.get('client_id') or w.get('group')}|{d['signature']}"
+                    # what the policy reacts to (high and up) on the scenario's tenants; the rest is in the topic
+                    if (w.get("principal") not in self.principals or d["severity"] not in ("high", "critical")
+                            or key in self.seen_detections):
+                        continue
+                    self.seen_detections.add(key)
+                    self.note(f"DETECT {d['signature']} ({d['severity']}) {_who(w)}: {d['metric']} "
+                              f"{_num(d['observed'])} vs baseline {_num(d['baseline'])} ({d['ratio']:.1f}x) "
+                              f"for {d['duration_s']:.0f}s")
+        finally:
+            c.close()
+
+    def _poll(self, ctx: RunContext, now: float) -> None:
+        page = ctx.api("GET", "/v1/quarantines")
+        for q in page.get("items", []):
+            qid = q["id"]
+            if qid not in self.quarantines:
+                self.quarantines[qid] = q
+                self.note(f"ACT    quarantine {qid} for {_who(q['workload'])} ({q['state']})")
+            if qid not in self.verified:
+                detail = ctx.api("GET", f"/v1/quarantines/{qid}")
+                for a in detail.get("actions", []):
+                    if a.get("status") == "verified":
+                        self.verified[qid] = time.time()
+                        self.note(f"VERIFY throttle applied and read back from the broker: "
+                                  f"{a.get('kind')} {a.get('params') or a.get('target')}")
+        # the first throttled tenant fixes its client and appeals with its own token; the SRE approves
+        if self.appealed or not self.verified:
+            return
+        qid = min(self.verified, key=self.verified.get)
+        if now - self.verified[qid] < 6:
+            return
+        self.appealed = True
+        q = self.quarantines[qid]
+        principal = q["workload"].get("principal", "")
+        tenant = principal.split(":", 1)[-1]
+        for t in ctx.threads:   # the tenant rolls back the bad deploy: its runaway client stops
+            rec = getattr(t, "rec", None)
+            if rec is not None and rec.role == "runaway" and rec.tenant == tenant \
+                    and rec.workload.get("client_id") == q["workload"].get("client_id"):
+                t.end_at = time.time()
+        self.note(f"TENANT {tenant} rolls back the deploy behind {_who(q['workload'])}")
+        a = ctx.api("POST", f"/v1/quarantines/{qid}/appeal", token=self.tenant_tokens[principal],
+                    json={"justification": "bad deploy rolled back; the client is back to normal, please lift"})
+        self.note(f"APPEAL {tenant} (tenant token) appeals {qid}: appeal {a.get('id')} is {a.get('state')}")
+        time.sleep(2.0)
+        r = ctx.api("POST", f"/v1/quarantines/{qid}/approve", json={"reason": "rollback confirmed on the dashboards"})
+        self.released.add(qid)
+        self.note(f"SRE    approves the appeal through the API: {qid} is {r.get('state')}")
+        time.sleep(1.0)
+        self._report_reverts(ctx)
+
+    def _report_reverts(self, ctx: RunContext) -> None:
+        for qid in list(self.released):
+            if qid + ":reverted" in self.seen_detections:
+                continue
+            detail = ctx.api("GET", f"/v1/quarantines/{qid}")
+            acts = detail.get("actions", [])
+            if acts and all(a.get("status") == "reverted" for a in acts):
+                self.seen_detections.add(qid + ":reverted")
+                self.note(f"RELEASE {qid}: quota restored to what it was before, read back from the broker")
+
+    def on_escalation(self, rec: dict[str, Any], ok: bool) -> None:
+        summary = rec.get("summary", {})
+        event = rec.get("event", "?")
+        sig = "signature ok" if ok else "BAD SIGNATURE"
+        if event in ("quarantined", "created"):
+            self.note(f"ESCALATE webhook received ({sig}), {event}:")
+            for line in str(summary.get("text", "")).splitlines():
+                self.say(f"             | {line}")
+        else:
+            self.note(f"ESCALATE webhook ({sig}), {event}: {summary.get('headline', '')}")
+
+
+def _who(w: dict[str, Any]) -> str:
+    p = w.get("principal", "?")
+    cid = w.get("client_id") or w.get("group") or ""
+    short = cid.split("-", 3)[-1] if cid.startswith("drill-") else cid
+    return f"{p} {short}".strip()
+
+
+def _num(x: Any) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.2f}{unit}"
+    return f"{v:.1f}"
+
+
+def run_demo(say: Say = print, quick: bool = False, keep: bool = False, out_dir: Path | None = None,
+             stack: Any | None = None) -> dict[str, Any]:
+    """The whole demo; returns the report summary (and where the files are). ``stack``: a ``DevStack``
+    (default: the embedded one of ``guardian dev``)."""
+    from guardian.dev.stack import DevStack
+    from guardian.drill.cli import machine
+    from guardian.drill.report import markdown, summarize, write_report
+    from guardian.settings import GuardianSettings
+
+    out_dir = out_dir or Path.cwd() / "demo-report"
+    stack = stack or DevStack(GuardianSettings().dev)
+    was_running = all(v.get("running") for v in stack.status().values())
+    say("1/4 local Kafka + Redis (guardian dev up) ...")
+    ep = stack.up(progress=lambda m: say(f"  {m}"))
+    hooks = DemoHooks(say)
+    receiver = EscalationReceiver(hooks.on_escalation).start()
+    scenario = demo_scenario(quick)
+    say("2/4 guardian run --api (collectors at 1 s, stream processors + detectors, action engine, API) ...")
+    ctx = None
+    try:
+        # the demo's guardian watches the whole cluster, like a real one (isolate=False)
+        ctx = run_once(scenario, ep, "on", out_dir, say=lambda m: None, hooks=hooks, keep_guardian=keep, isolate=False,
+                       guardian_extra_env={"GUARDIAN_ESCALATION__WEBHOOK_URL": receiver.url,
+                                           "GUARDIAN_ESCALATION__WEBHOOK_SECRET": receiver.secret})
+    finally:
+        receiver.stop()
+        if ctx is None and not keep and not was_running:
+            stack.down(progress=lambda m: None)
+    say("3/4 report ...")
+    if keep:
+        from guardian.drill.runner import collect_guardian_record
+
+        collect_guardian_record(ctx)
+    res = summarize(None, ctx, machine("guardian demo" + (" --quick" if quick else "")))
+    files = write_report(res, {"on": ctx}, out_dir)
+    timeline = "\n".join(f"- +{t - (hooks.onset or ctx.t0):.1f}s {text}" for t, text in hooks.timeline)
+    report = out_dir / "demo.md"
+    report.write_text("# guardian demo\n\n## Timeline (seconds after onset)\n\n" + timeline + "\n\n"
+                      + markdown(res).split("\n", 1)[1] + "\n![timeline](timeline-on.png)\n")
+    res["report"], res["chart"] = str(report), str(files["plot_on"])
+    res["timeline"] = [text for _, text in hooks.timeline]
+    say(f"  report   {report}")
+    say(f"  chart    {files['plot_on']}")
+    say(f"  onset -> detection {res.get('onset_to_detection_p50_s')} s, -> verified throttle "
+        f"{res.get('onset_to_verified_action_p50_s')} s; benign p99 during/before {res.get('benign_p99_ratio_on')}; "
+        f"actions on benign workloads: {res.get('false_actions')}")
+    say("4/4 " + ("everything keeps running:" if keep else "done."))
+    assert ctx.guardian is not None
+    if keep:
+        say(f"  API      {ctx.guardian.api_url}/v1/docs   (guardian pid {ctx.guardian.proc.pid})")
+        say(f"  metrics  {ctx.guardian.metrics_url}")
+        say("  stop with: kill <guardian pid>; guardian dev down")
+    else:
+        if not was_running:
+            stack.down(progress=lambda m: None)
+            say("  stopped the guardian, Kafka and Redis")
+        else:
+            say("  stopped the guardian; Kafka and Redis were already running and keep running (`guardian dev down`)")
+    return res

@@ -117,14 +117,11 @@ class DetectorStage:
             self._episodes[key] = _Episode(first=d, onset=d.ts - d.duration_s, last_emit=d.ts)
             fresh.add(key)
         out = detections + self._continuing(batch.workload, newest, fresh)
-        m = self.metrics
-        if m is not None:
-            m.observe_samples(len(batch), source=batch.source, newest_ts=newest)
-            for d in detections:
-                m.observe_detection(d)
+        # samples and detections are counted by the processor (guardian.ingest.processor)
+        if self.metrics is not None:
             self._batches += 1
             if self._batches % 200 == 0:
-                m.set_tracked_workloads(self.pipeline.tracked_series())
+                self.metrics.set_tracked_workloads(self.pipeline.tracked_series())
         return out
 
     def _continuing(self, workload: Any, now: float, fresh: set) -> list[Any]:
@@ -381,24 +378,6 @@ def start_action_engine(settings: GuardianSettings, stop: threading.Event, metri
 
 # ------------------------------------------------------------------------------- /metrics and the API
 
-class _UnionRegistry:
-    """Families of several registries on one /metrics; the first registry wins a name clash."""
-
-    def __init__(self, *registries: Any) -> None:
-        self.registries = registries
-
-    def collect(self) -> Any:
-        seen: set[str] = set()
-        for r in self.registries:
-            for fam in r.collect():
-                if fam.name not in seen:
-                    seen.add(fam.name)
-                    yield fam
-
-    def restricted_registry(self, names: Any) -> Any:
-        return self
-
-
 def start_api(settings: GuardianSettings, engine: Any) -> tuple[Any, threading.Thread]:
     import uvicorn
 
@@ -430,13 +409,12 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     created = ensure_topics(settings.kafka.client_config(), settings.topics)
     if created:
         log.warning("created topics: %s", ", ".join(created))
-    guardian_registry, processor_registry = CollectorRegistry(), CollectorRegistry()
-    metrics = GuardianMetrics(guardian_registry, component="guardian")
+    registry = CollectorRegistry()
+    metrics = GuardianMetrics(registry, component="engine")   # one registry: every guardian_* metric once
     traffic = ClusterTraffic(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
     server = None
     if settings.ingest.metrics_port:
-        server = serve_metrics(_UnionRegistry(processor_registry, guardian_registry),  # type: ignore[arg-type]
-                               settings.ingest.metrics_port)
+        server = serve_metrics(registry, settings.ingest.metrics_port)
     stop = threading.Event()
     threads = start_collectors(settings, stop, collectors)
     handle = start_action_engine(settings, stop, metrics, traffic, owner=f"guardian-{worker_id}")
@@ -446,7 +424,7 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         api_server, t = start_api(settings, handle.engine)
         threads.append(t)
         log.warning("API on http://%s:%d (docs /v1/docs)", settings.api.host, settings.api.port)
-    app, _stats = create_app(settings, stage_factory(settings, traffic, metrics), processor_registry, worker_id,
+    app, _stats = create_app(settings, stage_factory(settings, traffic, metrics), registry, worker_id,
                              metrics=metrics)
     try:
         run_worker(app, loglevel)

@@ -11,6 +11,16 @@ from typing import Any, Callable
 import typer
 
 
+def interrupt_on_sigterm() -> None:
+    """SIGTERM stops a drill like Ctrl-C: clients, perf tools and the guardian are stopped in ``finally``."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def machine(command: str) -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {"cpus": os.cpu_count(), "loadavg": [round(x, 1) for x in load], "command": command}
@@ -54,6 +64,7 @@ def bench_drill_command(
     if not set(modes) <= {"off", "on"} or not modes:
         raise typer.BadParameter("--only takes off, on or off,on")
     say = (lambda m: typer.echo(m, err=True))
+    interrupt_on_sigterm()
     res = run_drill(scenario, out, modes, say=say, command=" ".join(["guardian"] + sys.argv[1:]))
     if as_json:
         typer.echo(json.dumps(headline(res)))

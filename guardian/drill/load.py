@@ -179,7 +179,7 @@ class GroupClient(_Client):
             return
         consumers = []
         for i in range(self.members):
-            c = Consumer({**self.conf, "client.id": f"{self.rec.workload.get('client_id', 'member')}-{i}"})
+            c = Consumer({**self.conf, "client.id": f"{self.rec.name}-m{i}"})
             c.subscribe([self.topic])
             consumers.append(c)
         last_churn, n = time.time(), self.members
@@ -194,7 +194,7 @@ class GroupClient(_Client):
                 if period and now - last_churn >= period:
                     old = consumers.pop(0)
                     old.close()
-                    c = Consumer({**self.conf, "client.id": f"{self.rec.workload.get('client_id', 'member')}-{n}"})
+                    c = Consumer({**self.conf, "client.id": f"{self.rec.name}-m{n}"})
                     n += 1
                     c.subscribe([self.topic])
                     consumers.append(c)

@@ -62,9 +62,19 @@ class Incident:
         if workload.get("client_id") in self.client_ids or workload.get("group") in self.groups:
             return True
         cid = workload.get("client_id") or ""
-        if any(cid.startswith(g + "-") for g in self.client_ids):   # group members: <client-id>-<n>
+        if any(cid.startswith(g + "-m") for g in self.client_ids):   # group members: <client-id>-m<n>
             return True
         return self.signature_only is not None and signature == self.signature_only
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the drill (its parent) dies, so no guardian outlives its drill (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass
@@ -84,18 +94,31 @@ class GuardianProc:
 
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "guardian.cli", "run", "--api"], env=self.env,
-                                     stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SetupError(f"guardian run exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                if httpx.get(self.api_url + "/readyz", timeout=2).status_code == 200:
+                # ready = the API answers and the stream processors have consumed samples (on a fresh
+                # broker the group join and the transaction log take a while)
+                if (httpx.get(self.api_url + "/readyz", timeout=2).status_code == 200
+                        and self.processed_records() > 0):
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        raise SetupError(f"guardian API not ready after {timeout_s:.0f}s; see {self.log_path}")
+        raise SetupError(f"guardian not processing samples after {timeout_s:.0f}s; see {self.log_path}")
+
+    def processed_records(self) -> float:
+        import httpx
+
+        text = httpx.get(self.metrics_url, timeout=2).text
+        for line in text.splitlines():
+            if line.startswith("guardian_ingest_records_total "):
+                return float(line.split()[1])
+        return 0.0
 
     def stop(self, timeout_s: float = 40.0) -> int | None:
         if self.proc is None:
@@ -127,6 +150,7 @@ class RunContext:
     redis: Any = None
     topics: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
 
     def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> Any:
         import httpx
@@ -173,8 +197,12 @@ def open_quarantines(ctx: RunContext) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------- guardian settings
 
-def policy_file_for(scenario: Scenario, path: Path) -> Path:
-    """The default (or the scenario's) policy with the scenario's overrides, validated."""
+def policy_file_for(scenario: Scenario, path: Path, client_prefix: str | None = None) -> Path:
+    """The default (or the scenario's) policy with the scenario's overrides, validated.
+
+    ``client_prefix`` restricts every policy to the run's own client-ids, so drills sharing a
+    broker never act on each other's clients (not for group runaways: a group has no client-id).
+    """
     from guardian.policy import default_policy_path, load_policy
 
     g = scenario.guardian
@@ -186,6 +214,8 @@ def policy_file_for(scenario: Scenario, path: Path) -> Path:
     if o.max_concurrent_quarantines is not None:
         data["global"]["max_concurrent_quarantines"] = o.max_concurrent_quarantines
     for pol in data.get("policies", []):
+        if client_prefix:
+            pol.setdefault("match", {})["client_ids"] = [f"{client_prefix}*"]
         first = pol["ladder"][0]
         for key in ("evidence_s", "multiple_of_baseline", "floor"):
             value = getattr(o, key)
@@ -196,13 +226,15 @@ def policy_file_for(scenario: Scenario, path: Path) -> Path:
     return path
 
 
-def guardian_env(ctx: RunContext, extra: dict[str, str] | None = None) -> GuardianProc:
+def guardian_env(ctx: RunContext, extra: dict[str, str] | None = None, isolate: bool = True) -> GuardianProc:
     sc, ep = ctx.scenario, ctx.endpoints
     run = f"drill-{ctx.run_id}"
     api_port, metrics_port = free_port(), free_port()
     det_file = ctx.out_dir / f"detectors-{ctx.mode}.yaml"
     det_file.write_text(yaml.safe_dump(sc.guardian.detectors or {}))
-    pol_file = policy_file_for(sc, ctx.out_dir / f"policy-{ctx.mode}.yaml")
+    groups = any(c.kind == "group" for t in sc.tenants for c in t.clients)
+    pol_file = policy_file_for(sc, ctx.out_dir / f"policy-{ctx.mode}.yaml",
+                               client_prefix=None if (groups or not isolate) else f"drill-{ctx.run_id}-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
     env.update(ep.exports())
     env.update({
@@ -411,7 +443,7 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
 
 def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: Say = print,
              hooks: DrillHooks | None = None, guardian_extra_env: dict[str, str] | None = None,
-             keep_guardian: bool = False) -> RunContext:
+             keep_guardian: bool = False, isolate: bool = True) -> RunContext:
     """One run of the scenario (``mode`` off or on); returns everything it recorded."""
     import redis
 
@@ -424,7 +456,7 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
         if mode == "on":
             from guardian.auth import TokenStore
 
-            ctx.guardian = guardian_env(ctx, guardian_extra_env)
+            ctx.guardian = guardian_env(ctx, guardian_extra_env, isolate)
             say(f"[{mode}] starting guardian run --api (log {ctx.guardian.log_path})")
             ctx.guardian.start()
             ctx.redis = redis.Redis.from_url(endpoints.redis_url)
@@ -438,6 +470,7 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
             stop.set()
             stop = threading.Event()
             threads = build_clients(ctx, stop)
+        ctx.threads = threads
         for t in threads:
             t.start()
         hooks.on_start(ctx)
@@ -466,9 +499,12 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
         for t in threads:
             t.join(timeout=30)
         if ctx.guardian is not None and not keep_guardian:
-            collect_guardian_record(ctx)
-            rc = ctx.guardian.stop()
-            say(f"[{mode}] guardian stopped (exit {rc})")
+            try:
+                if ctx.redis is not None:
+                    collect_guardian_record(ctx)
+            finally:
+                rc = ctx.guardian.stop()
+                say(f"[{mode}] guardian stopped (exit {rc})")
         delete_topics(endpoints.kafka_bootstrap_servers,
                       [t for t in ctx.topics if not t.endswith((".decisions", ".detections"))])
         for t in threads:

@@ -1,0 +1,87 @@
+"""Drill scenario files: the shipped ones load, mistakes are refused with the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from guardian.drill.report import benign_stats, headline, incident_stats
+from guardian.drill.runner import Incident, policy_file_for
+from guardian.drill.scenario import load_scenario, parse_scenario
+from guardian.errors import ConfigError
+from guardian.policy import load_policy
+
+ROOT = Path(__file__).resolve().parents[3]
+SHIPPED = sorted((ROOT / "configs" / "scenarios").glob("drill-*.yaml"))
+
+MINIMAL = {"name": "x", "tenants": [
+    {"name": "tenant-b", "clients": [{"kind": "producer", "rate": 10}]},
+    {"name": "tenant-a", "role": "runaway", "clients": [
+        {"kind": "producer", "rate": 10, "runaway": {"pattern": "step", "factor": 10}}]}]}
+
+
+def test_there_are_shipped_drill_scenarios_covering_every_pattern() -> None:
+    patterns = {c.runaway.pattern for p in SHIPPED for t in load_scenario(p).tenants for c in t.clients if c.runaway}
+    assert patterns == {"step", "ramp", "retry_storm", "rewind", "rebalance_storm", "partition_storm"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_each_shipped_scenario_gives_a_valid_policy(path: Path, tmp_path: Path) -> None:
+    sc = load_scenario(path)
+    policy = load_policy(policy_file_for(sc, tmp_path / "p.yaml", client_prefix="drill-abc-"))
+    assert all(p.match.client_ids == ["drill-abc-*"] for p in policy.policies)
+    if sc.guardian.policy.evidence_s is not None:
+        assert all(p.ladder[0].evidence_s == sc.guardian.policy.evidence_s for p in policy.policies)
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda d: d["tenants"][0]["clients"][0].update(colour="red"), "colour"),
+    (lambda d: d["tenants"][1]["clients"][0]["runaway"].update(pattern="rewind"), "rewind"),
+    (lambda d: d["tenants"].pop(1), "runaway"),
+    (lambda d: d["tenants"][1].update(role="benign"), "benign"),
+    (lambda d: d.update(repeats=0), "repeats"),
+])
+def test_mistakes_are_refused_naming_the_key(change, needle: str) -> None:
+    data = yaml.safe_load(yaml.safe_dump(MINIMAL))
+    change(data)
+    with pytest.raises(ConfigError, match=needle):
+        parse_scenario(data, "s.yaml")
+
+
+class _Rec:
+    def __init__(self, name, tenant, role, kind, acks):
+        self.name, self.tenant, self.role, self.kind, self.acks = name, tenant, role, kind, acks
+        self.perf, self.errors, self.workload = [], 0, {"client_id": name}
+
+
+class _Ctx:
+    def __init__(self, recorders, incidents, scenario, quarantines=(), detections=()):
+        self.recorders, self.incidents, self.scenario = recorders, incidents, scenario
+        self.quarantines, self.detections, self.notes = list(quarantines), list(detections), []
+
+
+def test_report_phases_latency_and_timings_from_recorded_data() -> None:
+    sc = parse_scenario({**MINIMAL, "repeats": 1, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
+    onset = 1000.0
+    inc = Incident(0, onset, onset + 20, client_ids={"run-a"}, tenant="tenant-a", pattern="step")
+    benign = _Rec("b1", "tenant-b", "benign", "producer",
+                  [(onset - 20 + i * 0.1, 1000, 0.010) for i in range(200)]      # before: 10 ms
+                  + [(onset + i * 0.1, 1000, 0.030) for i in range(200)])        # during: 30 ms
+    runaway = _Rec("run-a", "tenant-a", "runaway", "producer", [(onset + i * 0.01, 10_000, 0.1) for i in range(500)])
+    q = {"id": "q1", "workload": {"client_id": "run-a"}, "state": "released", "dry_run": False,
+         "detection": {"signature": "runaway_producer"},
+         "actions": [{"kind": "quota", "params": {}, "status": "reverted",
+                      "history": [{"ts": onset + 6.0, "status": "applied"}, {"ts": onset + 6.5, "status": "verified"}]}]}
+    det = {"workload": {"client_id": "run-a"}, "signature": "runaway_producer", "published_at": onset + 5.0}
+    ctx = _Ctx([benign, runaway], [inc], sc, [q], [det])
+    b = benign_stats(ctx)["tenant-b"]
+    assert b["before"]["p99_ms"] == pytest.approx(10.0)
+    assert b["during"]["p99_ms"] == pytest.approx(30.0)
+    assert b["p99_ratio_during_vs_before"] == pytest.approx(3.0)
+    i = incident_stats(ctx)[0]
+    assert i["onset_to_detection_s"] == pytest.approx(5.0)
+    assert i["onset_to_verified_action_s"] == pytest.approx(6.5)
+    assert set(headline({})) == {"onset_to_verified_action_p50_s", "onset_to_verified_action_p95_s",
+                                 "benign_p99_ratio_on", "benign_p99_ratio_off", "false_actions"}

@@ -1,0 +1,85 @@
+"""guardian.run's detector stage: the pipeline's onset, then re-emission while the episode lasts."""
+
+from __future__ import annotations
+
+from detectors.config import DetectorConfig
+from detectors.pipeline import DetectorPipeline
+from guardian.ingest.codec import SampleBatch
+from guardian.run import ClusterTraffic, DetectorStage
+from guardian.samples import Metric, Sample, Workload
+
+RUNAWAY = Workload(principal="User:tenant-a", client_id="orders", broker="b1")
+PEER = Workload(principal="User:tenant-a", client_id="peer", broker="b1")
+BROKER = Workload(broker="b1")
+
+
+def _batch(w: Workload, ts: float, value: float, metric: Metric = Metric.PRODUCE_BYTE_RATE) -> SampleBatch:
+    return SampleBatch.of([Sample(ts=ts, workload=w, metric=metric, value=value, source="prometheus")])
+
+
+def _stage() -> DetectorStage:
+    config = DetectorConfig.from_dict({"tiers": {"produce_byte_rate": {"warm_n": 20}}})
+    return DetectorStage(DetectorPipeline(config, clock=lambda: 0.0), traffic=ClusterTraffic(clock=lambda: 200.0),
+                         reemit_s=2.0, fast_phase_s=30.0, slow_reemit_s=10.0)
+
+
+def _drive(stage: DetectorStage, rates: list[tuple[float, float]]) -> list:
+    out = []
+    for ts, rate in rates:
+        stage.process(_batch(PEER, ts, 200_000.0))
+        out += [(ts, d) for d in stage.process(_batch(RUNAWAY, ts, rate))]
+    return out
+
+
+def test_an_ongoing_episode_is_re_emitted_with_growing_evidence_then_stops_when_it_recovers() -> None:
+    stage = _stage()
+    normal = [(float(t), 200_000.0) for t in range(60)]
+    runaway = [(float(t), 5_000_000.0) for t in range(60, 120)]
+    recovered = [(float(t), 200_000.0) for t in range(120, 240)]
+    emitted = _drive(stage, normal + runaway + recovered)
+    assert emitted, "a 25x step must be detected"
+    first_ts, first = emitted[0]
+    assert 60 <= first_ts < 120 and first.workload["client_id"] == "orders"
+    during = [d for ts, d in emitted if ts < 120]
+    assert len(during) >= 5
+    # same episode: same id while the policy may still wait for evidence, and the evidence grows
+    fast_phase = [d for d in during if d.duration_s < 30]
+    assert {d.id for d in fast_phase} == {first.id}
+    durations = [d.duration_s for d in during]
+    assert durations == sorted(durations) and durations[-1] > first.duration_s + 20
+    # gaps between re-emissions follow reemit_s, then slow_reemit_s
+    gaps = [b - a for a, b in zip([d.ts for d in during], [d.ts for d in during][1:])]
+    assert min(gaps) >= 2.0
+    # after the slow phase starts, the id moves on (a released workload can be quarantined again)
+    late = [d for d in during if d.duration_s >= 30]
+    assert late and all(d.id.startswith(first.id + ".") for d in late)
+    # once the rate is back to normal and the pipeline recovers, nothing more is emitted for it
+    last_alarm_ts = max(ts for ts, _ in emitted)
+    assert last_alarm_ts < 200
+    assert not any(d.workload["client_id"] == "peer" for _, d in emitted)
+
+
+def test_re_emissions_report_the_current_level_not_the_onset_value() -> None:
+    stage = _stage()
+    emitted = _drive(stage, [(float(t), 200_000.0) for t in range(60)] + [(float(t), 5_000_000.0) for t in range(60, 90)])
+    observed = [d.observed for _, d in emitted]
+    assert observed[-1] > observed[0]
+    assert all(d.baseline < 400_000 for _, d in emitted)
+
+
+def test_cluster_traffic_sums_the_brokers_latest_in_and_out_and_forgets_silent_brokers() -> None:
+    now = [100.0]
+    traffic = ClusterTraffic(stale_after_s=30, clock=lambda: now[0])
+    assert traffic() is None
+    traffic.observe(_batch(BROKER, 95.0, 1_000_000.0))
+    traffic.observe(_batch(BROKER, 96.0, 2_000_000.0, Metric.FETCH_BYTE_RATE))
+    traffic.observe(_batch(Workload(broker="b2"), 97.0, 500_000.0))
+    # a client's byte rate is not cluster traffic
+    traffic.observe(_batch(RUNAWAY, 97.0, 9_000_000.0))
+    assert traffic() == 3_500_000.0
+    traffic.observe(_batch(BROKER, 99.0, 1_500_000.0))
+    assert traffic() == 4_000_000.0
+    now[0] = 128.0   # only b1's produce (99) is within 30 s; b1's fetch (96) and b2 (97) are not
+    assert traffic() == 1_500_000.0
+    now[0] = 1000.0
+    assert traffic() is None
