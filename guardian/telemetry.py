@@ -54,11 +54,14 @@ class TelemetrySubscriptions:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def subscribe(self, sub: Subscription) -> None:
+    def subscribe(self, sub: Subscription, wait_s: float = 15.0) -> None:
+        """Create or update ``sub``; returns once the broker lists it (KRaft applies configs asynchronously)."""
         from kafka.admin import ConfigResource, ConfigResourceType
 
         res = ConfigResource(ConfigResourceType.CLIENT_METRICS, sub.name, configs=sub.configs())
         self._check(self._admin.alter_configs([res], raise_on_unknown=False, incremental=True), sub.name)
+        self._wait(lambda: any(s.name == sub.name and s.interval_ms == sub.interval_ms for s in self.list()),
+                   wait_s, f"subscription {sub.name} to appear")
 
     def unsubscribe(self, name: str) -> None:
         from kafka.admin import ConfigResource, ConfigResourceType
@@ -66,6 +69,17 @@ class TelemetrySubscriptions:
         res = ConfigResource(ConfigResourceType.CLIENT_METRICS, name,
                              configs={"metrics": None, "interval.ms": None, "match": None})
         self._check(self._admin.reset_configs([res], raise_on_unknown=False, incremental=True), name)
+        self._wait(lambda: all(s.name != name for s in self.list()), 15.0, f"subscription {name} to go")
+
+    @staticmethod
+    def _wait(done, wait_s: float, what: str) -> None:
+        import time
+
+        deadline = time.monotonic() + wait_s
+        while not done():
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"the broker did not apply the change in {wait_s:.0f}s: waiting for {what}")
+            time.sleep(0.2)
 
     def list(self) -> list[Subscription]:
         from kafka.admin import ConfigResource, ConfigResourceType

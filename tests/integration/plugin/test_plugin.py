@@ -103,18 +103,26 @@ def _latest_snapshot(ep, seconds: float = 3.0) -> list[dict]:
 
 
 def test_plugin_broker_metrics_agree_with_the_jmx_exporter(plugin_stack) -> None:
+    """Both paths read the same broker sensors: compare them at matched times, not over unaligned windows."""
     ep = plugin_stack
     topic = _topic(ep, "tenant-b")
     client_id = f"agree-{uuid.uuid4().hex[:6]}"
     producer = _tenant_producer(ep, "tenant-b", client_id)
     _produce_for(producer, topic, 4.0, 500_000)  # warm the broker's 11-second windows
 
-    # Raw observations: JMX scrapes (time, text) and plugin snapshots (bytes), over the same 12 s.
-    scrapes: list[tuple[float, str]] = []
-    snapshots: list[bytes] = []
+    scrapes: list[tuple[float, str]] = []   # (unix time the scrape returned, exporter text)
+    snapshots: list[tuple[float, bytes]] = []  # (broker's snapshot time, record)
     c = Consumer({"bootstrap.servers": ep.kafka_bootstrap_servers, "group.id": f"agree-{client_id}",
                   "auto.offset.reset": "latest"})
     c.subscribe([PLUGIN_TOPICS[0]])
+
+    def poll_snapshots(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            msg = c.poll(0.05)
+            if msg is not None and not msg.error():
+                snapshots.append((orjson.loads(msg.value())["ts"] / 1000.0, msg.value()))
+
     start = time.monotonic()
     sent, size, rate = 0, 1000, 500_000
     next_scrape = start
@@ -125,32 +133,56 @@ def test_plugin_broker_metrics_agree_with_the_jmx_exporter(plugin_stack) -> None
             sent += 1
         producer.poll(0)
         if time.monotonic() >= next_scrape:
-            next_scrape += 1.0
-            text = urllib.request.urlopen(ep.kafka_metrics_url, timeout=5).read().decode()
-            scrapes.append((time.time(), text))
-        msg = c.poll(0.01)
-        if msg is not None and not msg.error():
-            snapshots.append(msg.value())
+            next_scrape = time.monotonic() + 1.0
+            try:
+                text = urllib.request.urlopen(ep.kafka_metrics_url, timeout=10).read().decode()
+                scrapes.append((time.time(), text))
+            except OSError:
+                pass  # a scrape that times out on a loaded machine is a missing point, not a disagreement
+        poll_snapshots(0.01)
     producer.flush(30)
-    c.close()
-    assert len(scrapes) >= 8 and len(snapshots) >= 8, (len(scrapes), len(snapshots))
+    poll_snapshots(1.5)
+    assert len(scrapes) >= 5 and len(snapshots) >= 8, (len(scrapes), len(snapshots))
 
-    # The client's windowed byte-rate sensor, read by both paths at about the same times.
-    plugin_client = _values([s for v in snapshots[2:] for s in BrokerSnapshotDecoder().decode(v)], client_id=client_id)
-    jmx_client = _values([s for ts, t in scrapes[2:] for s in PrometheusSampler().samples_from_text(t, ts, "b1")],
-                         client_id=client_id)
-    # The topic's cumulative bytes-in counter as a rate over the whole window (first to last reading):
-    # per-second rates from a scraper are dominated by when each scrape happened to run.
-    plugin_dec, jmx_dec = BrokerSnapshotDecoder(), PrometheusSampler()
-    plugin_dec.decode(snapshots[1])
-    jmx_dec.samples_from_text(scrapes[1][1], scrapes[1][0], "b1")
-    plugin_topic = _values(plugin_dec.decode(snapshots[-1]), topic=topic)
-    jmx_topic = _values(jmx_dec.samples_from_text(scrapes[-1][1], scrapes[-1][0], "b1"), topic=topic)
-    for what, p, j in (("client", plugin_client, jmx_client), ("topic", plugin_topic, jmx_topic)):
-        assert p and j, (what, p, j)
-        p_mean, j_mean = sum(p) / len(p), sum(j) / len(j)
-        print(f"{what}: plugin {p_mean:.0f} B/s, JMX exporter {j_mean:.0f} B/s")
-        assert abs(p_mean - j_mean) / j_mean <= 0.10, (what, p_mean, j_mean)
+    # 1. The client's windowed byte-rate sensor: each scrape against the snapshot nearest in time.
+    diffs = []
+    for ts, text in scrapes[2:]:
+        jmx = _values(PrometheusSampler().samples_from_text(text, ts, "b1"), client_id=client_id)
+        snap_ts, snap = min(snapshots, key=lambda s: abs(s[0] - ts))
+        plugin = _values(BrokerSnapshotDecoder().decode(snap), client_id=client_id)
+        if jmx and plugin and abs(snap_ts - ts) <= 1.0:
+            diffs.append(abs(plugin[0] - jmx[0]) / jmx[0])
+    assert len(diffs) >= 3, diffs
+    median = sorted(diffs)[len(diffs) // 2]
+    print(f"client byte-rate: median relative difference {median:.3f} over {len(diffs)} matched readings")
+    assert median <= 0.10, diffs
+
+    # 2. The topic's cumulative bytes-in counter once traffic has stopped: the same meter, read both ways.
+    time.sleep(2.0)
+    text = urllib.request.urlopen(ep.kafka_metrics_url, timeout=30).read().decode()
+    poll_snapshots(2.5)
+    jmx_total = _topic_total_jmx(text, topic)
+    plugin_total = _topic_total_plugin(snapshots[-1][1], topic)
+    print(f"topic bytes in: plugin {plugin_total:.0f}, JMX exporter {jmx_total:.0f}, sent {sent * size}")
+    assert jmx_total >= sent * size
+    assert abs(plugin_total - jmx_total) / jmx_total <= 0.10
+
+
+def _topic_total_jmx(text: str, topic: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name.startswith("kafka_server_brokertopicmetrics_bytesin") and s.labels.get("topic") == topic:
+                return s.value
+    raise AssertionError(f"no bytes-in counter for {topic} in the exporter")
+
+
+def _topic_total_plugin(record: bytes, topic: str) -> float:
+    for kind, name, tags, value in orjson.loads(record)["yammer"]:
+        if kind == "BrokerTopicMetrics" and name == "BytesInPerSec" and tags.get("topic") == topic:
+            return value
+    raise AssertionError(f"no bytes-in counter for {topic} in the plugin snapshot")
 
 
 def _values(samples, client_id: str | None = None, topic: str | None = None) -> list[float]:

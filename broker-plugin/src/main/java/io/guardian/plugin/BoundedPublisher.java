@@ -11,6 +11,7 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 
 /**
  * Hands records from broker threads to one sender thread through a bounded queue.
+ * At most {@code 2 * capacity} records are held: the queue, and one batch the sender has taken.
  *
  * {@link #offer} never blocks and never throws: when the queue is full the record is dropped and
  * counted. Only the sender thread talks to the producer, so a missing topic, an unavailable
@@ -25,6 +26,7 @@ final class BoundedPublisher implements AutoCloseable {
     }
 
     private final BlockingQueue<ProducerRecord<byte[], byte[]>> queue;
+    private final int capacity;
     private final Sink sink;
     private final Thread sender;
     private volatile boolean running = true;
@@ -36,6 +38,7 @@ final class BoundedPublisher implements AutoCloseable {
 
     BoundedPublisher(int capacity, Sink sink, String threadName) {
         this.queue = new ArrayBlockingQueue<>(capacity);
+        this.capacity = capacity;
         this.sink = sink;
         this.sender = new Thread(this::drain, threadName);
         this.sender.setDaemon(true);
@@ -64,7 +67,8 @@ final class BoundedPublisher implements AutoCloseable {
                     continue;
                 }
                 batch.add(first);
-                queue.drainTo(batch, 999);
+                // At most one queue's worth in hand: memory stays within twice the capacity.
+                queue.drainTo(batch, capacity - 1);
                 for (ProducerRecord<byte[], byte[]> r : batch) {
                     try {
                         sink.send(r, sendErrors::incrementAndGet);

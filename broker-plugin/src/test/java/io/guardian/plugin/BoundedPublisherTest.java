@@ -46,8 +46,9 @@ class BoundedPublisherTest {
                 }
             }
             long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
-            // One record may be held by the stuck sender, ten wait in the queue.
-            assertTrue(accepted <= 11, "accepted " + accepted);
+            // The stuck sender holds at most one batch (up to the capacity) and the queue the rest.
+            assertTrue(accepted <= 20, "accepted " + accepted);
+            assertTrue(accepted >= 10, "accepted " + accepted);
             assertEquals(1000 - accepted, p.dropped.get());
             assertEquals(1000, p.offered.get());
             // Generous bound: a blocking offer would hang for ever, not take a few ms longer.
