@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from guardian.api.limits import IdempotencyStore, RateLimiter
@@ -143,10 +143,20 @@ def build_context(settings: GuardianSettings | None = None, *, engine: Any | Non
 
 def create_app(settings: GuardianSettings | None = None, *, engine: Any | None = None, redis_client: Any | None = None,
                clock: Callable[[], float] = time.time, access: AccessPolicy | None = None,
-               series_source: SeriesSource | None = None) -> FastAPI:
-    """The API. ``engine`` defaults to ``build_engine``; ``redis_client`` to ``settings.redis.url``."""
+               series_source: SeriesSource | None = None, metrics: Any | None = None) -> FastAPI:
+    """The API. ``engine`` defaults to ``build_engine``; ``redis_client`` to ``settings.redis.url``.
+
+    ``metrics`` is a ``GuardianMetrics``; without one the API makes its own (component ``api``) with
+    the ledger's scrape-time collector, served on ``/metrics``."""
     ctx = build_context(settings, engine=engine, redis_client=redis_client, clock=clock, access=access,
                         series_source=series_source)
+    if metrics is None:
+        from prometheus_client import CollectorRegistry
+
+        from guardian.metrics import GuardianMetrics
+
+        metrics = GuardianMetrics(CollectorRegistry(), ledger=ctx.service.engine.ledger, clock=clock,
+                                  component="api")
 
     from guardian.api import problems, routes
 
@@ -164,6 +174,12 @@ def create_app(settings: GuardianSettings | None = None, *, engine: Any | None =
     app.include_router(routes.health)
     app.include_router(routes.v1)
 
+    @app.get("/metrics", include_in_schema=False)
+    def _metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.middleware("http")
     async def _request_context(request: Request, call_next: Any) -> Any:
         rid = request.headers.get("x-request-id", "")
@@ -178,6 +194,9 @@ def create_app(settings: GuardianSettings | None = None, *, engine: Any | None =
         finally:
             if request.url.path.startswith("/v1/") and request.url.path not in ("/v1/openapi.json", "/v1/docs"):
                 await run_in_threadpool(_audit_request, ctx, request, status, started)
+            # The route template, never the raw path, keeps the label bounded.
+            route = getattr(request.scope.get("route"), "path", "")
+            metrics.observe_request(route, request.method, status, max(0.0, ctx.clock() - started))
         response.headers["X-Request-ID"] = request.state.request_id
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if request.url.path.startswith("/v1/"):

@@ -208,3 +208,24 @@ def test_pause_and_resume(harness):
     assert r.status_code == 200 and not r.json()["paused"]
     assert c.get("/v1/pause", headers=h.auth(h.token("tenant", "tenant-a"))).json() == {
         "paused": False, "by": None, "reason": None, "since": None}
+
+
+def test_metrics_endpoint_counts_requests_by_route_template_and_reads_the_ledger(harness):
+    h, c = harness, harness.client
+    q = h.quarantine("User:tenant-a")
+    tenant = h.token("tenant", "tenant-a", name="team-a")
+    for _ in range(3):
+        assert c.get(f"/v1/quarantines/{q.id}", headers=h.auth(tenant)).status_code == 200
+    c.get("/v1/quarantines/does-not-exist", headers=h.auth(tenant))
+    r = c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = [s for fam in text_string_to_metric_families(r.text) for s in fam.samples]
+    counts = {(s.labels["route"], s.labels["status"]): s.value for s in samples
+              if s.name == "guardian_api_request_duration_seconds_count"}
+    # Both ids fall under one route template: the label never carries a raw path.
+    assert counts[("/v1/quarantines/{qid}", "2xx")] >= 3
+    assert counts[("/v1/quarantines/{qid}", "4xx")] >= 1
+    assert not any(q.id in route for route, _ in counts)
+    assert any(s.name == "guardian_ledger_up" and s.value == 1 for s in samples)
