@@ -117,11 +117,14 @@ class DetectorStage:
             self._episodes[key] = _Episode(first=d, onset=d.ts - d.duration_s, last_emit=d.ts)
             fresh.add(key)
         out = detections + self._continuing(batch.workload, newest, fresh)
+        self._batches += 1
+        if self._batches % 1000 == 0:
+            # a workload that went silent mid-episode never recovers in the pipeline: forget it after an hour
+            for key in [k for k, ep in self._episodes.items() if newest - ep.last_emit > 3600.0]:
+                del self._episodes[key]
         # samples and detections are counted by the processor (guardian.ingest.processor)
-        if self.metrics is not None:
-            self._batches += 1
-            if self._batches % 200 == 0:
-                self.metrics.set_tracked_workloads(self.pipeline.tracked_series())
+        if self.metrics is not None and self._batches % 200 == 0:
+            self.metrics.set_tracked_workloads(self.pipeline.tracked_series())
         return out
 
     def _continuing(self, workload: Any, now: float, fresh: set) -> list[Any]:

@@ -156,8 +156,13 @@ class RunContext:
         import httpx
 
         assert self.guardian is not None
-        r = httpx.request(method, self.guardian.api_url + path, timeout=15,
-                          headers={"Authorization": f"Bearer {token or self.sre_token}"}, **kw)
+        for attempt in range(6):
+            r = httpx.request(method, self.guardian.api_url + path, timeout=15,
+                              headers={"Authorization": f"Bearer {token or self.sre_token}"}, **kw)
+            # 409: the engine changed the quarantine meanwhile (optimistic concurrency): read again, retry
+            if r.status_code != 409 or attempt == 5:
+                break
+            time.sleep(0.5)
         r.raise_for_status()
         return r.json()
 
