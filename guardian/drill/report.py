@@ -3,7 +3,7 @@
 ``summarize(off, on)`` turns two ``RunContext`` (guardian off and on) into
 one JSON-able dict; ``write_report`` writes ``drill.json``, ``drill.md`` and
 PNG timelines into the output directory. Phases are per incident: *before*
-(the last ``before_s`` before onset, minus the first 5 s of a run),
+(the last 20 s before the onset, at most ``before_s`` minus 5 s),
 *during* (onset to the incident's end) and *after* (the next ``after_s``).
 """
 
@@ -30,7 +30,9 @@ def _r(x: float | None, nd: int = 3) -> float | None:
 def windows(ctx: Any, inc: Any) -> dict[str, tuple[float, float]]:
     ph = ctx.scenario.phases
     start = inc.onset - ph.before_s
-    return {"before": (start + min(5.0, ph.before_s / 3), inc.onset), "during": (inc.onset, inc.end),
+    # the last 20 s before the onset: the clients' (and JVMs') start-up stays out of the baseline
+    return {"before": (max(start + min(5.0, ph.before_s / 3), inc.onset - 20.0), inc.onset),
+            "during": (inc.onset, inc.end),
             "after": (inc.end, inc.end + ph.after_s)}
 
 
