@@ -40,7 +40,7 @@ class TierParams:
     min_excess: float = 1.0          # fast - base must exceed this to fire
     abs_limit: float = float("inf")  # fast above this is a hit whatever the baseline
     strong_ratio: float = 2.5
-    hold_s: float = 5.0
+    hold_s: float = 4.0
     cusum_ratio: float = 1.8
     cusum_h: float = 30.0
     recover_ratio: float = 1.3
@@ -48,14 +48,17 @@ class TierParams:
     warm_n: int = 120
     tau_fast_s: float = 2.5
     tau_base_s: float = 3600.0
+    tau_trend_s: float = 1800.0      # Holt trend of the baseline (0: none), so a daily cycle does not lag it
     tau_young_s: float = 30.0
     clip_devs: float = 3.0
+    noise_k: float = 1.5             # the raw samples of the rise, less k standard errors, must be >= strong_ratio
+    hit_decay: float = 1.0           # a sample below the ratio takes this many seconds off the hold (0: reset)
     evidence: int = 8
 
 
 _COLUMNS: dict[str, float] = {
-    "n": 0.0, "last_ts": np.nan, "fast": np.nan, "base": np.nan, "dev": 0.0,
-    "cusum": 0.0, "hit_s": 0.0, "alarm": 0.0, "onset_ts": np.nan, "peak": 0.0,
+    "n": 0.0, "last_ts": np.nan, "fast": np.nan, "base": np.nan, "slope": 0.0, "dev": 0.0,
+    "vol": np.nan, "cusum": 0.0, "hit_s": 0.0, "alarm": 0.0, "onset_ts": np.nan, "peak": 0.0,
 }
 
 
@@ -84,7 +87,7 @@ class FastTierDetector(Detector):
     ...     _ = det.score_learn([0], [t], [100.0 + (t % 3)])
     >>> scores = [float(det.score_learn([0], [600 + t], [300.0])[0]) for t in range(10)]
     >>> scores.index(1.0)  # seconds of a 3x step until the alarm
-    7
+    6
     """
 
     name: ClassVar[str] = "fast_tier"
@@ -132,7 +135,7 @@ class FastTierDetector(Detector):
         """Take the series' current level as its new normal (an explained, benign shift)."""
         c = self.state.cols
         c["base"][slot] = c["fast"][slot]
-        for name in ("cusum", "hit_s", "alarm", "peak"):
+        for name in ("slope", "cusum", "hit_s", "alarm", "peak"):
             c[name][slot] = 0.0
         c["onset_ts"][slot] = np.nan
 
@@ -164,7 +167,9 @@ class FastTierDetector(Detector):
         last_ts = c["last_ts"][s]
         fast = c["fast"][s]
         base = c["base"][s]
+        slope = c["slope"][s]
         dev = c["dev"][s]
+        vol = c["vol"][s]
         cusum = c["cusum"][s]
         hit_s = c["hit_s"][s]
         alarm = c["alarm"][s] > 0
@@ -180,6 +185,10 @@ class FastTierDetector(Detector):
         dev = np.where(first, np.where(has_prior, 0.5 * np.abs(pri), 0.0), dev)
         dt = np.where(first | ~np.isfinite(last_ts), 1.0, np.minimum(np.maximum(t - last_ts, 0.0), 3600.0))
         young = n < p.warm_n
+        # the baseline's trend carries it forward (a daily cycle), over at most a minute of gap
+        base0 = base
+        if p.tau_trend_s > 0:
+            base = np.where(first, base, base + slope * np.minimum(dt, 60.0))
 
         a_fast = 1.0 - np.exp(-dt / p.tau_fast_s)
         fast = np.where(ok, fast + a_fast * (x - fast), fast)
@@ -189,7 +198,31 @@ class FastTierDetector(Detector):
         over_abs = fast >= p.abs_limit
         strong_r = np.where(young, p.cold_ratio, p.strong_ratio)
         strong = ok & ((material & (ratio >= strong_r)) | over_abs)
-        hit_s = np.where(strong, hit_s + dt, 0.0)
+        if p.hit_decay > 0:
+            hit_s = np.where(strong, hit_s + dt, np.where(ok & material, np.maximum(hit_s - p.hit_decay * dt, 0.0), 0.0))
+        else:
+            hit_s = np.where(strong, hit_s + dt, 0.0)
+        # per-sample noise of the series: mean absolute step of log(value + floor) (learned outside alarms)
+        e = p.evidence
+        prev = self._ev_val[s, (n.astype(np.int64) - 1) % e]
+        lx = np.log(np.maximum(x, 0.0) + p.floor)
+        step_abs = np.abs(lx - np.log(np.maximum(prev, 0.0) + p.floor))
+        sig = np.where(np.isfinite(vol), vol, 0.0) / 1.128
+        # a sustained rise must also show in the raw samples of the evidence window, beyond their noise
+        cand = np.nonzero((hit_s >= p.hold_s) & ~over_abs & ok)[0]
+        if len(cand) and p.noise_k >= 0:
+            win = self._ev_val[s[cand]].copy()
+            win[np.arange(len(cand)), (n[cand].astype(np.int64)) % e] = x[cand]
+            wts = self._ev_ts[s[cand]].copy()
+            wts[np.arange(len(cand)), (n[cand].astype(np.int64)) % e] = t[cand]
+            # only the samples since the rise began: the hold plus the fast average's lag
+            win = np.where(wts >= (t[cand] - hit_s[cand] - p.tau_fast_s)[:, None], win, np.nan)
+            lw = np.log(np.maximum(win, 0.0) + p.floor)
+            cnt = np.isfinite(lw).sum(axis=1)
+            mean = np.nansum(lw, axis=1) / np.maximum(cnt, 1) - np.log(np.maximum(base[cand], 0.0) + p.floor)
+            lcb = mean - p.noise_k * sig[cand] / np.sqrt(np.maximum(cnt, 1))
+            weak = lcb < np.log(strong_r[cand])
+            hit_s[cand[weak]] = np.minimum(hit_s[cand[weak]], p.hold_s - dt[cand[weak]] * 0.5)
         lr = np.log(np.maximum(ratio, 1e-12))
         cusum = np.where(ok & ~young, np.minimum(np.maximum(cusum + dt * (lr - np.log(p.cusum_ratio)), 0.0),
                                                  10 * p.cusum_h), cusum)
@@ -213,8 +246,18 @@ class FastTierDetector(Detector):
         xc = np.minimum(x, hi)
         base_new = base + a_base * (xc - base)
         dev_new = dev + a_base * (np.abs(xc - base) - dev)
-        base = np.where(learn, base_new, base)
+        if p.tau_trend_s > 0:
+            a_tr = 1.0 - np.exp(-dt / p.tau_trend_s)
+            lim = (np.abs(base) + p.floor) / p.tau_trend_s
+            slope_new = np.clip(slope + a_tr * ((base_new - base0) / np.maximum(dt, 1e-9) - slope), -lim, lim)
+            slope = np.where(learn & ~young, slope_new, slope)
+        seen_base = base
+        base = np.where(learn, base_new, base0)   # frozen (not carried on by the trend) in alarm
         dev = np.where(learn, dev_new, dev)
+        okstep = learn & np.isfinite(step_abs)
+        vol_tau = np.where(young, p.tau_young_s, p.tau_base_s)
+        vol_c = np.where(np.isfinite(vol), np.minimum(step_abs, 4.0 * vol + 0.05), step_abs)
+        vol = np.where(okstep, np.where(np.isfinite(vol), vol + (1.0 - np.exp(-dt / vol_tau)) * (vol_c - vol), step_abs), vol)
 
         score = np.where(ok, np.minimum(np.maximum(hit_s / p.hold_s, cusum / p.cusum_h), 1.0), 0.0)
         score = np.where(material | over_abs, score, 0.0)
@@ -225,7 +268,9 @@ class FastTierDetector(Detector):
             c["last_ts"][s] = np.where(ok, t, last_ts)
             c["fast"][s] = fast
             c["base"][s] = base
+            c["slope"][s] = slope
             c["dev"][s] = dev
+            c["vol"][s] = vol
             c["cusum"][s] = cusum
             c["hit_s"][s] = hit_s
             c["alarm"][s] = new_alarm
@@ -236,7 +281,7 @@ class FastTierDetector(Detector):
                 col = (n[okk].astype(np.int64)) % p.evidence
                 self._ev_ts[s[okk], col] = t[okk]
                 self._ev_val[s[okk], col] = x[okk]
-        return TierStep(score=score, ratio=ratio, fast=fast, base=base, onset=onset, alarm=new_alarm,
+        return TierStep(score=score, ratio=ratio, fast=fast, base=seen_base, onset=onset, alarm=new_alarm,
                         recovered=recovered, duration_s=duration, young=young)
 
     # -- the Detector interface -----------------------------------------------------
