@@ -7,12 +7,21 @@ columns of float64 arrays, so a batch of samples is one vectorised pass:
   smoothed "observed";
 * ``base`` and ``dev``: the series' normal level and spread, a slow EWMA
   (``tau_base_s``) of values clipped to ``base + clip_devs * dev`` so a spike
-  barely moves it, and frozen while the series is in alarm;
+  barely moves it, and frozen while the series is in alarm; the base carries a
+  Holt trend (``slope``, time constant ``tau_trend_s``) so a daily cycle does
+  not leave it ~10 % behind the level on the rising and falling flanks;
+* ``vol``: the series' own per-sample noise, the mean absolute step of
+  ``log(value + floor)``, learned outside alarms;
 * ``cusum``: a one-sided CUSUM of ``log(fast / base)`` against the allowance
   ``log(cusum_ratio)``, so a moderate sustained rise (a ramp) accumulates
   evidence while short bursts do not;
 * ``hit_s``: seconds the strong condition (``ratio >= strong_ratio`` or the
-  absolute limit) has held continuously.
+  absolute limit) has held; a sample below it takes ``hit_decay`` seconds off
+  instead of resetting it. Before the hold may complete, the raw samples since
+  the rise began must confirm it beyond the series' noise: their mean log-ratio
+  minus ``noise_k`` standard errors (``vol``) must still clear ``strong_ratio``.
+  A quiet series fires a 3x step in ~6 s; a noisy one needs more samples, so a
+  benign burst on 25 % noise is not taken for a runaway.
 
 A series *fires* when its excess over baseline is material (``min_excess``)
 and either ``hit_s >= hold_s`` or ``cusum >= cusum_h``; it stays in alarm
