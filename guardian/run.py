@@ -51,18 +51,22 @@ _QUIET_OUTCOMES = frozenset({"no_policy", "not_reacting", "insufficient_evidence
 # ------------------------------------------------------------------------------- the stage
 
 class ClusterTraffic:
-    """Bytes/s through the cluster: the latest produce + fetch rate of every broker.
+    """Bytes/s through the cluster: produce + fetch of every broker, averaged over ``window_s``.
 
-    Fed with broker-level samples (a workload with only ``broker`` set); a
+    Fed with broker-level samples (a workload with only ``broker`` set). The
+    average keeps a bursty moment (a rewinding consumer reads in bursts) from
+    making the cluster look idle next to the detection's smoothed rate. A
     broker not heard from for ``stale_after_s`` no longer counts. Called with
     no argument it is the engine's ``cluster_traffic`` provider (``None`` =
     unknown).
     """
 
-    def __init__(self, stale_after_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, stale_after_s: float = 60.0, window_s: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.stale_after_s = stale_after_s
+        self.window_s = window_s
         self.clock = clock
-        self._latest: dict[tuple[str, str], tuple[float, float]] = {}
+        self._series: dict[tuple[str, str], list[tuple[float, float]]] = {}
 
     def observe(self, batch: Any) -> None:
         w = batch.workload
@@ -71,14 +75,21 @@ class ClusterTraffic:
             return
         for metric, ts, value in zip(batch.metrics, batch.ts, batch.values):
             if metric.value in _BYTE_RATES:
-                prev = self._latest.get((w.broker, metric.value))
-                if prev is None or ts >= prev[0]:
-                    self._latest[(w.broker, metric.value)] = (ts, value)
+                series = self._series.setdefault((w.broker, metric.value), [])
+                series.append((ts, value))
+                newest = max(t for t, _ in series)
+                self._series[(w.broker, metric.value)] = [(t, v) for t, v in series if newest - t <= self.window_s]
 
     def __call__(self) -> float | None:
         now = self.clock()
-        fresh = [v for ts, v in list(self._latest.values()) if now - ts <= self.stale_after_s]
-        return sum(fresh) if fresh else None
+        total, known = 0.0, False
+        for series in list(self._series.values()):
+            points = list(series)
+            if not points or now - max(t for t, _ in points) > self.stale_after_s:
+                continue
+            known = True
+            total += sum(v for _, v in points) / len(points)
+        return total if known else None
 
 
 @dataclass
@@ -230,6 +241,20 @@ def _escalation(settings: GuardianSettings, metrics: Any) -> tuple[Any, Any] | N
                                             events=e.events)
 
 
+def pod_resolver_for(pod: Any, namespaces: list[str]) -> Callable[[dict[str, str]], tuple[str, str] | None] | None:
+    """Find the pod running a workload by its client-id/principal annotations (the first match)."""
+    if not namespaces:
+        return None
+
+    def resolve(workload: dict[str, str]) -> tuple[str, str] | None:
+        if not (workload.get("client_id") or workload.get("principal")):
+            return None
+        refs = pod.find_pods(namespaces, client_id=workload.get("client_id"), principal=workload.get("principal"))
+        return (refs[0].namespace, refs[0].pod) if refs else None
+
+    return resolve
+
+
 def _pod_actuator() -> Any | None:
     """The pod actuator when Kubernetes credentials exist (in a pod, $KUBECONFIG or ~/.kube/config)."""
     from pathlib import Path
@@ -306,9 +331,11 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
     closers.append(quota.close)
     actuators: dict[str, Any] = {"quota": quota, "acl": AclActuator.from_config(conf)}
     pod = _pod_actuator()
+    pod_resolver = None
     if pod is not None:
         actuators["pod"] = pod
         closers.append(pod.close)
+        pod_resolver = pod_resolver_for(pod, settings.kubernetes.namespaces)
     sink = KafkaAuditSink(conf, settings.topics.decisions)
     closers.append(sink.close)
     lease = RedisLease(client, ledger.k("lease"), owner, ttl_s=10.0)
@@ -331,7 +358,7 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
     engine_cls = _metered_engine_class()
     engine = engine_cls(ledger, policies, {k: metrics.instrument(a) for k, a in actuators.items()},
                         audit_sink=sink, lease=_MeteredLease(lease, metrics), cluster_traffic=traffic,
-                        on_event=on_event, name=owner)
+                        on_event=on_event, name=owner, pod_resolver=pod_resolver)
     engine.metrics = metrics
     return engine, closers
 

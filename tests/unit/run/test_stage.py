@@ -67,9 +67,9 @@ def test_re_emissions_report_the_current_level_not_the_onset_value() -> None:
     assert all(d.baseline < 400_000 for _, d in emitted)
 
 
-def test_cluster_traffic_sums_the_brokers_latest_in_and_out_and_forgets_silent_brokers() -> None:
+def test_cluster_traffic_sums_the_brokers_in_and_out_averaged_and_forgets_silent_brokers() -> None:
     now = [100.0]
-    traffic = ClusterTraffic(stale_after_s=30, clock=lambda: now[0])
+    traffic = ClusterTraffic(stale_after_s=30, window_s=10, clock=lambda: now[0])
     assert traffic() is None
     traffic.observe(_batch(BROKER, 95.0, 1_000_000.0))
     traffic.observe(_batch(BROKER, 96.0, 2_000_000.0, Metric.FETCH_BYTE_RATE))
@@ -77,9 +77,12 @@ def test_cluster_traffic_sums_the_brokers_latest_in_and_out_and_forgets_silent_b
     # a client's byte rate is not cluster traffic
     traffic.observe(_batch(RUNAWAY, 97.0, 9_000_000.0))
     assert traffic() == 3_500_000.0
-    traffic.observe(_batch(BROKER, 99.0, 1_500_000.0))
-    assert traffic() == 4_000_000.0
-    now[0] = 128.0   # only b1's produce (99) is within 30 s; b1's fetch (96) and b2 (97) are not
-    assert traffic() == 1_500_000.0
+    # a burst and a lull average out over the window
+    traffic.observe(_batch(BROKER, 99.0, 3_000_000.0))
+    assert traffic() == 2_000_000.0 + 2_000_000.0 + 500_000.0
+    traffic.observe(_batch(BROKER, 110.0, 1_000_000.0))    # 95 and 99 fall out of the 10 s window
+    assert traffic() == 1_000_000.0 + 2_000_000.0 + 500_000.0
+    now[0] = 128.0   # only b1's produce (last at 110) is within 30 s
+    assert traffic() == 1_000_000.0
     now[0] = 1000.0
     assert traffic() is None
