@@ -119,6 +119,12 @@ class EscalationSettings(_Section):
     dashboard_url: str = ""         # e.g. a Grafana URL with {id}
 
 
+class KubernetesSettings(_Section):
+    # Namespaces where tenant pods may be isolated; the engine looks for the pod that runs a
+    # workload's client-id (annotations, docs/kubernetes.md) only here. Empty = nowhere.
+    namespaces: list[str] = Field(default_factory=list)
+
+
 class GuardianSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GUARDIAN_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -127,6 +133,7 @@ class GuardianSettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     dev: DevSettings = Field(default_factory=DevSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)

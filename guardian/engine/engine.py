@@ -13,6 +13,7 @@ engine holds the lease converges the cluster (at once if it is this one).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # on_event(event, quarantine, decision_or_None): escalation hook; failures never block an action.
 EventHook = Callable[[str, Quarantine, "Decision | None"], None]
+# pod_resolver(workload) -> (namespace, pod) of the pod that runs it, or None; consulted only when a
+# pod-isolation rung cannot be planned because the detection names no pod.
+PodResolver = Callable[[dict[str, str]], "tuple[str, str] | None"]
 NEW_OUTCOMES = (Outcome.QUARANTINED, Outcome.AWAITING_APPROVAL, Outcome.SHADOW)
 
 
@@ -47,7 +51,8 @@ class ActionEngine:
                  clock: Callable[[], float] = time.time,
                  cluster_traffic: Callable[[], float | None] | None = None,
                  on_event: EventHook | None = None, crash_at: CrashHook | None = None,
-                 drift_check_s: float = 30.0, name: str = "guardian") -> None:
+                 drift_check_s: float = 30.0, name: str = "guardian",
+                 pod_resolver: PodResolver | None = None) -> None:
         self.ledger = ledger
         self.policies = policies
         self.actuators = actuators
@@ -59,6 +64,7 @@ class ActionEngine:
         self.crash_at = crash_at or _no_crash
         self.drift_check_s = drift_check_s
         self.name = name
+        self.pod_resolver = pod_resolver
         self._last_deep = float("-inf")
         self.reconciler = Reconciler(ledger, actuators, clock, fence=self._fence, crash_at=self.crash_at)
 
@@ -112,10 +118,29 @@ class ActionEngine:
                 log.info("decision for %s raced another writer (%s); re-reading", detection.id, exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _locate_pod(self, detection: Detection) -> Detection | None:
+        """The detection with the pod that runs its workload, when a resolver finds one."""
+        if self.pod_resolver is None:
+            return None
+        try:
+            found = self.pod_resolver(dict(detection.workload))
+        except GuardianError as exc:
+            log.warning("could not look up the pod of %s: %s", detection.workload, exc)
+            return None
+        if found is None:
+            return None
+        namespace, pod = found
+        return dataclasses.replace(detection, extra={**detection.extra, "namespace": namespace, "pod": pod})
+
     def _handle_once(self, detection: Detection) -> Decision:
         now = self.clock()
         view = self.view_for(detection, now)
         d = decide(detection, self.policies, view, now)
+        if d.outcome is Outcome.UNPLANNABLE and "pod isolation needs the pod" in d.reason:
+            located = self._locate_pod(detection)
+            if located is not None:
+                detection = located
+                d = decide(detection, self.policies, view, now)
         plans: list[dict[str, Any]] = []
         if d.intents:
             resolved = self._plans(d)
