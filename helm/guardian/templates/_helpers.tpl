@@ -197,6 +197,10 @@ credential has nowhere to come from.
 {{- end }}
 - name: GUARDIAN_POLICY_FILE
   value: /etc/guardian/policies/policies.yaml
+{{- if .Values.actuators.podIsolation.enabled }}
+- name: GUARDIAN_KUBERNETES__NAMESPACES
+  value: {{ include "guardian.isolationNamespaces" . | quote }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
