@@ -246,7 +246,7 @@ def guardian_env(ctx: RunContext, extra: dict[str, str] | None = None, isolate: 
         "GUARDIAN_INGEST__SCRAPE_INTERVAL_S": str(sc.guardian.scrape_interval_s),
         "GUARDIAN_INGEST__ADMIN_INTERVAL_S": str(sc.guardian.admin_interval_s),
         "GUARDIAN_INGEST__APP_ID": run, "GUARDIAN_INGEST__METRICS_PORT": str(metrics_port),
-        "GUARDIAN_INGEST__OWNER_PREFIXES": json.dumps([f"{t.name}." for t in sc.tenants]),
+        "GUARDIAN_INGEST__OWNER_PREFIXES": json.dumps([t.name for t in sc.tenants]),   # "<tenant>." names
         "GUARDIAN_API__HOST": "127.0.0.1", "GUARDIAN_API__PORT": str(api_port),
         "GUARDIAN_REDIS__PREFIX": f"{run}:",
         "GUARDIAN_TOPICS__METRICS": f"{run}.metrics", "GUARDIAN_TOPICS__METRICS_DLQ": f"{run}.metrics.dlq",
