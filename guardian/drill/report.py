@@ -96,20 +96,23 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
     out = []
     for inc in ctx.incidents:
         recs = [r for r in ctx.recorders if r.role == "runaway" and r.name in inc.client_ids]
-        first_det = min((d["published_at"] for d in detections
-                         if d["published_at"] >= inc.onset - 2 and inc.matches(d["workload"], d.get("signature"))),
-                        default=None)
-        sigs = sorted({d["signature"] for d in detections
-                       if d["published_at"] >= inc.onset - 2 and inc.matches(d["workload"], d.get("signature"))})
+        # this incident's detections: from its onset to the end of its "after" phase
+        upto = inc.end + ctx.scenario.phases.after_s
+        mine = [d for d in detections if inc.onset - 2 <= d["published_at"] < upto
+                and inc.matches(d["workload"], d.get("signature"))]
+        first_det = min((d["published_at"] for d in mine), default=None)
+        sigs = sorted({d["signature"] for d in mine})
         verified, applied, action = None, None, None
         for q in quarantines:
             if not inc.matches(q["workload"]):
                 continue
             for a in q["actions"]:
                 for h in a["history"]:
-                    if h.get("status") == "verified" and h["ts"] >= inc.onset - 2 and (verified is None or h["ts"] < verified):
+                    if not inc.onset - 2 <= h["ts"] < upto:
+                        continue
+                    if h.get("status") == "verified" and (verified is None or h["ts"] < verified):
                         verified, action = h["ts"], {"kind": a["kind"], "params": a["params"]}
-                    if h.get("status") == "applied" and h["ts"] >= inc.onset - 2 and (applied is None or h["ts"] < applied):
+                    if h.get("status") == "applied" and (applied is None or h["ts"] < applied):
                         applied = h["ts"]
         ph = ctx.scenario.phases
         cut = verified if verified is not None and verified < inc.end else inc.end
