@@ -329,11 +329,11 @@ def run_demo(say: Say = print, quick: bool = False, keep: bool = False, out_dir:
     timeline = "\n".join(f"- +{t - (hooks.onset or ctx.t0):.1f}s {text}" for t, text in hooks.timeline)
     report = out_dir / "demo.md"
     report.write_text("# guardian demo\n\n## Timeline (seconds after onset)\n\n" + timeline + "\n\n"
-                      + markdown(res).split("\n", 1)[1] + "\n![timeline](timeline-on.png)\n")
-    res["report"], res["chart"] = str(report), str(files["plot_on"])
+                      + markdown(res).split("\n", 1)[1] + ("\n![timeline](timeline-on.png)\n" if "plot_on" in files else ""))
+    res["report"], res["chart"] = str(report), str(files.get("plot_on", ""))
     res["timeline"] = [text for _, text in hooks.timeline]
     say(f"  report   {report}")
-    say(f"  chart    {files['plot_on']}")
+    say(f"  chart    {files.get('plot_on', '(matplotlib not installed)')}")
     say(f"  onset -> detection {res.get('onset_to_detection_p50_s')} s, -> verified throttle "
         f"{res.get('onset_to_verified_action_p50_s')} s; benign p99 during/before {res.get('benign_p99_ratio_on')}; "
         f"actions on benign workloads: {res.get('false_actions')}")
