@@ -22,6 +22,10 @@ columns of float64 arrays, so a batch of samples is one vectorised pass:
   minus ``noise_k`` standard errors (``vol``) must still clear ``strong_ratio``.
   A quiet series fires a 3x step in ~6 s; a noisy one needs more samples, so a
   benign burst on 25 % noise is not taken for a runaway.
+* with ``seasonal`` (off in the default configuration), a ``DailyProfile``
+  (``detectors.seasonal``) per series: once it knows 2 full days, the ratio
+  tests use ``max(base, the profile at this time of day)``; it learns outside
+  alarms only.
 
 A series *fires* when its excess over baseline is material (``min_excess``)
 and either ``hit_s >= hold_s`` or ``cusum >= cusum_h``; it stays in alarm
@@ -39,6 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from detectors.base import Detector, SlotArrays, as_arrays
+from detectors.seasonal import DailyProfile, SeasonalParams
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class TierParams:
     noise_k: float = 1.5             # the raw samples of the rise, less k standard errors, must be >= strong_ratio
     hit_decay: float = 1.0           # a sample below the ratio takes this many seconds off the hold (0: reset)
     evidence: int = 8
+    seasonal: bool = False           # judge against max(level, its time-of-day profile) once 2 days are known
 
 
 _COLUMNS: dict[str, float] = {
@@ -108,6 +114,8 @@ class FastTierDetector(Detector):
         e = self.params.evidence
         self._ev_ts = np.full((self.state.capacity, e), np.nan)
         self._ev_val = np.full((self.state.capacity, e), np.nan)
+        self.seasonal = (DailyProfile(SeasonalParams(floor=self.params.floor), self.state.capacity)
+                         if self.params.seasonal else None)
 
     # -- state plumbing -------------------------------------------------------------
     def _ensure(self, max_slot: int) -> None:
@@ -119,6 +127,8 @@ class FastTierDetector(Detector):
                 grown = np.full((self.state.capacity, e), np.nan)
                 grown[:old] = getattr(self, name)
                 setattr(self, name, grown)
+        if self.seasonal is not None:
+            self.seasonal._ensure(self.state.capacity - 1)
 
     def evidence(self, slot: int) -> list[tuple[float, float]]:
         """The last samples of a series, oldest first."""
@@ -132,6 +142,8 @@ class FastTierDetector(Detector):
         state = self.state.get(slot)
         state["ev_ts"] = self._ev_ts[slot].tolist()
         state["ev_val"] = self._ev_val[slot].tolist()
+        if self.seasonal is not None:
+            state["seasonal"] = self.seasonal.snapshot(slot)
         return state
 
     def restore(self, slot: int, state: dict[str, Any]) -> None:
@@ -139,6 +151,8 @@ class FastTierDetector(Detector):
         self.state.put(slot, state)
         self._ev_ts[slot] = np.asarray(state.get("ev_ts", [np.nan] * self.params.evidence), dtype=np.float64)
         self._ev_val[slot] = np.asarray(state.get("ev_val", [np.nan] * self.params.evidence), dtype=np.float64)
+        if self.seasonal is not None:
+            self.seasonal.restore(slot, state.get("seasonal", {}))
 
     def accept(self, slot: int) -> None:
         """Take the series' current level as its new normal (an explained, benign shift)."""
@@ -154,10 +168,13 @@ class FastTierDetector(Detector):
             self.state.cols[name][slots] = default
         self._ev_ts[slots] = np.nan
         self._ev_val[slots] = np.nan
+        if self.seasonal is not None:
+            self.seasonal.reset(slots)
 
     @property
     def bytes_per_series(self) -> int:
-        return self.state.bytes_per_series + 16 * self.params.evidence
+        extra = self.seasonal.bytes_per_series if self.seasonal is not None else 0
+        return self.state.bytes_per_series + 16 * self.params.evidence + extra
 
     # -- the vectorised step --------------------------------------------------------
     def step(self, slots: Any, ts: Any, values: Any, prior: Any = None, commit: bool = True) -> TierStep:
@@ -198,11 +215,13 @@ class FastTierDetector(Detector):
         base0 = base
         if p.tau_trend_s > 0:
             base = np.where(first, base, base + slope * np.minimum(dt, 60.0))
+        # the level the ratio tests use: with a ready daily profile, at least this time of day's normal
+        ref = base if self.seasonal is None else self.seasonal.baseline(s, t, base)[0]
 
         a_fast = 1.0 - np.exp(-dt / p.tau_fast_s)
         fast = np.where(ok, fast + a_fast * (x - fast), fast)
-        ratio = (fast + p.floor) / (np.maximum(base, 0.0) + p.floor)
-        excess = fast - base
+        ratio = (fast + p.floor) / (np.maximum(ref, 0.0) + p.floor)
+        excess = fast - ref
         material = excess >= p.min_excess
         over_abs = fast >= p.abs_limit
         strong_r = np.where(young, p.cold_ratio, p.strong_ratio)
@@ -228,7 +247,7 @@ class FastTierDetector(Detector):
             win = np.where(wts >= (t[cand] - hit_s[cand] - p.tau_fast_s)[:, None], win, np.nan)
             lw = np.log(np.maximum(win, 0.0) + p.floor)
             cnt = np.isfinite(lw).sum(axis=1)
-            mean = np.nansum(lw, axis=1) / np.maximum(cnt, 1) - np.log(np.maximum(base[cand], 0.0) + p.floor)
+            mean = np.nansum(lw, axis=1) / np.maximum(cnt, 1) - np.log(np.maximum(ref[cand], 0.0) + p.floor)
             lcb = mean - p.noise_k * sig[cand] / np.sqrt(np.maximum(cnt, 1))
             weak = lcb < np.log(strong_r[cand])
             hit_s[cand[weak]] = np.minimum(hit_s[cand[weak]], p.hold_s - dt[cand[weak]] * 0.5)
@@ -260,7 +279,7 @@ class FastTierDetector(Detector):
             lim = (np.abs(base) + p.floor) / p.tau_trend_s
             slope_new = np.clip(slope + a_tr * ((base_new - base0) / np.maximum(dt, 1e-9) - slope), -lim, lim)
             slope = np.where(learn & ~young, slope_new, slope)
-        seen_base = base
+        seen_base = ref
         base = np.where(learn, base_new, base0)   # frozen (not carried on by the trend) in alarm
         dev = np.where(learn, dev_new, dev)
         okstep = learn & np.isfinite(step_abs)
@@ -290,6 +309,8 @@ class FastTierDetector(Detector):
                 col = (n[okk].astype(np.int64)) % p.evidence
                 self._ev_ts[s[okk], col] = t[okk]
                 self._ev_val[s[okk], col] = x[okk]
+            if self.seasonal is not None:
+                self.seasonal.observe(s, t, x, frozen=new_alarm)
         return TierStep(score=score, ratio=ratio, fast=fast, base=seen_base, onset=onset, alarm=new_alarm,
                         recovered=recovered, duration_s=duration, young=young)
 

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 import detectors.seasonal as seasonal_module
+from detectors.config import DetectorConfig
+from detectors.fast import FastTierDetector, TierParams
+from detectors.pipeline import DetectorPipeline
 from detectors.seasonal import DAY, DailyProfile, SeasonalParams
+from guardian.samples import Metric, Sample, Workload
 
 RES = 10.0  # seconds between samples in these traces (the profile's bins are 30 minutes wide)
 
@@ -213,3 +217,79 @@ def test_deterministic() -> None:
     feed(a, t, vals)
     feed(b, t, vals)
     assert a.snapshot(0) == b.snapshot(0) and a.snapshot(1) == b.snapshot(1)
+
+
+# -- the fast tier with seasonality on ---------------------------------------------------------
+
+
+def run_tier(det: FastTierDetector, t: np.ndarray, values: np.ndarray):
+    slots = np.arange(values.shape[1])
+    onsets, bases, profile = [], [], []
+    for i, ti in enumerate(t):
+        ts = np.full(len(slots), ti)
+        if det.seasonal is not None:
+            profile.append(det.seasonal.expected(slots, ts)[0])
+        step = det.step(slots, ts, values[i])
+        onsets.append(step.onset)
+        bases.append(step.base)
+    return np.array(onsets), np.array(bases), np.array(profile)
+
+
+def test_fast_tier_uses_the_profile_once_ready_and_still_catches_a_trough_step() -> None:
+    phases = np.zeros(3)
+    t = np.arange(0.0, 2.8 * DAY, 5.0)
+    vals = noisy(10, t, phases, sd=0.1)
+    trough = 2 * DAY + 0.75 * DAY
+    vals[t >= trough, 0] *= 3.0          # series 0 runs away at its daily minimum
+    det = FastTierDetector(TierParams(min_excess=10.0, seasonal=True))
+    onsets, bases, profile = run_tier(det, t, vals)
+    before = t < trough
+    assert not onsets[before].any()                      # three days of a 3x cycle raise nothing
+    first = t[onsets[:, 0]]
+    assert len(first) and first[0] - trough <= 10.0      # the 3x step within 10 s
+    assert not onsets[:, 1:].any()
+    # once ready, the baseline the ratio tests use is never below this time of day's profile
+    ready = np.isfinite(profile[:, 1])
+    assert ready.any() and not ready[t < 2 * DAY].any()
+    assert np.all(bases[ready, 1] >= profile[ready, 1])
+    assert np.any(bases[ready, 1] == profile[ready, 1])
+
+
+def test_fast_tier_snapshot_carries_the_profile_and_memory_counts_it() -> None:
+    t = np.arange(0.0, 2.1 * DAY, 60.0)
+    vals = noisy(11, t, np.zeros(2))
+    det = FastTierDetector(TierParams(min_excess=10.0, seasonal=True))
+    run_tier(det, t, vals)
+    plain = FastTierDetector(TierParams(min_excess=10.0))
+    assert det.bytes_per_series == plain.bytes_per_series + det.seasonal.bytes_per_series
+    other = FastTierDetector(TierParams(min_excess=10.0, seasonal=True))
+    for s in (0, 1):
+        other.restore(s, json.loads(json.dumps(det.snapshot(s))))
+    t2 = np.arange(2.1 * DAY, 2.2 * DAY, 60.0)
+    v2 = noisy(12, t2, np.zeros(2))
+    a, b = run_tier(det, t2, v2), run_tier(other, t2, v2)
+    np.testing.assert_array_equal(a[1], b[1])
+    assert json.dumps(det.snapshot(0)) == json.dumps(other.snapshot(0))
+
+
+def test_pipeline_moves_the_profile_with_the_workload_and_evicts_it() -> None:
+    tiers = dict(DetectorConfig().tiers)
+    tiers[Metric.PRODUCE_BYTE_RATE] = TierParams(floor=10_000, min_excess=100_000, seasonal=True)
+    config = DetectorConfig(tiers=tiers)
+    now = [0.0]
+    pipe = DetectorPipeline(config, clock=lambda: now[0])
+    w = Workload(principal="User:tenant-a", client_id="diurnal")
+    t = np.arange(0.0, 2.1 * DAY, 60.0)
+    vals = noisy(13, t, np.zeros(1))[:, 0] * 1000
+    assert pipe.process(Sample(ts=float(ti), workload=w, metric=Metric.PRODUCE_BYTE_RATE, value=float(v))
+                        for ti, v in zip(t, vals)) == []
+    state = json.loads(json.dumps(pipe.snapshot_workload(w)))
+    assert len(state["series"]["produce_byte_rate"]["seasonal"]["mean"]) == 48
+    other = DetectorPipeline(config, clock=lambda: now[0])
+    other.restore_workload(state)
+    slot = other.slot(w, Metric.PRODUCE_BYTE_RATE)
+    prof = other._tables[Metric.PRODUCE_BYTE_RATE].detector.seasonal
+    assert prof.expected([slot], [t[-1]])[1][0]
+    now[0] = t[-1] + config.idle_evict_s + 1
+    assert other.evict_idle() == 1
+    assert not prof.expected([slot], [t[-1]])[1][0]
