@@ -180,6 +180,9 @@ class DemoHooks(DrillHooks):
         time.sleep(1.0)
         self._report_reverts(ctx)
 
+    def on_cleanup(self, ctx: RunContext, incident: Incident) -> None:
+        pass
+
     def on_finish(self, ctx: RunContext) -> None:
         self._stop.set()
         self._report_reverts(ctx)

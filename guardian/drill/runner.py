@@ -190,6 +190,15 @@ class DrillHooks:
                 except Exception as exc:  # noqa: BLE001 - a failed release is a finding, not a crash
                     ctx.notes.append(f"release of {q['id']} failed: {exc}")
 
+    def on_cleanup(self, ctx: RunContext, incident: Incident) -> None:
+        """Half-way through the next repeat's warm-up: release what still holds the incident's workloads.
+
+        The broker's windowed rate keeps a stopped runaway "hot" for ~10 s, long enough for a
+        re-emitted episode to quarantine it again (on probation) after the first release; an open
+        quarantine would count against the next incident's share-of-traffic cap.
+        """
+        self.on_incident_end(ctx, incident)
+
     def on_finish(self, ctx: RunContext) -> None:
         pass
 
@@ -483,6 +492,8 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
             f"run ends in {ctx.t0 + scenario.duration_s - time.time():.0f}s")
         pending_onsets = list(ctx.incidents)
         pending_ends = list(ctx.incidents)
+        ph = scenario.phases
+        pending_cleanups = [(inc.end + ph.after_s + ph.before_s / 2, inc) for inc in ctx.incidents[:-1]]
         t_end = ctx.t0 + scenario.duration_s
         while time.time() < t_end:
             now = time.time()
@@ -493,6 +504,8 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
             while pending_ends and now >= pending_ends[0].end:
                 inc = pending_ends.pop(0)
                 hooks.on_incident_end(ctx, inc)
+            while pending_cleanups and now >= pending_cleanups[0][0]:
+                hooks.on_cleanup(ctx, pending_cleanups.pop(0)[1])
             hooks.on_tick(ctx, now)
             time.sleep(max(0.0, min(0.5, t_end - time.time())))
         hooks.on_finish(ctx)
