@@ -163,9 +163,13 @@ class DetectorStage:
                 # away, the engine may open a new quarantine (the old id is taken)
                 changes["id"] = f"{d.id}.{int(age // self.slow_reemit_s)}"
             if isinstance(fast, (int, float)) and isinstance(base, (int, float)) and base == base and fast == fast:
+                from detectors.pipeline import severity_of
+
                 floor = self.pipeline.config.tiers[_metric(d.metric)].floor
-                changes.update(observed=float(fast), baseline=float(base),
-                               ratio=(float(fast) + floor) / (max(float(base), 0.0) + floor))
+                ratio = (float(fast) + floor) / (max(float(base), 0.0) + floor)
+                # a runaway found early (the broker's windowed rate still climbing) grows more severe
+                severity = max(d.severity, severity_of(ratio), key=lambda s: s.rank)
+                changes.update(observed=float(fast), baseline=float(base), ratio=ratio, severity=severity)
             out.append(dataclasses.replace(d, **changes))
         return out
 

@@ -200,7 +200,10 @@ class DrillHooks:
         self.on_incident_end(ctx, incident)
 
     def on_finish(self, ctx: RunContext) -> None:
-        pass
+        """Leave no drill quota behind on the broker: release what is still open."""
+        for inc in ctx.incidents:
+            self.on_incident_end(ctx, inc)
+        time.sleep(1.0 if ctx.mode == "on" else 0.0)
 
 
 def open_quarantines(ctx: RunContext) -> list[dict[str, Any]]:
@@ -547,6 +550,10 @@ def collect_guardian_record(ctx: RunContext) -> None:
         quarantines.append({**q.to_dict(), "actions": actions})
     ctx.quarantines = quarantines  # type: ignore[attr-defined]
     ctx.detections = read_detections(ctx.endpoints.kafka_bootstrap_servers, ctx.guardian.detections_topic)  # type: ignore[attr-defined]
+    # the engine's decisions (audit trail), for reports and for saying why nothing was done
+    ctx.decisions = [r["decision"] for r in read_detections(  # type: ignore[attr-defined]
+        ctx.endpoints.kafka_bootstrap_servers, ctx.guardian.detections_topic.rsplit(".", 1)[0] + ".decisions")
+        if isinstance(r.get("decision"), dict)]
 
 
 def read_detections(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[dict[str, Any]]:

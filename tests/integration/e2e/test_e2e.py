@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 SCENARIO = {
     "name": "e2e",
     "repeats": 1,
-    "phases": {"before_s": 25, "during_s": 20, "after_s": 3},
+    "phases": {"before_s": 25, "during_s": 40, "after_s": 15},   # the broker's rate window decays in ~11 s
     "guardian": {"scrape_interval_s": 1, "admin_interval_s": 2,
                  "detectors": {"tiers": {"produce_byte_rate": {"warm_n": 15}}},
                  "policy": {"max_throttled_traffic_share": 1.0, "evidence_s": 4}},
@@ -48,8 +48,13 @@ def test_a_runaway_producer_is_throttled_and_verified_and_the_benign_tenant_is_u
     inc = ctx.incidents[0]
     runaway_cid = next(iter(inc.client_ids))
     mine = [q for q in ctx.quarantines if q["workload"].get("client_id") == runaway_cid]
-    assert len(mine) == 1, (ctx.quarantines, log[-3000:])
-    q = mine[0]
+    why = {"detections": [(round(d["published_at"] - inc.onset, 1), d["signature"], d["severity"], round(d["ratio"], 1),
+                           round(d["duration_s"], 1)) for d in ctx.detections
+                          if d["workload"].get("client_id") == runaway_cid],
+           "decisions": sorted({(d["outcome"], d["reason"][:80]) for d in ctx.decisions
+                                if d["workload"].get("client_id") == runaway_cid})}
+    assert len(mine) >= 1, why
+    q = min(mine, key=lambda x: x["created_at"])   # the first; a stopped runaway may be re-quarantined after
     quota = [a for a in q["actions"] if a["kind"] == "quota"]
     assert quota and "producer_byte_rate" in quota[0]["params"]
     steps = {h["status"]: h["ts"] for h in quota[0]["history"]}
@@ -71,7 +76,7 @@ def test_a_runaway_producer_is_throttled_and_verified_and_the_benign_tenant_is_u
     assert not [q for q in ctx.quarantines if q["workload"].get("principal") == "User:tenant-b"]
     benign = [r for r in ctx.recorders if r.tenant == "tenant-b"]
     assert all(r.errors == 0 for r in benign)
-    assert sum(1 for r in benign for ts, _, _ in r.acks if inc.onset <= ts < inc.end) > 0.8 * 100 * 20
+    assert sum(1 for r in benign for ts, _, _ in r.acks if inc.onset <= ts < inc.end) > 0.8 * 100 * 40
 
 
 def test_the_demo_runs_to_completion_in_quick_mode(dev_stack, tmp_path: Path) -> None:

@@ -64,6 +64,8 @@ def test_re_emissions_report_the_current_level_not_the_onset_value() -> None:
     emitted = _drive(stage, [(float(t), 200_000.0) for t in range(60)] + [(float(t), 5_000_000.0) for t in range(60, 90)])
     observed = [d.observed for _, d in emitted]
     assert observed[-1] > observed[0]
+    ranks = [d.severity.rank for _, d in emitted]
+    assert ranks == sorted(ranks) and emitted[-1][1].severity.value == "critical"
     assert all(d.baseline < 400_000 for _, d in emitted)
 
 
@@ -86,3 +88,12 @@ def test_cluster_traffic_sums_the_brokers_in_and_out_averaged_and_forgets_silent
     assert traffic() == 1_000_000.0
     now[0] = 1000.0
     assert traffic() is None
+
+
+def test_an_episode_found_early_in_a_ramp_is_re_emitted_with_the_severity_it_grew_to() -> None:
+    stage = _stage()
+    ramp = [(float(t), 200_000.0 * (1 + 19 * min(1.0, (t - 60) / 30))) for t in range(60, 110)]
+    emitted = _drive(stage, [(float(t), 200_000.0) for t in range(60)] + ramp)
+    first, last = emitted[0][1], emitted[-1][1]
+    assert first.severity.rank < last.severity.rank
+    assert last.severity.value == "critical" and last.id == first.id
