@@ -92,11 +92,17 @@ def test_killed_worker_resumes_without_losing_or_double_counting(ingest_env: Ing
     # Counted end to end by detection id (ids are derived from the sample, so a downstream
     # consumer dedups a replay): every sample exactly once.
     assert len(set(ids)) == sent[0], f"{len(set(ids))} distinct detections for {sent[0]} samples"
-    # faust acks an event only when the agent asks for the next one, so a commit can land between
-    # a record's outputs and its offset: after a SIGKILL at most one record per partition is
-    # replayed (its outputs appear twice, with the same ids). Anything more is a real bug.
+    # A SIGKILL loses the dead worker's uncommitted position: what it processed since its last
+    # commit (the commit interval is 1 s here) is processed again by the new owner, with the same
+    # ids, so counting by id stays exact. Bound the replay by that window (records produced in
+    # one commit interval, with slack for a commit timer running late on a loaded machine) plus
+    # one record per partition for faust's ack/commit race.
+    rate = records / 6.0                       # the feeder's pace, records per second
+    window_records = rate * 1.0 * 2 + 4
     replayed = len(ids) - len(set(ids))
-    assert replayed <= per_record * 4, f"{replayed} replayed detections; {ingest_env.log_of('crash-w2')}"
+    print(f"replayed detections after SIGKILL: {replayed} ({replayed / per_record:.0f} records)")
+    assert replayed <= per_record * window_records, \
+        f"{replayed} replayed detections; {ingest_env.log_of('crash-w2')}"
     workers = {dict(m.headers())[WORKER_HEADER].decode() for m in detections}
     assert workers == {"crash-w1", "crash-w2"}, "the kill should have landed mid-stream"
 
