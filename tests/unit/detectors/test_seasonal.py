@@ -293,3 +293,23 @@ def test_pipeline_moves_the_profile_with_the_workload_and_evicts_it() -> None:
     now[0] = t[-1] + config.idle_evict_s + 1
     assert other.evict_idle() == 1
     assert not prof.expected([slot], [t[-1]])[1][0]
+
+
+def _seasonal_tier(seed: int) -> FastTierDetector:
+    """A seasonal fast tier whose 3 slots already hold 2.1 days of history, so the profile is ready at t >= 0."""
+    det = FastTierDetector(TierParams(min_excess=5.0, seasonal=True), seed=seed)
+    rng = np.random.default_rng(seed)
+    for ti in np.arange(-2.1 * DAY, 0.0, 60.0):
+        det.learn(np.arange(3), np.full(3, ti), 100.0 + rng.normal(0, 5, 3))
+    assert det.seasonal.expected([0], [0.0])[1][0]
+    return det
+
+
+@pytest.mark.parametrize("contract", [
+    "test_deterministic_with_a_seed", "test_scores_are_in_unit_interval_and_the_step_is_seen",
+    "test_snapshot_then_restore_gives_identical_scores", "test_score_does_not_change_state",
+    "test_missing_and_nan_inputs_do_not_crash_or_poison", "test_memory_per_series_is_bounded"])
+def test_the_detector_contract_holds_with_a_ready_profile(contract: str) -> None:
+    from tests.unit.detectors import test_contract
+
+    getattr(test_contract, contract)(_seasonal_tier)
