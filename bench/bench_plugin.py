@@ -42,8 +42,10 @@ def producer_performance(lib: Path, bootstrap: str, topic: str, records: int, si
     return float(matches[-1][1])
 
 
-def run(rounds: int = 5, records: int = 1_000_000, size: int = 100,
+def run(rounds: int = 5, records: int = 1_000_000, size: int = 100, subscribe: bool = True,
         say: Callable[[str], None] = lambda _: None) -> dict:
+    """``subscribe``: every client pushes KIP-714 metrics at 1 s to the plugin's broker (the whole cost,
+    the client's share included); without it only the plugin's broker-side work is measured."""
     settings = DevSettings(tenants=["tenant-a"])
     lib, _ = ensure_jars(settings.home, settings.kafka_version, say)
     results: dict[str, list[float]] = {"off": [], "on": []}
@@ -54,8 +56,9 @@ def run(rounds: int = 5, records: int = 1_000_000, size: int = 100,
             endpoints = {mode: s.up(progress=say) for mode, s in stacks.items()}
             from guardian.telemetry import Subscription, TelemetrySubscriptions
 
-            with TelemetrySubscriptions(endpoints["on"].kafka_bootstrap_servers) as subs:
-                subs.subscribe(Subscription("bench-all", interval_ms=1000))
+            if subscribe:
+                with TelemetrySubscriptions(endpoints["on"].kafka_bootstrap_servers) as subs:
+                    subs.subscribe(Subscription("bench-all", interval_ms=1000))
             for ep in endpoints.values():
                 ensure_topics(ep.kafka_bootstrap_servers, {"bench.perf": 3})
             for r in range(rounds):
@@ -74,7 +77,8 @@ def run(rounds: int = 5, records: int = 1_000_000, size: int = 100,
     return {"overhead_pct": round(statistics.median(paired), 2), "paired_overhead_pct": [round(p, 2) for p in paired],
             "overhead_of_medians_pct": round(100 * (off - on) / off, 2), "median_records_per_s_off": off,
             "median_records_per_s_on": on, "runs_off": results["off"], "runs_on": results["on"],
-            "records_per_run": records, "record_size": size, "rounds": rounds}
+            "records_per_run": records, "record_size": size, "rounds": rounds,
+            "telemetry_subscribed": subscribe}
 
 
 if __name__ == "__main__":

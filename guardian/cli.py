@@ -62,13 +62,15 @@ def _register() -> None:
 
 def bench_plugin_command(as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
                          rounds: int = typer.Option(5, help="Alternating runs per mode."),
-                         records: int = typer.Option(1_000_000, help="Records per ProducerPerformance run.")) -> None:
+                         records: int = typer.Option(1_000_000, help="Records per ProducerPerformance run."),
+                         subscribe: bool = typer.Option(True, help="Subscribe every client to KIP-714 pushes at 1 s.")
+                         ) -> None:
     """Broker throughput with and without the broker plugin (ProducerPerformance)."""
     import json
 
     from bench.bench_plugin import run
 
-    result = run(rounds=rounds, records=records, say=lambda m: typer.echo(m, err=True))
+    result = run(rounds=rounds, records=records, subscribe=subscribe, say=lambda m: typer.echo(m, err=True))
     if as_json:
         typer.echo(json.dumps(result))
     else:
