@@ -526,8 +526,9 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
             finally:
                 rc = ctx.guardian.stop()
                 say(f"[{mode}] guardian stopped (exit {rc})")
+        # the guardian's own topics go too (the ledger's content is in the report); with --keep they stay
         delete_topics(endpoints.kafka_bootstrap_servers,
-                      [t for t in ctx.topics if not t.endswith((".decisions", ".detections"))])
+                      [t for t in ctx.topics if not (keep_guardian and t.startswith(f"drill-{ctx.run_id}."))])
         for t in threads:
             if isinstance(t, TopicStormClient):
                 delete_topics(endpoints.kafka_bootstrap_servers, t.created)
