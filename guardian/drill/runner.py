@@ -267,7 +267,8 @@ def guardian_env(ctx: RunContext, extra: dict[str, str] | None = None, isolate: 
         "GUARDIAN_DETECTOR_FILE": str(det_file), "GUARDIAN_POLICY_FILE": str(pol_file),
     })
     env.update(extra or {})
-    ctx.topics += [f"{run}.metrics", f"{run}.metrics.dlq", f"{run}.detections", f"{run}.decisions"]
+    ctx.topics += [f"{run}.metrics", f"{run}.metrics.dlq", f"{run}.detections", f"{run}.decisions",
+                   f"{run}-__assignor-__leader"]   # the last one is faust's
     return GuardianProc(env=env, log_path=ctx.out_dir / f"guardian-{ctx.mode}.log",
                         api_url=f"http://127.0.0.1:{api_port}", metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
                         prefix=f"{run}:", detections_topic=f"{run}.detections")
@@ -526,6 +527,9 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
             finally:
                 rc = ctx.guardian.stop()
                 say(f"[{mode}] guardian stopped (exit {rc})")
+                if ctx.redis is not None:   # the run's ledger, tokens and lease: the report has what matters
+                    for key in ctx.redis.scan_iter(match=ctx.guardian.prefix + "*", count=500):
+                        ctx.redis.delete(key)
         # the guardian's own topics go too (the ledger's content is in the report); with --keep they stay
         delete_topics(endpoints.kafka_bootstrap_servers,
                       [t for t in ctx.topics if not (keep_guardian and t.startswith(f"drill-{ctx.run_id}."))])
