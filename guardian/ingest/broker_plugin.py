@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import orjson
 
 from guardian.errors import DecodeError
+from guardian.ingest.prometheus import TOPIC_METERS
 from guardian.ingest.rates import CounterRates
 from guardian.samples import Metric, Sample, Workload
 
@@ -38,14 +39,6 @@ _QUOTA: dict[tuple[str, str], Metric] = {
     ("Produce", "throttle-time"): Metric.THROTTLE_TIME,
     ("Fetch", "throttle-time"): Metric.THROTTLE_TIME,
     ("Request", "throttle-time"): Metric.THROTTLE_TIME,
-}
-_TOPIC_COUNTERS: dict[str, Metric] = {
-    "BytesInPerSec": Metric.PRODUCE_BYTE_RATE,
-    "BytesOutPerSec": Metric.FETCH_BYTE_RATE,
-    "TotalProduceRequestsPerSec": Metric.PRODUCE_REQUEST_RATE,
-    "TotalFetchRequestsPerSec": Metric.FETCH_REQUEST_RATE,
-    "FailedProduceRequestsPerSec": Metric.ERROR_RATE,
-    "FailedFetchRequestsPerSec": Metric.ERROR_RATE,
 }
 _COUNTS: dict[str, Metric] = {"GlobalTopicCount": Metric.TOPIC_CREATION_RATE,
                               "GlobalPartitionCount": Metric.PARTITION_CREATION_RATE}
@@ -111,8 +104,8 @@ class BrokerSnapshotDecoder:
             kind, name, tags, v = _entry(entry)
             if v is None:
                 continue
-            if kind == "BrokerTopicMetrics" and name in _TOPIC_COUNTERS:
-                key = (_TOPIC_COUNTERS[name], tags.get("topic"))
+            if kind == "BrokerTopicMetrics" and name in TOPIC_METERS:
+                key = (TOPIC_METERS[name], tags.get("topic"))
                 topic_totals[key] = topic_totals.get(key, 0.0) + v
             elif kind == "RequestMetrics" and name == "RequestsPerSec":
                 req = tags.get("request", "")

@@ -43,14 +43,20 @@ _QUOTA_GAUGES: dict[tuple[str, str], Metric] = {
     ("kafka_server_quota_throttle_time", "Request"): Metric.THROTTLE_TIME,
 }
 
-# Per-topic counters (sample name without the exporter's ``_total``), summed per metric.
+# Per-topic broker meters (kafka.server BrokerTopicMetrics), summed per metric. The broker plugin
+# reads the same meters by name; the exporter names them kafka_server_brokertopicmetrics_<name>_total.
+TOPIC_METERS: dict[str, Metric] = {
+    "BytesInPerSec": Metric.PRODUCE_BYTE_RATE,
+    "BytesOutPerSec": Metric.FETCH_BYTE_RATE,
+    "TotalProduceRequestsPerSec": Metric.PRODUCE_REQUEST_RATE,
+    "TotalFetchRequestsPerSec": Metric.FETCH_REQUEST_RATE,
+    "FailedProduceRequestsPerSec": Metric.ERROR_RATE,
+    "FailedFetchRequestsPerSec": Metric.ERROR_RATE,
+}
+# Sample names without the exporter's ``_total``.
 _TOPIC_COUNTERS: dict[str, Metric] = {
-    "kafka_server_brokertopicmetrics_bytesin": Metric.PRODUCE_BYTE_RATE,
-    "kafka_server_brokertopicmetrics_bytesout": Metric.FETCH_BYTE_RATE,
-    "kafka_server_brokertopicmetrics_totalproducerequests": Metric.PRODUCE_REQUEST_RATE,
-    "kafka_server_brokertopicmetrics_totalfetchrequests": Metric.FETCH_REQUEST_RATE,
-    "kafka_server_brokertopicmetrics_failedproducerequests": Metric.ERROR_RATE,
-    "kafka_server_brokertopicmetrics_failedfetchrequests": Metric.ERROR_RATE,
+    f"kafka_server_brokertopicmetrics_{name.removesuffix('PerSec').lower()}": metric
+    for name, metric in TOPIC_METERS.items()
 }
 _REQUESTS = "kafka_network_requestmetrics_requests"
 _ERRORS = "kafka_network_requestmetrics_errors"
