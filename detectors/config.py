@@ -35,13 +35,14 @@ DEFAULT_TIERS: dict[Metric, TierParams] = {
     Metric.GENERATION_CHURN: TierParams(floor=1, min_excess=3, hold_s=20),
     Metric.TOPIC_CREATION_RATE: TierParams(floor=0.1, min_excess=1, abs_limit=5),
     Metric.PARTITION_CREATION_RATE: TierParams(floor=1, min_excess=20, abs_limit=100),
-    Metric.PARTITION_COUNT: TierParams(floor=10, min_excess=500, strong_ratio=2.0),
     # tracked for context and the retry-storm test, never a detection on their own
     Metric.BYTES_PER_REQUEST: TierParams(floor=100, min_excess=float("inf")),
     Metric.REQUEST_TIME_SHARE: TierParams(floor=1, min_excess=float("inf")),
     Metric.THROTTLE_TIME: TierParams(floor=1, min_excess=float("inf")),
     Metric.QUEUE_TIME: TierParams(floor=1, min_excess=float("inf")),
     Metric.GROUP_MEMBERS: TierParams(floor=1, min_excess=float("inf")),
+    # a count only grows: once doubled it would stay in alarm and hide every later storm of its owner
+    Metric.PARTITION_COUNT: TierParams(floor=10, min_excess=float("inf")),
 }
 
 

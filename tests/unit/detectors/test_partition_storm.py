@@ -1,0 +1,26 @@
+"""Partition storms from the Admin-API poller's topic counts: every storm of a tenant is its own onset."""
+
+from __future__ import annotations
+
+from detectors.detection import Signature
+from detectors.pipeline import DetectorPipeline
+from guardian.ingest.admin_poller import ClusterSnapshot, GroupTracker, tenant_prefix_owner
+
+
+def test_a_second_partition_storm_is_detected_although_the_first_left_twice_the_partitions() -> None:
+    tracker = GroupTracker(owner=tenant_prefix_owner(["tenant-a"]))
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    topics = {f"tenant-a.base-{i}": 10 for i in range(50)}   # 500 partitions, created long ago
+    storms = [(300, 330), (400, 430)]                           # 2 topics of 20 partitions a second
+    onsets = []
+    for t in range(0, 600, 2):                                  # one poll every 2 s
+        for start, end in storms:
+            if start <= t < end:
+                for k in range(4):
+                    topics[f"tenant-a.storm-{t}-{k}"] = 20
+        for d in pipe.process(tracker.observe(ClusterSnapshot(ts=float(t), topics=dict(topics)))):
+            onsets.append((t, d))
+    storm_onsets = [t for t, d in onsets if d.signature is Signature.PARTITION_STORM]
+    assert all(d.workload.get("principal") == "User:tenant-a" for _, d in onsets)
+    # the first storm leaves 1,700 partitions (3.4x): the count alone must not keep the tenant "in a storm"
+    assert [any(s <= t < e + 10 for t in storm_onsets) for s, e in storms] == [True, True]
