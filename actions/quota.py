@@ -30,8 +30,8 @@ from typing import Any, Callable, ClassVar, Mapping
 from actions.base import ActionPlan, Actuator
 from guardian.errors import PermanentError, TemporaryError
 
-# The keys this actuator sets (controller_mutation_rate is a different kind of action).
-RATE_KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_percentage")
+# The keys this actuator sets: bytes/s, percent of a broker thread, partition mutations/s (KIP-599).
+RATE_KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_percentage", "controller_mutation_rate")
 SCOPES = ("client", "default_client", "user")
 # Values compare equal within this relative tolerance (the broker stores doubles).
 _REL_TOL = 1e-9
@@ -133,8 +133,8 @@ class QuotaActuator(Actuator):
     def plan(self, target: dict[str, str], params: dict[str, Any], quarantine_id: str = "") -> ActionPlan:
         """Resolve ``target`` (principal or user, optional client_id) and rates into a plan.
 
-        ``params``: any of ``producer_byte_rate``, ``consumer_byte_rate`` (bytes/s) and
-        ``request_percentage``; ``scope`` is ``client`` (default when the target names a
+        ``params``: any of ``producer_byte_rate``, ``consumer_byte_rate`` (bytes/s),
+        ``request_percentage`` and ``controller_mutation_rate`` (partitions created or deleted /s); ``scope`` is ``client`` (default when the target names a
         client-id), ``default_client`` (every client-id of the user, each on its own) or
         ``user`` (default otherwise: all the user's clients together).
         """

@@ -142,3 +142,33 @@ class ClientQuotaAdmin:
         err = kerr.for_code(code)
         text = f"{what}: {err.__name__}{': ' + message if message else ''}"
         return TemporaryError(text) if getattr(err, "retriable", False) else PermanentError(text)
+
+
+class GroupMembers:
+    """The client-ids of a consumer group's members now (DescribeGroups through confluent-kafka).
+
+    The engine asks this when a group-level detection (a rebalance storm) must be throttled:
+    the quota binds each member's (principal, client-id), not the whole principal.
+    """
+
+    def __init__(self, client_config: dict[str, Any], timeout_s: float = 10.0) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        self.timeout_s = timeout_s
+        self._admin = AdminClient(dict(client_config))
+
+    def __call__(self, group: str) -> list[str]:
+        from confluent_kafka import KafkaException
+
+        t = self.timeout_s
+        try:
+            desc = self._admin.describe_consumer_groups([group], request_timeout=t)[group].result(timeout=t)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            text = f"describe group {group!r}: {err.str() if hasattr(err, 'str') else exc}"
+            if err is not None and hasattr(err, "retriable") and err.retriable():
+                raise TemporaryError(text) from exc
+            raise PermanentError(text) from exc
+        except Exception as exc:  # noqa: BLE001 - a timeout of the future: the broker may be back soon
+            raise TemporaryError(f"describe group {group!r}: {type(exc).__name__}: {exc}") from exc
+        return sorted({m.client_id for m in desc.members if m.client_id})

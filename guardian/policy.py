@@ -50,7 +50,8 @@ class WorkloadMatch(_Strict):
 
 # ---------------------------------------------------------------- the ladder
 
-QuotaKey = Literal["auto", "producer_byte_rate", "consumer_byte_rate", "request_percentage"]
+QuotaKey = Literal["auto", "producer_byte_rate", "consumer_byte_rate", "request_percentage",
+                   "controller_mutation_rate"]
 
 
 class ThrottleRung(_Strict):
@@ -59,8 +60,9 @@ class ThrottleRung(_Strict):
     action: Literal["throttle"]
     quota: QuotaKey = "auto"               # auto: from the detection's metric
     multiple_of_baseline: float | None = Field(default=None, gt=0)
-    absolute: float | None = Field(default=None, gt=0)   # in the quota's unit (bytes/s or percent)
-    floor: float = Field(default=0.0, ge=0)              # never throttle below this
+    # in the quota's unit: bytes/s, percent of a broker thread, or partition mutations/s
+    absolute: float | None = Field(default=None, gt=0)
+    floor: float = Field(default=0.0, ge=0)              # bytes/s: never throttle a byte rate below this
     evidence_s: float = Field(default=30.0, ge=0)
     cooldown_s: float = Field(default=120.0, ge=0)
     ttl_s: float = Field(default=3600.0, gt=0)
@@ -181,8 +183,10 @@ class PolicySet(_Strict):
             raise ValueError(f"policy names must be unique; repeated: {', '.join(dupes)}")
         return self
 
-    def first_match(self, workload: dict[str, str]) -> Policy | None:
-        return next((p for p in self.policies if p.match.matches(workload)), None)
+    def first_match(self, workload: dict[str, str], signature: Signature | None = None) -> Policy | None:
+        """The first policy whose ``match`` fits the workload and that lists ``signature`` (or every one)."""
+        return next((p for p in self.policies if p.match.matches(workload)
+                     and (signature is None or not p.signatures or signature in p.signatures)), None)
 
     def policy(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name), None)

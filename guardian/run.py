@@ -319,7 +319,7 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
     from guardian.audit import KafkaAuditSink
     from guardian.engine.engine import ActionEngine
     from guardian.engine.lease import RedisLease
-    from guardian.kafka_admin import ClientQuotaAdmin
+    from guardian.kafka_admin import ClientQuotaAdmin, GroupMembers
     from guardian.ledger import Ledger
     from guardian.policy import default_policy_path, load_policy
 
@@ -362,7 +362,8 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
     engine_cls = _metered_engine_class()
     engine = engine_cls(ledger, policies, {k: metrics.instrument(a) for k, a in actuators.items()},
                         audit_sink=sink, lease=_MeteredLease(lease, metrics), cluster_traffic=traffic,
-                        on_event=on_event, name=owner, pod_resolver=pod_resolver)
+                        on_event=on_event, name=owner, pod_resolver=pod_resolver,
+                        group_members=GroupMembers(conf))
     engine.metrics = metrics
     return engine, closers
 

@@ -5,8 +5,8 @@ says right now: pause switch, open quarantines, this workload's quarantine and
 probation) and returns a ``Decision``. The guardrails live here, in this order:
 
 1. protected principals are never touched, whatever policy matches;
-2. the first matching policy must react (signature, severity, confidence;
-   probation lowers the bar);
+2. the first policy that matches the workload and lists the signature (or
+   every signature) must react (severity, confidence; probation lowers the bar);
 3. an existing quarantine escalates only after the next rung's cool-down and
    on enough evidence, never while it is under review;
 4. a new quarantine needs the rung's evidence, no pause, room under the
@@ -27,8 +27,13 @@ PRODUCE_SIGNATURES = frozenset({Signature.RUNAWAY_PRODUCER, Signature.RETRY_STOR
 CONSUME_SIGNATURES = frozenset({Signature.RUNAWAY_CONSUMER, Signature.LAG_EXPLOSION, Signature.REBALANCE_STORM})
 # The quota that bounds each metric, when one does.
 METRIC_QUOTA = {"produce_byte_rate": "producer_byte_rate", "fetch_byte_rate": "consumer_byte_rate",
-                "request_time_share": "request_percentage"}
+                "request_time_share": "request_percentage",
+                "partition_creation_rate": "controller_mutation_rate"}
+# The quota an ``auto`` throttle uses for signatures that are not about bytes.
+SIGNATURE_QUOTA = {Signature.PARTITION_STORM: "controller_mutation_rate",   # KIP-599: partition mutations/s
+                   Signature.REBALANCE_STORM: "request_percentage"}        # the members' request time
 BYTE_RATE_METRICS = ("produce_byte_rate", "fetch_byte_rate")
+BYTE_RATE_QUOTAS = ("producer_byte_rate", "consumer_byte_rate")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ def _quota_key(rung: ThrottleRung, detection: Detection) -> str:
         return rung.quota
     if detection.metric in METRIC_QUOTA:
         return METRIC_QUOTA[detection.metric]
+    if detection.signature in SIGNATURE_QUOTA:
+        return SIGNATURE_QUOTA[detection.signature]
     if detection.signature in PRODUCE_SIGNATURES:
         return "producer_byte_rate"
     if detection.signature in CONSUME_SIGNATURES:
@@ -70,6 +77,20 @@ def _side(side: str, detection: Detection) -> str:
     if detection.signature in CONSUME_SIGNATURES:
         return "consume"
     return "both"
+
+
+def _throttle_targets(principal: str, wl: dict[str, str], detection: Detection) -> list[dict[str, str]] | str:
+    """Whom a throttle binds: the workload's client-id; a group's member client-ids (each its own
+    quota, found by the engine); else the principal itself (e.g. a tenant's partition storm)."""
+    if wl.get("client_id"):
+        return [{"principal": principal, "client_id": wl["client_id"]}]
+    if wl.get("group"):
+        members = sorted({str(c) for c in detection.extra.get("client_ids") or [] if c})
+        if not members:
+            return (f"a throttle of group {wl['group']} needs its members' client-ids; "
+                    "none are known (the group is empty or could not be described)")
+        return [{"principal": principal, "client_id": c} for c in members]
+    return [{"principal": principal}]
 
 
 def intents_for(rung: Any, detection: Detection) -> list[dict[str, Any]] | str:
@@ -91,14 +112,16 @@ def intents_for(rung: Any, detection: Detection) -> list[dict[str, Any]] | str:
                 return (f"multiple_of_baseline needs a positive baseline of {key}; "
                         f"the detection measured {detection.metric}")
             rate = float(baseline) * float(rung.multiple_of_baseline or 1.0)
-        # The floor is in bytes/s; a percentage throttle never goes under 1 % of a thread.
-        rate = max(rate, rung.floor if key != "request_percentage" else 1.0)
-        # byte-rate quotas are whole bytes/s: the broker refuses a fractional producer/consumer_byte_rate
-        rate = float(int(rate)) if key != "request_percentage" else rate
-        target = {"principal": principal}
-        if wl.get("client_id"):
-            target["client_id"] = wl["client_id"]
-        return [{"kind": "quota", "target": target, "params": {key: round(rate, 3)}}]
+        if key in BYTE_RATE_QUOTAS:
+            # the floor is in bytes/s; byte-rate quotas are whole bytes/s (the broker refuses fractions)
+            rate = float(int(max(rate, rung.floor)))
+        else:
+            # never under 1 % of a broker thread, or 1 partition mutation/s
+            rate = max(rate, 1.0)
+        targets = _throttle_targets(principal, wl, detection)
+        if isinstance(targets, str):
+            return targets
+        return [{"kind": "quota", "target": t, "params": {key: round(rate, 3)}} for t in targets]
     if isinstance(rung, DenyAclRung):
         if not principal:
             return "a DENY ACL needs the workload's principal; the detection has none"
@@ -132,7 +155,7 @@ def decide(detection: Detection, policies: PolicySet, view: View, now: float) ->
     protected = g.protected.reason(wl)
     if protected:
         return out(Outcome.PROTECTED, f"protected principal: {protected}")
-    policy = policies.first_match(wl)
+    policy = policies.first_match(wl, detection.signature)
     if policy is None:
         return out(Outcome.NO_POLICY, "no policy matches this workload")
 

@@ -38,6 +38,9 @@ EventHook = Callable[[str, Quarantine, "Decision | None"], None]
 # pod_resolver(workload) -> (namespace, pod) of the pod that runs it, or None; consulted only when a
 # pod-isolation rung cannot be planned because the detection names no pod.
 PodResolver = Callable[[dict[str, str]], "tuple[str, str] | None"]
+# group_members(group) -> the client-ids of its members now; consulted only when a group's throttle
+# cannot be planned because the detection names no member.
+GroupMembersResolver = Callable[[str], list[str]]
 NEW_OUTCOMES = (Outcome.QUARANTINED, Outcome.AWAITING_APPROVAL, Outcome.SHADOW)
 
 
@@ -52,7 +55,8 @@ class ActionEngine:
                  cluster_traffic: Callable[[], float | None] | None = None,
                  on_event: EventHook | None = None, crash_at: CrashHook | None = None,
                  drift_check_s: float = 30.0, name: str = "guardian",
-                 pod_resolver: PodResolver | None = None) -> None:
+                 pod_resolver: PodResolver | None = None,
+                 group_members: GroupMembersResolver | None = None) -> None:
         self.ledger = ledger
         self.policies = policies
         self.actuators = actuators
@@ -65,6 +69,7 @@ class ActionEngine:
         self.drift_check_s = drift_check_s
         self.name = name
         self.pod_resolver = pod_resolver
+        self.group_members = group_members
         self._last_deep = float("-inf")
         self.reconciler = Reconciler(ledger, actuators, clock, fence=self._fence, crash_at=self.crash_at)
 
@@ -132,14 +137,30 @@ class ActionEngine:
         namespace, pod = found
         return dataclasses.replace(detection, extra={**detection.extra, "namespace": namespace, "pod": pod})
 
+    def _locate_members(self, detection: Detection) -> Detection | None:
+        """The detection with its group's member client-ids, when the group can be described."""
+        group = detection.workload.get("group")
+        if self.group_members is None or not group:
+            return None
+        try:
+            members = self.group_members(group)
+        except GuardianError as exc:
+            log.warning("could not describe the members of group %s: %s", group, exc)
+            return None
+        if not members:
+            return None
+        return dataclasses.replace(detection, extra={**detection.extra, "client_ids": list(members)})
+
     def _handle_once(self, detection: Detection) -> Decision:
         now = self.clock()
         view = self.view_for(detection, now)
         d = decide(detection, self.policies, view, now)
-        if d.outcome is Outcome.UNPLANNABLE and "pod isolation needs the pod" in d.reason:
-            located = self._locate_pod(detection)
-            if located is not None:
-                detection = located
+        if d.outcome is Outcome.UNPLANNABLE:
+            lookup = (self._locate_pod if "pod isolation needs the pod" in d.reason
+                      else self._locate_members if "members' client-ids" in d.reason else None)
+            found = lookup(detection) if lookup is not None else None
+            if found is not None:
+                detection = found
                 d = decide(detection, self.policies, view, now)
         plans: list[dict[str, Any]] = []
         if d.intents:

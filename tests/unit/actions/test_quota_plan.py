@@ -58,7 +58,7 @@ def test_replanning_a_resolved_target_gives_the_same_idempotency_key():
     ({"principal": "User:a"}, {"producer_byte_rate": float("inf")}, "positive"),
     ({"principal": "User:a"}, {"producer_byte_rate": "1000"}, "number"),
     ({"principal": "User:a"}, {"producer_byte_rate": True}, "number"),
-    ({"principal": "User:a"}, {"controller_mutation_rate": 1}, "unknown quota parameter"),
+    ({"principal": "User:a"}, {"connection_creation_rate": 1}, "unknown quota parameter"),
     ({"principal": "User:a"}, {"producer_byte_rate": 1, "scope": "client"}, "needs a client_id"),
     ({"principal": "User:a"}, {"producer_byte_rate": 1, "scope": "cluster"}, "scope must be"),
 ])

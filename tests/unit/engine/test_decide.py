@@ -173,3 +173,37 @@ def test_baseline_from_extra_when_the_metric_is_not_a_quota(ps):
     detection = det(metric="retry_rate", signature=Signature.RETRY_STORM)
     detection.extra["baselines"] = {"producer_byte_rate": 5000.0}
     assert intents_for(ps.policies[1].ladder[0], detection)[0]["params"] == {"producer_byte_rate": 10_000.0}
+
+
+# ------------------------------------------------------------------ storms (the shipped default policy)
+
+@pytest.fixture
+def default_ps():
+    from guardian.policy import default_policy_path, load_policy
+
+    return load_policy(default_policy_path())
+
+
+def test_a_partition_storm_caps_the_principals_partition_mutations(default_ps):
+    d = decide(det(client_id=None, metric="partition_creation_rate", baseline=0.0, observed=40.0,
+                   signature=Signature.PARTITION_STORM), default_ps, View(), 100.0)
+    assert d.outcome is Outcome.QUARANTINED and d.policy == "tenant-partition-storm"
+    assert d.intents == [{"kind": "quota", "target": {"principal": "User:tenant-a"},
+                          "params": {"controller_mutation_rate": 2.0}}]
+
+
+def test_a_rebalance_storm_throttles_each_member_client_and_needs_them(default_ps):
+    storm = det(client_id=None, group="tenant-a.billing", metric="rebalance_rate", baseline=0.0, observed=0.5,
+                signature=Signature.REBALANCE_STORM)
+    d = decide(storm, default_ps, View(), 100.0)
+    assert d.outcome is Outcome.UNPLANNABLE and "members' client-ids" in d.reason and not d.intents
+    storm.extra["client_ids"] = ["billing", "billing-2", "billing"]
+    d = decide(storm, default_ps, View(), 100.0)
+    assert d.outcome is Outcome.QUARANTINED and d.policy == "group-rebalance-storm"
+    assert [(i["target"], i["params"]) for i in d.intents] == [
+        ({"principal": "User:tenant-a", "client_id": c}, {"request_percentage": 5.0}) for c in ("billing", "billing-2")]
+
+
+def test_a_runaway_producer_still_gets_the_byte_rate_ladder_of_the_default_policy(default_ps):
+    d = decide(det(), default_ps, View(), 100.0)
+    assert d.policy == "tenant-runaway" and d.intents[0]["params"] == {"producer_byte_rate": 65536.0}

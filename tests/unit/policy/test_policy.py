@@ -26,7 +26,13 @@ MINIMAL = textwrap.dedent("""\
 
 def test_default_policy_loads_and_has_the_three_rungs():
     ps = load_policy(default_policy_path())
-    assert [type(r) for r in ps.policies[0].ladder] == [ThrottleRung, DenyAclRung, IsolatePodRung]
+    runaway = ps.first_match({"principal": "User:tenant-a", "client_id": "x"}, Signature.RUNAWAY_PRODUCER)
+    assert [type(r) for r in runaway.ladder] == [ThrottleRung, DenyAclRung, IsolatePodRung]
+    # storms are throttled by the quota made for them, not by a byte rate
+    storm = ps.first_match({"principal": "User:tenant-a"}, Signature.PARTITION_STORM)
+    assert storm.ladder[0].quota == "controller_mutation_rate"
+    group = ps.first_match({"principal": "User:tenant-a", "group": "g"}, Signature.REBALANCE_STORM)
+    assert group.ladder[0].quota == "request_percentage"
     assert ps.global_.protected.reason({"principal": "User:admin"}) is not None
     assert ps.global_.dry_run is False
 
@@ -106,6 +112,21 @@ def test_matching_is_first_match_with_globs():
     assert ps.first_match({"principal": "User:tenant-b"}).name == "rest"
     # A pattern other than '*' never matches a missing identity.
     assert ps.policies[0].match.matches({"principal": "User:tenant-a"}) is False
+
+
+def test_first_match_skips_policies_that_do_not_list_the_signature():
+    ps = parse_policy(textwrap.dedent("""\
+        policies:
+          - name: storms
+            signatures: [partition_storm]
+            ladder: [{action: throttle, quota: controller_mutation_rate, absolute: 2}]
+          - name: rest
+            ladder: [{action: throttle, absolute: 20}]
+        """), "x.yaml")
+    wl = {"principal": "User:tenant-a"}
+    assert ps.first_match(wl, Signature.PARTITION_STORM).name == "storms"
+    assert ps.first_match(wl, Signature.RUNAWAY_PRODUCER).name == "rest"
+    assert ps.first_match(wl).name == "storms"   # without a signature: the workload alone decides
 
 
 def test_reacts_to_signature_severity_confidence_and_probation_relief():
