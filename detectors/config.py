@@ -31,7 +31,10 @@ DEFAULT_TIERS: dict[Metric, TierParams] = {
     Metric.CONSUMER_LAG_GROWTH: TierParams(floor=100, min_excess=1_000, hold_s=30, recover_ratio=1.5),
     Metric.OFFSET_REWINDS: TierParams(floor=1, min_excess=1, abs_limit=5, hold_s=2),
     Metric.REWOUND_MESSAGES: TierParams(floor=1_000, min_excess=100_000, hold_s=2),
-    Metric.REBALANCE_RATE: TierParams(floor=0.01, min_excess=0.05, abs_limit=0.2, hold_s=20),
+    # rebalances of the last 20 s per second (guardian.ingest.admin_poller): a storm is 4 or more
+    # above normal; one member restarting (a leave and a join, 2-3 changes) stays under it. The
+    # window is the smoothing and most of the evidence, so a short average and hold on top
+    Metric.REBALANCE_RATE: TierParams(floor=0.01, min_excess=0.18, abs_limit=0.2, hold_s=2, tau_fast_s=1.0),
     Metric.GENERATION_CHURN: TierParams(floor=1, min_excess=3, hold_s=20),
     Metric.TOPIC_CREATION_RATE: TierParams(floor=0.1, min_excess=1, abs_limit=5),
     Metric.PARTITION_CREATION_RATE: TierParams(floor=1, min_excess=20, abs_limit=100),

@@ -162,7 +162,8 @@ class ConsumerClient(_Client):
 
 class GroupClient(_Client):
     """``members`` consumers in one group; while ``churn_every(now)`` gives a period, one member
-    leaves and a new one joins that often (each change is a rebalance)."""
+    leaves and a new one joins that often (each change is a rebalance). All members share one
+    client-id (``client.id`` of ``conf``), as the replicas of one application do."""
 
     def __init__(self, rec: Recorder, conf: dict[str, Any], topic: str, group: str, members: int,
                  stop: threading.Event, start_at: float, end_at: float,
@@ -179,10 +180,10 @@ class GroupClient(_Client):
             return
         consumers = []
         for i in range(self.members):
-            c = Consumer({**self.conf, "client.id": f"{self.rec.name}-m{i}"})
+            c = Consumer(self.conf)
             c.subscribe([self.topic])
             consumers.append(c)
-        last_churn, n = time.time(), self.members
+        last_churn = time.time()
         try:
             while self._running():
                 for c in consumers:
@@ -194,8 +195,7 @@ class GroupClient(_Client):
                 if period and now - last_churn >= period:
                     old = consumers.pop(0)
                     old.close()
-                    c = Consumer({**self.conf, "client.id": f"{self.rec.name}-m{n}"})
-                    n += 1
+                    c = Consumer(self.conf)
                     c.subscribe([self.topic])
                     consumers.append(c)
                     last_churn = now

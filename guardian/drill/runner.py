@@ -61,9 +61,6 @@ class Incident:
     def matches(self, workload: dict[str, Any], signature: str | None = None) -> bool:
         if workload.get("client_id") in self.client_ids or workload.get("group") in self.groups:
             return True
-        cid = workload.get("client_id") or ""
-        if any(cid.startswith(g + "-m") for g in self.client_ids):   # group members: <client-id>-m<n>
-            return True
         return self.signature_only is not None and signature == self.signature_only
 
 
@@ -218,7 +215,8 @@ def policy_file_for(scenario: Scenario, path: Path, client_prefix: str | None = 
     """The default (or the scenario's) policy with the scenario's overrides, validated.
 
     ``client_prefix`` restricts every policy to the run's own client-ids, so drills sharing a
-    broker never act on each other's clients (not for group runaways: a group has no client-id).
+    broker never act on each other's clients (not for group or partition-storm runaways: their
+    workloads have no client-id).
     """
     from guardian.policy import default_policy_path, load_policy
 
@@ -249,9 +247,10 @@ def guardian_env(ctx: RunContext, extra: dict[str, str] | None = None, isolate: 
     api_port, metrics_port = free_port(), free_port()
     det_file = ctx.out_dir / f"detectors-{ctx.mode}.yaml"
     det_file.write_text(yaml.safe_dump(sc.guardian.detectors or {}))
-    groups = any(c.kind == "group" for t in sc.tenants for c in t.clients)
+    # a group or a tenant's partition storm is a workload without a client-id: no prefix can match it
+    no_client_id = any(c.kind in ("group", "admin") for t in sc.tenants for c in t.clients)
     pol_file = policy_file_for(sc, ctx.out_dir / f"policy-{ctx.mode}.yaml",
-                               client_prefix=None if (groups or not isolate) else f"drill-{ctx.run_id}-")
+                               client_prefix=None if (no_client_id or not isolate) else f"drill-{ctx.run_id}-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
     env.update(ep.exports())
     env.update({
@@ -438,7 +437,7 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
     elif c.kind == "group":
         assert inc is not None and r is not None
         group = next(iter(g for g in inc.groups if g.endswith(f"-g{inc.index}")))
-        out.append(GroupClient(rec, conf, topic, group, c.members, stop, start, end,
+        out.append(GroupClient(rec, cconf, topic, group, c.members, stop, start, end,
                                churn_every=_during(inc.onset, inc.end, r.every_s)))
     elif c.kind == "admin":
         assert inc is not None and r is not None

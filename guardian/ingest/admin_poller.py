@@ -9,8 +9,10 @@
 * members per group; generation churn = how often the group's membership or
   assignment changed (the Admin API does not expose the classic generation
   id, so a change of the member/assignment fingerprint stands for a new
-  generation), and the rebalance rate is that churn per second, counting a
-  poll that finds the group mid-rebalance;
+  generation), counting a poll that finds the group mid-rebalance; the
+  rebalance rate is the churn of the last ``rebalance_window_s`` (20 s, or
+  the poll interval when longer) per second, so a storm (a change at every
+  poll) climbs while one member restarting (a leave and a join) stays low;
 * topic and partition creations per second, attributed to the topic's owner
   when an ``owner`` function knows it (else the cluster).
 
@@ -67,8 +69,11 @@ def tenant_prefix_owner(tenants: Iterable[str]) -> Owner:
 class GroupTracker:
     """Keeps the previous snapshot and derives lag, growth, rewinds, churn and creation rates."""
 
-    def __init__(self, cluster: str = "default", owner: Owner | None = None) -> None:
+    def __init__(self, cluster: str = "default", owner: Owner | None = None,
+                 rebalance_window_s: float = 20.0) -> None:
         self.cluster = cluster
+        self.rebalance_window_s = rebalance_window_s
+        self._changes: dict[str, list[tuple[float, int]]] = {}   # group -> (poll ts, changes) in the window
         self.owner: Owner = owner or (lambda name: None)
         self._prev_ts: float | None = None
         self._lag: dict[str, int] = {}
@@ -87,6 +92,7 @@ class GroupTracker:
             self._committed.pop(gone, None)
             self._lag.pop(gone, None)
             self._fingerprint.pop(gone, None)
+            self._changes.pop(gone, None)
         out.extend(self._topic_counts(snap, dt))
         self._prev_ts = snap.ts
         return out
@@ -129,7 +135,11 @@ class GroupTracker:
             changed = int(fingerprint != before) + int(g.state.upper() in _REBALANCING and fingerprint == before)
             out.append(self._s(ts, gw, Metric.GENERATION_CHURN, changed))
             if dt:
-                out.append(self._s(ts, gw, Metric.REBALANCE_RATE, changed / dt))
+                window = max(self.rebalance_window_s, dt)
+                recent = [(t, c) for t, c in self._changes.get(g.group_id, []) if t > ts - window]
+                recent.append((ts, changed))
+                self._changes[g.group_id] = recent
+                out.append(self._s(ts, gw, Metric.REBALANCE_RATE, sum(c for _, c in recent) / window))
         self._fingerprint[g.group_id] = fingerprint
         return out
 

@@ -60,10 +60,15 @@ def test_membership_changes_count_as_generation_churn() -> None:
     assert values(same, Metric.GENERATION_CHURN) == [(0.0, {})]
     joined = t.observe(snap(10.0, c, e, members=(M1, M2)))
     assert values(joined, Metric.GENERATION_CHURN) == [(1.0, {})]
-    assert values(joined, Metric.REBALANCE_RATE) == [(pytest.approx(0.2), {})]
+    # rebalances in the last 20 s (the window), per second
+    assert values(joined, Metric.REBALANCE_RATE) == [(pytest.approx(1 / 20), {})]
     # same members but caught mid-rebalance still counts
     mid = t.observe(snap(15.0, c, e, members=(M1, M2), state="PREPARING_REBALANCING"))
     assert values(mid, Metric.GENERATION_CHURN) == [(1.0, {})]
+    assert values(mid, Metric.REBALANCE_RATE) == [(pytest.approx(2 / 20), {})]
+    # a poll interval longer than the window is the window
+    later = t.observe(snap(45.0, c, e, members=(M1,)))
+    assert values(later, Metric.REBALANCE_RATE) == [(pytest.approx(1 / 30), {})]
 
 
 def test_topic_and_partition_creation_rates_by_owner() -> None:
