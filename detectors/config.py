@@ -52,6 +52,10 @@ DEFAULT_TIERS: dict[Metric, TierParams] = {
 @dataclass(frozen=True)
 class SignatureSettings:
     tenant_share: float = 0.5          # share of a producer's excess that must show in its tenant's total
+    # a tenant's workload that stopped (level ~0, or unseen) this long before a rise began is not
+    # where that rise's traffic came from: failovers hand over within seconds to a consumer session
+    # timeout (45 s by default), a stopped client's frozen baseline would otherwise count for ~1 h
+    failover_window_s: float = 60.0
     retry_bpr_drop: float = 0.7        # bytes per request below this share of normal = smaller requests
     retry_request_rise: float = 1.5
     retry_error_rise: float = 2.0

@@ -22,6 +22,11 @@ columns of float64 arrays, so a batch of samples is one vectorised pass:
   minus ``noise_k`` standard errors (``vol``) must still clear ``strong_ratio``.
   A quiet series fires a 3x step in ~6 s; a noisy one needs more samples, so a
   benign burst on 25 % noise is not taken for a runaway.
+* ``quiet_ts`` (since when ``fast`` has been at most ``floor``: a stopped
+  workload) and ``rise_ts`` (since when the hold or the CUSUM has been
+  gathering evidence), so the pipeline can tell traffic that moved between a
+  tenant's workloads at about the same time (a failover) from a rise next to
+  clients that stopped long before;
 * with ``seasonal`` (off in the default configuration), a ``DailyProfile``
   (``detectors.seasonal``) per series: once it knows 2 full days, the ratio
   tests use ``max(base, the profile at this time of day)``; it learns outside
@@ -74,6 +79,8 @@ class TierParams:
 _COLUMNS: dict[str, float] = {
     "n": 0.0, "last_ts": np.nan, "fast": np.nan, "base": np.nan, "slope": 0.0, "dev": 0.0,
     "vol": np.nan, "cusum": 0.0, "hit_s": 0.0, "alarm": 0.0, "onset_ts": np.nan, "peak": 0.0,
+    "quiet_ts": np.nan,  # since when the level has been at ~0 (at most ``floor``); NaN while it is not
+    "rise_ts": np.nan,   # since when the hold or the CUSUM has been gathering evidence; NaN while neither
 }
 
 
@@ -161,6 +168,7 @@ class FastTierDetector(Detector):
         for name in ("slope", "cusum", "hit_s", "alarm", "peak"):
             c[name][slot] = 0.0
         c["onset_ts"][slot] = np.nan
+        c["rise_ts"][slot] = np.nan
 
     def reset(self, slots: np.ndarray) -> None:
         """Forget series (an evicted workload); their slots may be reused."""
@@ -201,6 +209,8 @@ class FastTierDetector(Detector):
         alarm = c["alarm"][s] > 0
         onset_ts = c["onset_ts"][s]
         peak = c["peak"][s]
+        quiet_ts = c["quiet_ts"][s]
+        rise_ts = c["rise_ts"][s]
 
         first = n == 0
         pri = np.full(len(s), np.nan) if prior is None else np.asarray(prior, dtype=np.float64).reshape(-1)
@@ -265,6 +275,12 @@ class FastTierDetector(Detector):
         cusum = np.where(recovered, 0.0, cusum)
         hit_s = np.where(recovered, 0.0, hit_s)
         duration = np.where(new_alarm | onset, t - onset_ts, 0.0)
+        # when a stopped workload went to ~0, and when this rise began (a CUSUM onset reports no
+        # duration): the pipeline tells a failover (one stops as the other rises) from a runaway
+        quiet = fast <= p.floor
+        quiet_ts = np.where(ok, np.where(quiet, np.where(np.isfinite(quiet_ts), quiet_ts, t), np.nan), quiet_ts)
+        rising = (hit_s > 0) | (cusum > 0)
+        rise_ts = np.where(ok, np.where(rising, np.where(np.isfinite(rise_ts), rise_ts, t - hit_s), np.nan), rise_ts)
 
         # learn the normal level only from samples outside an alarm, clipped against spikes
         learn = ok & ~new_alarm
@@ -304,6 +320,8 @@ class FastTierDetector(Detector):
             c["alarm"][s] = new_alarm
             c["onset_ts"][s] = onset_ts
             c["peak"][s] = peak
+            c["quiet_ts"][s] = quiet_ts
+            c["rise_ts"][s] = rise_ts
             okk = np.nonzero(ok)[0]
             if len(okk):
                 col = (n[okk].astype(np.int64)) % p.evidence

@@ -283,7 +283,9 @@ class DetectorPipeline:
         if signature is Signature.RUNAWAY_PRODUCER:
             # a failover moves traffic between a tenant's workloads; a runaway adds to the tenant's total
             t = table.tenant[slot]
-            tenant_excess = float(table.tenant_fast[t] - table.tenant_base[t])
+            rise = np.fmin(table.detector.state.cols["rise_ts"][slot], ts - float(step.duration_s[i]))
+            tenant_excess = float(table.tenant_fast[t] - table.tenant_base[t]) - self._gone_excess(
+                table, t, float(rise) - cfg.failover_window_s)
             share = tenant_excess / max(fast - base, 1e-9)
             extra["tenant_excess_share"] = round(share, 3)
             if share < cfg.tenant_share and not step.young[i] and fast < table.detector.params.abs_limit:
@@ -305,6 +307,24 @@ class DetectorPipeline:
             confidence=round(float(confidence), 3), workload=workload.as_dict(), metric=metric.value,
             baseline=base, observed=fast, ratio=ratio, duration_s=duration,
             evidence=table.detector.evidence(slot), detector=table.detector.name, extra=extra)
+
+    @staticmethod
+    def _gone_excess(table: _MetricTable, tenant: int, before: float) -> float:
+        """The part of a tenant's excess owed to its workloads that stopped before ``before``.
+
+        A stopped workload keeps its baseline for about ``tau_base_s`` while its level is ~0, so
+        without this every later rise in its tenant would look like traffic that moved to it
+        (a failover). Traffic moves at about the same time it stops; one that went quiet, or
+        was last seen, before ``before`` did not move to this rise. Scans the tenant's slots:
+        it runs only at a producer onset.
+        """
+        c = table.detector.state.cols
+        n = len(table.workloads)
+        mine = (table.tenant[:n] == tenant) & (c["n"][:n] > 0)
+        gone = mine & ((c["quiet_ts"][:n] < before) | (c["last_ts"][:n] < before))
+        if not gone.any():
+            return 0.0
+        return float(np.nansum(c["fast"][:n][gone]) - np.nansum(c["base"][:n][gone]))
 
     def _bytes_per_request_ratio(self, workload: Workload) -> float | None:
         direct = self._view(Metric.BYTES_PER_REQUEST, workload)

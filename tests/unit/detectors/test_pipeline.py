@@ -61,6 +61,25 @@ def test_a_failover_inside_a_tenant_is_not_a_runaway() -> None:
     assert feed(pipe, 0, 2400, series) == []
 
 
+def test_clients_that_stopped_long_before_do_not_offset_a_new_clients_rise() -> None:
+    # a tenant restarts its producer under a new client-id each time (the drill's repeats): the
+    # stopped ones report 0 against a baseline that takes ~an hour to decay; they moved nothing
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    gone = {(wl("t2b", f"old-{k}"), BYTES): (lambda t: 2e5 if t < 600 else 0.0) for k in range(3)}
+    new = wl("t2b", "new")
+    dets = feed(pipe, 0, 1000, {**gone, (new, BYTES): lambda t: 1e6 if t >= 900 else 2e5})
+    assert [d.workload["client_id"] for d in dets] == ["new"]
+    assert dets[0].extra["tenant_excess_share"] > 0.9 and dets[0].confidence > 0.7
+
+
+@pytest.mark.parametrize("gap_s", [0, 30])
+def test_a_failover_after_the_primary_stopped_shortly_before_is_still_not_a_runaway(gap_s: int) -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    a, b = wl("t2c", "primary"), wl("t2c", "standby")
+    series = {(a, BYTES): lambda t: 0.0 if t >= 900 - gap_s else 2e6, (b, BYTES): lambda t: 4e6 if t >= 900 else 2e6}
+    assert feed(pipe, 0, 2400, series) == []
+
+
 def test_cold_start_judges_a_new_workload_against_its_tenant_peers_from_the_start() -> None:
     pipe = DetectorPipeline(clock=lambda: 0.0)
     feed(pipe, 0, 600, peers("t3", 5, 1e6))
@@ -144,3 +163,47 @@ def test_columnar_batches_give_the_same_detections_as_samples() -> None:
         da += a.process(samples)
         db += b.process_batches([SampleBatch.of(samples)])
     assert len(da) == 1 and [d.to_dict() for d in da] == [d.to_dict() for d in db]
+
+
+def _windowed(per_second: dict[int, float], t: float) -> float:
+    """The broker's quota byte rate: bytes of the last 11 one-second windows over >= 10 s."""
+    lo = int(t) - 10
+    return sum(per_second.get(k, 0.0) for k in range(lo, int(t) + 1)) / max(t - lo, 10.0)
+
+
+def test_a_rewinding_consumer_is_caught_within_8s_in_every_repeat_of_a_drill() -> None:
+    # the incident drill's shape: 3 repeats 70 s apart, each a fresh client-id of one tenant that
+    # reads 200 KB/s for 30 s, then re-reads a ~40 MB topic every 5 s, then stops (reports 0);
+    # scraped every 1.3-1.8 s, 20 samples to warm up, so each new client is barely warm at onset
+    rng = np.random.default_rng(7)
+    cfg = DetectorConfig.from_dict({"tiers": {"fetch_byte_rate": {"warm_n": 20}}})
+    pipe = DetectorPipeline(cfg, clock=lambda: 0.0)
+    onsets = [30 + 70 * k for k in range(3)]
+    per_client = []
+    for k, onset in enumerate(onsets):
+        b = {s: 2e5 * rng.uniform(0.9, 1.1) for s in range(onset - 26, onset)}   # joins ~4 s late
+        b.update({s: 2e5 + (4e7 + 2e5 * s if (s - onset) % 5 == 0 else 0.0) for s in range(onset, onset + 30)})
+        per_client.append((wl("t10", f"replay-r{k}"), b, onset - 26))
+    first: dict[str, float] = {}
+    t = 0.0
+    while t < 210:
+        batch = [Sample(ts=t, workload=w, metric=Metric.FETCH_BYTE_RATE, value=_windowed(b, t))
+                 for w, b, start in per_client if t >= start]
+        for d in pipe.process(batch):
+            first.setdefault(d.workload["client_id"], d.ts)
+        t += rng.uniform(1.3, 1.8)
+    delays = [first[f"replay-r{k}"] - onset for k, onset in enumerate(onsets)]
+    assert all(0 < d <= 8 for d in delays), delays
+
+
+def test_a_snapshot_from_before_the_quiet_and_rise_columns_restores() -> None:
+    w = wl("t11", "old-snapshot")
+    a = DetectorPipeline(clock=lambda: 0.0)
+    feed(a, 0, 600, {(w, BYTES): lambda t: 1e6})
+    state = a.snapshot_workload(w)
+    for series in state["series"].values():
+        series.pop("quiet_ts"), series.pop("rise_ts")
+    b = DetectorPipeline(clock=lambda: 0.0)
+    b.restore_workload(state)
+    dets = feed(b, 600, 700, {(w, BYTES): lambda t: 5e6 if t >= 650 else 1e6})
+    assert len(dets) == 1 and dets[0].extra["tenant_excess_share"] > 0.9
