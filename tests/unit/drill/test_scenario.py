@@ -74,7 +74,8 @@ def test_report_phases_latency_and_timings_from_recorded_data() -> None:
          "detection": {"signature": "runaway_producer"},
          "actions": [{"kind": "quota", "params": {}, "status": "reverted",
                       "history": [{"ts": onset + 6.0, "status": "applied"}, {"ts": onset + 6.5, "status": "verified"}]}]}
-    det = {"workload": {"client_id": "run-a"}, "signature": "runaway_producer", "published_at": onset + 5.0}
+    det = {"workload": {"client_id": "run-a"}, "signature": "runaway_producer", "published_at": onset + 5.0,
+           "ts": onset + 3.5}
     ctx = _Ctx([benign, runaway], [inc], sc, [q], [det])
     b = benign_stats(ctx)["tenant-b"]
     assert b["before"]["p99_ms"] == pytest.approx(10.0)
@@ -82,6 +83,8 @@ def test_report_phases_latency_and_timings_from_recorded_data() -> None:
     assert b["p99_ratio_during_vs_before"] == pytest.approx(3.0)
     i = incident_stats(ctx)[0]
     assert i["onset_to_detection_s"] == pytest.approx(5.0)
+    # the detector fired on the sample of onset + 3.5 s; publishing took the other 1.5 s
+    assert (i["onset_to_detector_fired_s"], i["fired_to_published_s"]) == (pytest.approx(3.5), pytest.approx(1.5))
     assert i["onset_to_verified_action_s"] == pytest.approx(6.5)
     assert set(headline({})) == {"onset_to_verified_action_p50_s", "onset_to_verified_action_p95_s",
                                  "benign_p99_ratio_on", "benign_p99_ratio_off", "false_actions"}
