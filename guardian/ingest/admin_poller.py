@@ -9,7 +9,7 @@
 * members per group; generation churn = how often the group's membership or
   assignment changed (the Admin API does not expose the classic generation
   id, so a change of the member/assignment fingerprint stands for a new
-  generation), counting a poll that finds the group mid-rebalance; the
+  generation), or a poll that finds the group entering a rebalance; the
   rebalance rate is the churn of the last ``rebalance_window_s`` (20 s, or
   the poll interval when longer) per second, so a storm (a change at every
   poll) climbs while one member restarting (a leave and a join) stays low;
@@ -79,6 +79,7 @@ class GroupTracker:
         self._lag: dict[str, int] = {}
         self._committed: dict[str, dict[tuple[str, int], int]] = {}
         self._fingerprint: dict[str, tuple] = {}
+        self._rebalancing: dict[str, bool] = {}
         self._topics: dict[str, int] | None = None
 
     def observe(self, snap: ClusterSnapshot) -> list[Sample]:
@@ -93,6 +94,7 @@ class GroupTracker:
             self._lag.pop(gone, None)
             self._fingerprint.pop(gone, None)
             self._changes.pop(gone, None)
+            self._rebalancing.pop(gone, None)
         out.extend(self._topic_counts(snap, dt))
         self._prev_ts = snap.ts
         return out
@@ -131,8 +133,13 @@ class GroupTracker:
         out.append(self._s(ts, gw, Metric.GROUP_MEMBERS, len(g.members)))
         fingerprint = tuple(sorted(g.members))
         before = self._fingerprint.get(g.group_id)
+        rebalancing = g.state.upper() in _REBALANCING
+        was_rebalancing = self._rebalancing.get(g.group_id, False)
+        self._rebalancing[g.group_id] = rebalancing
         if before is not None:
-            changed = int(fingerprint != before) + int(g.state.upper() in _REBALANCING and fingerprint == before)
+            # one rebalance is one change: a new membership, or entering a rebalance with the same
+            # members; polls that find the same rebalance still going do not count it again
+            changed = int(fingerprint != before or (rebalancing and not was_rebalancing))
             out.append(self._s(ts, gw, Metric.GENERATION_CHURN, changed))
             if dt:
                 window = max(self.rebalance_window_s, dt)

@@ -66,8 +66,11 @@ def test_membership_changes_count_as_generation_churn() -> None:
     mid = t.observe(snap(15.0, c, e, members=(M1, M2), state="PREPARING_REBALANCING"))
     assert values(mid, Metric.GENERATION_CHURN) == [(1.0, {})]
     assert values(mid, Metric.REBALANCE_RATE) == [(pytest.approx(2 / 20), {})]
+    # the same rebalance found again by the next poll is not another one
+    still = t.observe(snap(17.0, c, e, members=(M1, M2), state="PREPARING_REBALANCING"))
+    assert values(still, Metric.GENERATION_CHURN) == [(0.0, {})]
     # a poll interval longer than the window is the window
-    later = t.observe(snap(45.0, c, e, members=(M1,)))
+    later = t.observe(snap(47.0, c, e, members=(M1,)))
     assert values(later, Metric.REBALANCE_RATE) == [(pytest.approx(1 / 30), {})]
 
 
