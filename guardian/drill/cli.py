@@ -31,7 +31,7 @@ def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off
     """Both runs on the same broker (the embedded default or KAFKA_BOOTSTRAP_SERVERS), then the report."""
     from guardian.dev.stack import DevStack
     from guardian.drill.report import summarize, write_report
-    from guardian.drill.runner import run_once
+    from guardian.drill.runner import run_once, warm_broker
     from guardian.drill.scenario import load_scenario
     from guardian.settings import GuardianSettings
 
@@ -41,6 +41,7 @@ def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off
     if missing:
         raise typer.BadParameter(f"the broker has no credentials for tenants {missing}; it knows {sorted(ep.tenants)}")
     runs: dict[str, Any] = {"off": None, "on": None}
+    warm_broker(ep.kafka_bootstrap_servers)
     for mode in modes:
         runs[mode] = run_once(scenario, ep, mode, out_dir / mode, say=say)
     start = machine(command)

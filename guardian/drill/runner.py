@@ -315,6 +315,30 @@ def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
                 raise SetupError(f"cannot create topic {t}: {exc}") from exc
 
 
+def warm_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
+    """Make the broker create ``__consumer_offsets`` (50 partitions) now, not when the first run's
+    first group commits: on a fresh broker that stalls every producer for seconds and would land
+    in the first run's "before" latency."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    topic = f"drill-warmup-{uuid.uuid4().hex[:6]}"
+    create_topics(bootstrap, {topic: 1})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "enable.auto.commit": False})
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                c.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+                return
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise SetupError(f"the broker did not take a consumer-group commit in {timeout_s:.0f}s: {exc}")
+                time.sleep(0.5)
+    finally:
+        c.close()
+        delete_topics(bootstrap, [topic])
+
+
 def delete_topics(bootstrap: str, topics: list[str]) -> None:
     from confluent_kafka.admin import AdminClient
 
