@@ -36,8 +36,11 @@ DEFAULT_TIERS: dict[Metric, TierParams] = {
     # window is the smoothing and most of the evidence, so a short average and hold on top
     Metric.REBALANCE_RATE: TierParams(floor=0.01, min_excess=0.18, abs_limit=0.2, hold_s=2, tau_fast_s=1.0),
     Metric.GENERATION_CHURN: TierParams(floor=1, min_excess=3, hold_s=20),
-    Metric.TOPIC_CREATION_RATE: TierParams(floor=0.1, min_excess=1, abs_limit=5),
-    Metric.PARTITION_CREATION_RATE: TierParams(floor=1, min_excess=20, abs_limit=100),
+    # one series per principal (no peers to start from) whose normal is ~0: learning it takes a
+    # few polls, not the 120 samples of a client's byte rate (a young series learns from what it
+    # sees, so a storm in the first minutes after a restart would become its own baseline)
+    Metric.TOPIC_CREATION_RATE: TierParams(floor=0.1, min_excess=1, abs_limit=5, warm_n=5),
+    Metric.PARTITION_CREATION_RATE: TierParams(floor=1, min_excess=20, abs_limit=100, warm_n=5),
     # tracked for context and the retry-storm test, never a detection on their own
     Metric.BYTES_PER_REQUEST: TierParams(floor=100, min_excess=float("inf")),
     Metric.REQUEST_TIME_SHARE: TierParams(floor=1, min_excess=float("inf")),

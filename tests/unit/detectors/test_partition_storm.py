@@ -24,3 +24,19 @@ def test_a_second_partition_storm_is_detected_although_the_first_left_twice_the_
     assert all(d.workload.get("principal") == "User:tenant-a" for _, d in onsets)
     # the first storm leaves 1,700 partitions (3.4x): the count alone must not keep the tenant "in a storm"
     assert [any(s <= t < e + 10 for t in storm_onsets) for s, e in storms] == [True, True]
+
+
+def test_a_storm_soon_after_the_guardian_starts_is_detected() -> None:
+    """The principal's series is young then: it must not learn the storm as its normal."""
+    for poll_s in (2, 15):
+        tracker = GroupTracker(owner=tenant_prefix_owner(["tenant-a"]))
+        pipe = DetectorPipeline(clock=lambda: 0.0)
+        topics = {"tenant-a.orders": 3, "shared.metrics": 12}
+        onsets = []
+        for t in range(0, 120 + 4 * poll_s, poll_s):
+            if 10 * poll_s <= t < 10 * poll_s + 30:
+                for k in range(2 * poll_s):                   # 2 topics of 20 partitions a second
+                    topics[f"tenant-a.storm-{t}-{k}"] = 20
+            onsets += [t for d in pipe.process(tracker.observe(ClusterSnapshot(ts=float(t), topics=dict(topics))))
+                       if d.signature is Signature.PARTITION_STORM]
+        assert onsets and onsets[0] <= 10 * poll_s + max(4, poll_s), (poll_s, onsets)
