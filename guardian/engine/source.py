@@ -35,22 +35,35 @@ class KafkaDetectionSource:
 
         try:
             if self._pending:
-                self._consumer.commit(asynchronous=False)
-                self._pending = False
+                self._commit()
             msgs = self._consumer.consume(self.max_batch, timeout=timeout_s)
         except KafkaException as exc:
             raise TemporaryError(f"detections: {exc}") from exc
         out = []
+        records = 0
         for m in msgs:
             if m.error():
+                # e.g. the topic not created yet: an event, not a record; nothing to commit for it
                 log.warning("detections: %s", m.error())
                 continue
+            records += 1
             try:
                 out.append(Detection.from_dict(json.loads(m.value())))
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("undecodable detection at %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), exc)
-        self._pending = bool(msgs)
+        self._pending = records > 0
         return out
+
+    def _commit(self) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            # the offsets are already committed (e.g. after a rebalance): nothing is lost by moving on
+            if not (exc.args and exc.args[0].code() == KafkaError._NO_OFFSET):
+                raise
+        self._pending = False
 
     def close(self) -> None:
         self._consumer.close()

@@ -51,3 +51,34 @@ def test_run_forever_consumes_detections_and_acts(make_engine, quota, quota_admi
         engine.lease.release()
     assert not t.is_alive()
     assert any(r["type"] == "decision" and r["decision"]["detection_id"] == det.id for r in read_audit())
+
+
+def test_a_source_subscribed_before_its_topic_exists_reads_once_it_does(bootstrap, unique):
+    """The 'topic not available' event is not a record: it must not leave a commit pending that
+    can never succeed (found in a drill: the engine then retried that commit forever)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from guardian.errors import TemporaryError
+
+    topic = f"guardian.detections.late-{unique}"
+    source = KafkaDetectionSource({"bootstrap.servers": bootstrap, "topic.metadata.refresh.interval.ms": 500},
+                                  topic, group_id=f"engine-{unique}")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        source.poll(2.0)   # the subscription finds no topic
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+        det = detection("late-client")
+        p = Producer({"bootstrap.servers": bootstrap})
+        p.produce(topic, value=json.dumps(det.to_dict()).encode())
+        p.flush(15)
+        got, errors, deadline = [], [], time.monotonic() + 60
+        while not got and time.monotonic() < deadline:
+            try:
+                got = source.poll(0.5)
+            except TemporaryError as exc:
+                errors.append(str(exc))
+        assert [d.id for d in got] == [det.id], errors[-3:]
+        source.poll(0.5)   # commits what it read, without an error
+    finally:
+        source.close()
+        admin.delete_topics([topic])
