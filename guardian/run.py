@@ -246,12 +246,15 @@ def _escalation(settings: GuardianSettings, metrics: Any) -> tuple[Any, Any] | N
 
 
 def pod_resolver_for(pod: Any, namespaces: list[str]) -> Callable[[dict[str, str]], tuple[str, str] | None] | None:
-    """Find the pod running a workload by its client-id/principal annotations (the first match)."""
+    """Find the pod running a workload by its client-id/principal annotations (the first match).
+
+    Only a client names a pod: a principal-wide or group workload (a partition or rebalance
+    storm) resolves to none, never to whichever of the principal's pods sorts first."""
     if not namespaces:
         return None
 
     def resolve(workload: dict[str, str]) -> tuple[str, str] | None:
-        if not (workload.get("client_id") or workload.get("principal")):
+        if not workload.get("client_id"):
             return None
         refs = pod.find_pods(namespaces, client_id=workload.get("client_id"), principal=workload.get("principal"))
         return (refs[0].namespace, refs[0].pod) if refs else None

@@ -85,3 +85,31 @@ def test_no_pod_found_leaves_the_rung_unplannable(kubernetes, redis_url) -> None
         assert "pod" in decision.reason
     finally:
         api.close()
+
+
+def test_a_workload_without_a_client_id_never_picks_one_of_the_principals_pods(kubernetes, redis_url) -> None:
+    """A tenant-wide detection (a partition storm) or a group names no single pod: isolating
+    whichever pod of the principal sorts first would hit an innocent application."""
+    ns = kubernetes.namespace
+    cid = f"bystander-{uuid.uuid4().hex[:6]}"
+    name = f"{cid}-0"
+    core = CoreV1Api(kubernetes.admin)
+    core.create_namespaced_pod(ns, tenant_pod(name, {"team": "tenant-y"}, cid, "User:tenant-y"))
+    api = kubernetes.guardian_client()
+    pod = PodActuator(api)
+    engine = ActionEngine(Ledger(redis.Redis.from_url(redis_url), prefix=f"podrung-{uuid.uuid4().hex[:6]}"),
+                          parse_policy(POLICY), {"pod": pod}, pod_resolver=pod_resolver_for(pod, [ns]))
+    try:
+        assert pod.find_pods([ns], principal="User:tenant-y"), "a pod of the principal exists"
+        for workload in ({"principal": "User:tenant-y"}, {"principal": "User:tenant-y", "group": "tenant-y.g"}):
+            det = Detection(id=f"d-{uuid.uuid4().hex[:6]}", ts=time.time(), signature=Signature.PARTITION_STORM,
+                            severity=Severity.HIGH, confidence=0.9, workload=workload,
+                            metric="partition_creation_rate", baseline=0.0, observed=40.0, ratio=41.0,
+                            duration_s=30.0)
+            decision = engine.handle(det)
+            assert decision.outcome is Outcome.UNPLANNABLE and "pod" in decision.reason, decision
+        labels = core.read_namespaced_pod(name, ns).metadata.labels or {}
+        assert not any(k.startswith("guardian.kafka/quarantine") for k in labels), labels
+    finally:
+        api.close()
+        core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
