@@ -6,13 +6,13 @@
   group's total; lag growth = change of the total per second;
 * a rewind is a committed offset that moved backwards between two polls; the
   distance is the number of messages the group will read again;
-* members per group; generation churn = how often the group's membership or
-  assignment changed (the Admin API does not expose the classic generation
-  id, so a change of the member/assignment fingerprint stands for a new
-  generation), or a poll that finds the group entering a rebalance; the
-  rebalance rate is the churn of the last ``rebalance_window_s`` (20 s, or
-  the poll interval when longer) per second, so a storm (a change at every
-  poll) climbs while one member restarting (a leave and a join) stays low;
+* members per group; generation churn = rebalances since the last poll: each
+  member that joined or left is one (each forces a rebalance); else a new
+  assignment, or a poll that finds the group entering a rebalance, is one
+  (the Admin API does not expose the classic generation id); the rebalance
+  rate is the churn of the last ``rebalance_window_s`` (20 s, or the poll
+  interval when longer) per second, so a storm climbs while one member
+  restarting (a leave and a join) stays low;
 * topic and partition creations per second, attributed to the topic's owner
   when an ``owner`` function knows it (else the cluster).
 
@@ -137,9 +137,11 @@ class GroupTracker:
         was_rebalancing = self._rebalancing.get(g.group_id, False)
         self._rebalancing[g.group_id] = rebalancing
         if before is not None:
-            # one rebalance is one change: a new membership, or entering a rebalance with the same
-            # members; polls that find the same rebalance still going do not count it again
-            changed = int(fingerprint != before or (rebalancing and not was_rebalancing))
+            # every member that joined or left forced a rebalance of its own; else a new assignment, or
+            # entering a rebalance with the same members, is one; a poll that finds the same
+            # rebalance still going does not count it again
+            joined_or_left = len({m[0] for m in fingerprint} ^ {m[0] for m in before})
+            changed = joined_or_left or int(fingerprint != before or (rebalancing and not was_rebalancing))
             out.append(self._s(ts, gw, Metric.GENERATION_CHURN, changed))
             if dt:
                 window = max(self.rebalance_window_s, dt)

@@ -36,16 +36,24 @@ policies:
 """
 
 
-def test_detection_without_a_pod_isolates_the_annotated_pod_and_release_reverts(kubernetes, redis_url) -> None:
+
+def _tenant_pod_and_engine(kubernetes, redis_url: str, prefix: str, tenant: str):
+    """A pod annotated as (User:<tenant>, a fresh client-id) and an engine that may isolate pods."""
     ns = kubernetes.namespace
-    cid = f"runaway-{uuid.uuid4().hex[:6]}"
+    cid = f"{prefix}-{uuid.uuid4().hex[:6]}"
     name = f"{cid}-0"
     core = CoreV1Api(kubernetes.admin)
-    core.create_namespaced_pod(ns, tenant_pod(name, {"team": "tenant-x"}, cid, "User:tenant-x"))
+    core.create_namespaced_pod(ns, tenant_pod(name, {"team": tenant}, cid, f"User:{tenant}"))
     api = kubernetes.guardian_client()
     pod = PodActuator(api)
     engine = ActionEngine(Ledger(redis.Redis.from_url(redis_url), prefix=f"podrung-{uuid.uuid4().hex[:6]}"),
                           parse_policy(POLICY), {"pod": pod}, pod_resolver=pod_resolver_for(pod, [ns]))
+    return cid, name, core, api, pod, engine
+
+
+def test_detection_without_a_pod_isolates_the_annotated_pod_and_release_reverts(kubernetes, redis_url) -> None:
+    ns = kubernetes.namespace
+    cid, name, core, api, pod, engine = _tenant_pod_and_engine(kubernetes, redis_url, "runaway", "tenant-x")
     det = Detection(id=f"d-{cid}", ts=time.time(), signature=Signature.RUNAWAY_PRODUCER, severity=Severity.HIGH,
                     confidence=0.9, workload={"principal": "User:tenant-x", "client_id": cid},
                     metric="produce_byte_rate", baseline=1e5, observed=1e6, ratio=10.0, duration_s=30.0)
@@ -91,14 +99,7 @@ def test_a_workload_without_a_client_id_never_picks_one_of_the_principals_pods(k
     """A tenant-wide detection (a partition storm) or a group names no single pod: isolating
     whichever pod of the principal sorts first would hit an innocent application."""
     ns = kubernetes.namespace
-    cid = f"bystander-{uuid.uuid4().hex[:6]}"
-    name = f"{cid}-0"
-    core = CoreV1Api(kubernetes.admin)
-    core.create_namespaced_pod(ns, tenant_pod(name, {"team": "tenant-y"}, cid, "User:tenant-y"))
-    api = kubernetes.guardian_client()
-    pod = PodActuator(api)
-    engine = ActionEngine(Ledger(redis.Redis.from_url(redis_url), prefix=f"podrung-{uuid.uuid4().hex[:6]}"),
-                          parse_policy(POLICY), {"pod": pod}, pod_resolver=pod_resolver_for(pod, [ns]))
+    cid, name, core, api, pod, engine = _tenant_pod_and_engine(kubernetes, redis_url, "bystander", "tenant-y")
     try:
         assert pod.find_pods([ns], principal="User:tenant-y"), "a pod of the principal exists"
         for workload in ({"principal": "User:tenant-y"}, {"principal": "User:tenant-y", "group": "tenant-y.g"}):

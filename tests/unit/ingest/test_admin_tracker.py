@@ -72,6 +72,9 @@ def test_membership_changes_count_as_generation_churn() -> None:
     # a poll interval longer than the window is the window
     later = t.observe(snap(47.0, c, e, members=(M1,)))
     assert values(later, Metric.REBALANCE_RATE) == [(pytest.approx(1 / 30), {})]
+    # one member left and another joined between two polls: two rebalances, not one
+    swapped = t.observe(snap(49.0, c, e, members=(M2,)))
+    assert values(swapped, Metric.GENERATION_CHURN) == [(2.0, {})]
 
 
 def test_topic_and_partition_creation_rates_by_owner() -> None:
