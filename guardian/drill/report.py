@@ -107,7 +107,7 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
         sigs = sorted({d["signature"] for d in mine})
         verified, applied, action = None, None, None
         for q in quarantines:
-            if not inc.matches(q["workload"]):
+            if not inc.matches(q["workload"], (q.get("detection") or {}).get("signature")):
                 continue
             for a in q["actions"]:
                 for h in a["history"]:
@@ -119,6 +119,14 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
                         applied = h["ts"]
         ph = ctx.scenario.phases
         cut = verified if verified is not None and verified < inc.end else inc.end
+        # what the engine decided about this incident's detections (why nothing was done, if so)
+        ids = {d.get("id") for d in mine}
+        outcomes: dict[str, int] = {}
+        reason = None
+        for dec in getattr(ctx, "decisions", []):
+            if dec.get("detection_id") in ids:
+                outcomes[dec.get("outcome", "?")] = outcomes.get(dec.get("outcome", "?"), 0) + 1
+                reason = dec.get("reason")
         out.append({
             "incident": inc.index, "tenant": inc.tenant, "pattern": inc.pattern,
             "onset": inc.onset, "signatures": sigs,
@@ -128,6 +136,7 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
             "onset_to_applied_s": _r(applied - inc.onset if applied else None),
             "onset_to_verified_action_s": _r(verified - inc.onset if verified else None),
             "action": action,
+            "decisions": outcomes, "last_decision_reason": reason,
             "runaway_bytes_per_s": {
                 "before": _r(_rate(recs, inc.onset - ph.before_s + 5, inc.onset), 0),
                 "during_unthrottled": _r(_rate(recs, inc.onset, cut), 0),
@@ -234,6 +243,10 @@ def markdown(res: dict[str, Any]) -> str:
                          f"{i.get('fired_to_published_s')}) | {i['onset_to_verified_action_s']} | {act} | "
                          f"{rb['before']} | {rb['during_unthrottled']} | {rb['during_throttled']} |")
         if mode == "on":
+            for i in res[mode]["incidents"]:
+                if i["action"] is None and i.get("decisions"):
+                    lines.append(f"\nIncident {i['incident'] + 1} not acted on: decisions {i['decisions']}; "
+                                 f"last: {i.get('last_decision_reason')}")
             fa = res["on"]["false_actions"]
             lines += ["", f"False actions: {len(fa)}" + ("" if not fa else ":")]
             lines += [f"- {f['quarantine']} {f['workload']} {f['signature']} {f['state']} {f['actions']}" for f in fa]

@@ -88,3 +88,27 @@ def test_report_phases_latency_and_timings_from_recorded_data() -> None:
     assert i["onset_to_verified_action_s"] == pytest.approx(6.5)
     assert set(headline({})) == {"onset_to_verified_action_p50_s", "onset_to_verified_action_p95_s",
                                  "benign_p99_ratio_on", "benign_p99_ratio_off", "false_actions"}
+
+
+def test_a_principal_wide_quarantine_counts_for_its_partition_storm_incident() -> None:
+    """A partition storm's quarantine names only the principal: the incident is matched by signature."""
+    sc = parse_scenario({**MINIMAL, "repeats": 1, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
+    onset = 1000.0
+    inc = Incident(0, onset, onset + 20, client_ids={"run-admin"}, tenant="tenant-a", pattern="partition_storm",
+                   signature_only="partition_storm")
+    q = {"id": "q1", "workload": {"principal": "User:tenant-a"}, "state": "released", "dry_run": False,
+         "detection": {"signature": "partition_storm"},
+         "actions": [{"kind": "quota", "params": {"controller_mutation_rate": 2.0}, "status": "reverted",
+                      "history": [{"ts": onset + 7.0, "status": "applied"}, {"ts": onset + 7.2, "status": "verified"}]}]}
+    other = {**q, "id": "q2", "detection": {"signature": "runaway_producer"},
+             "actions": [{**q["actions"][0], "history": [{"ts": onset + 1.0, "status": "verified"}]}]}
+    det = {"id": "d1", "workload": {"principal": "User:tenant-a"}, "signature": "partition_storm",
+           "published_at": onset + 6.0, "ts": onset + 6.0}
+    ctx = _Ctx([], [inc], sc, [other, q], [det])
+    ctx.decisions = [{"detection_id": "d1", "outcome": "insufficient_evidence", "reason": "needs 4s"},
+                     {"detection_id": "d1", "outcome": "quarantined", "reason": "matched"},
+                     {"detection_id": "elsewhere", "outcome": "no_policy", "reason": "-"}]
+    i = incident_stats(ctx)[0]
+    assert i["decisions"] == {"insufficient_evidence": 1, "quarantined": 1}
+    assert i["onset_to_verified_action_s"] == pytest.approx(7.2)
+    assert i["action"] == {"kind": "quota", "params": {"controller_mutation_rate": 2.0}}
