@@ -14,7 +14,9 @@
   interval when longer) per second, so a storm climbs while one member
   restarting (a leave and a join) stays low;
 * topic and partition creations per second, attributed to the topic's owner
-  when an ``owner`` function knows it (else the cluster).
+  when an ``owner`` function knows it (else the cluster); every owner the
+  function lists (``owner.owners``) gets a sample at every poll, 0 while it
+  owns no topic.
 
 ``AdminPoller`` is the confluent-kafka edge that takes the snapshots.
 """
@@ -63,6 +65,7 @@ def tenant_prefix_owner(tenants: Iterable[str]) -> Owner:
                 return f"User:{t}"
         return None
 
+    owner.owners = tuple(f"User:{t}" for t in known)  # type: ignore[attr-defined]
     return owner
 
 
@@ -156,8 +159,10 @@ class GroupTracker:
         prev, self._topics = self._topics, dict(snap.topics)
         if prev is None or not dt:
             return []
-        created: dict[str | None, list[int]] = {}   # owner -> [topics, partitions]
-        partitions: dict[str | None, int] = {}
+        # every known owner gets a sample at every poll, 0 while it owns nothing: a tenant whose
+        # first topics come in a storm must already have a (quiet) normal to be judged against
+        created: dict[str | None, list[int]] = {o: [0, 0] for o in getattr(self.owner, "owners", ())}
+        partitions: dict[str | None, int] = {o: 0 for o in created}
         for topic, count in snap.topics.items():
             owner = self.owner(topic)
             partitions[owner] = partitions.get(owner, 0) + count

@@ -40,3 +40,19 @@ def test_a_storm_soon_after_the_guardian_starts_is_detected() -> None:
             onsets += [t for d in pipe.process(tracker.observe(ClusterSnapshot(ts=float(t), topics=dict(topics))))
                        if d.signature is Signature.PARTITION_STORM]
         assert onsets and onsets[0] <= 10 * poll_s + max(4, poll_s), (poll_s, onsets)
+
+
+def test_a_tenant_whose_first_topics_come_in_a_storm_is_detected() -> None:
+    """tenant-a owns no topic before its storm: it still has a (zero) series to be judged against."""
+    tracker = GroupTracker(owner=tenant_prefix_owner(["tenant-a", "tenant-b"]))
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    topics = {"tenant-b.orders": 3}
+    onsets = []
+    for t in range(0, 120, 2):
+        if 60 <= t < 90:
+            for k in range(4):
+                topics[f"tenant-a.storm-{t}-{k}"] = 20
+        onsets += [(t, d.workload) for d in pipe.process(tracker.observe(ClusterSnapshot(ts=float(t),
+                                                                                        topics=dict(topics))))
+                   if d.signature is Signature.PARTITION_STORM]
+    assert onsets and onsets[0][0] <= 66 and onsets[0][1] == {"principal": "User:tenant-a"}, onsets
