@@ -107,7 +107,7 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
         sigs = sorted({d["signature"] for d in mine})
         verified, applied, action = None, None, None
         for q in quarantines:
-            if not inc.matches(q["workload"], (q.get("detection") or {}).get("signature")):
+            if not inc.holds(q):
                 continue
             for a in q["actions"]:
                 for h in a["history"]:
@@ -148,7 +148,7 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
 def false_actions(ctx: Any) -> list[dict[str, Any]]:
     out = []
     for q in getattr(ctx, "quarantines", []):
-        if any(inc.matches(q["workload"], (q.get("detection") or {}).get("signature")) for inc in ctx.incidents):
+        if any(inc.holds(q) for inc in ctx.incidents):
             continue
         out.append({"quarantine": q["id"], "workload": q["workload"], "state": q["state"], "dry_run": q["dry_run"],
                     "signature": (q.get("detection") or {}).get("signature"),

@@ -58,6 +58,11 @@ class Incident:
     tenant: str = ""
     pattern: str = ""
 
+    def holds(self, quarantine: dict[str, Any]) -> bool:
+        """Is this quarantine (a ledger record, or the API's detail with ``evidence``) about this incident?"""
+        det = quarantine.get("detection") or quarantine.get("evidence") or {}
+        return self.matches(quarantine["workload"], det.get("signature"))
+
     def matches(self, workload: dict[str, Any], signature: str | None = None) -> bool:
         if workload.get("client_id") in self.client_ids or workload.get("group") in self.groups:
             return True
@@ -181,11 +186,17 @@ class DrillHooks:
         if ctx.mode != "on":
             return
         for q in open_quarantines(ctx):
-            if incident.matches(q["workload"]):
-                try:
-                    ctx.api("POST", f"/v1/quarantines/{q['id']}/release", json={"reason": "drill incident over"})
-                except Exception as exc:  # noqa: BLE001 - a failed release is a finding, not a crash
-                    ctx.notes.append(f"release of {q['id']} failed: {exc}")
+            if not incident.matches(q["workload"]):
+                if incident.signature_only is None:
+                    continue
+                # a principal-wide quarantine (partition storm): its signature is in the detail
+                q = ctx.api("GET", f"/v1/quarantines/{q['id']}")
+                if not incident.holds(q):
+                    continue
+            try:
+                ctx.api("POST", f"/v1/quarantines/{q['id']}/release", json={"reason": "drill incident over"})
+            except Exception as exc:  # noqa: BLE001 - a failed release is a finding, not a crash
+                ctx.notes.append(f"release of {q['id']} failed: {exc}")
 
     def on_cleanup(self, ctx: RunContext, incident: Incident) -> None:
         """Half-way through the next repeat's warm-up: release what still holds the incident's workloads.

@@ -112,3 +112,14 @@ def test_a_principal_wide_quarantine_counts_for_its_partition_storm_incident() -
     assert i["decisions"] == {"insufficient_evidence": 1, "quarantined": 1}
     assert i["onset_to_verified_action_s"] == pytest.approx(7.2)
     assert i["action"] == {"kind": "quota", "params": {"controller_mutation_rate": 2.0}}
+
+
+def test_an_incident_holds_its_quarantine_by_identity_or_by_the_storms_signature() -> None:
+    storm = Incident(0, 0.0, 30.0, client_ids={"run-admin"}, signature_only="partition_storm")
+    producer = Incident(1, 0.0, 30.0, client_ids={"run-a"})
+    ledger_record = {"workload": {"principal": "User:tenant-a"}, "detection": {"signature": "partition_storm"}}
+    api_detail = {"workload": {"principal": "User:tenant-a"}, "evidence": {"signature": "partition_storm"}}
+    api_list_item = {"workload": {"principal": "User:tenant-a"}}
+    assert storm.holds(ledger_record) and storm.holds(api_detail) and not storm.holds(api_list_item)
+    assert not producer.holds(ledger_record)
+    assert producer.holds({"workload": {"principal": "User:tenant-a", "client_id": "run-a"}})
