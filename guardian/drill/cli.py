@@ -31,8 +31,9 @@ def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off
     """Both runs on the same broker (the embedded default or KAFKA_BOOTSTRAP_SERVERS), then the report."""
     from guardian.dev.stack import DevStack
     from guardian.drill.report import summarize, write_report
-    from guardian.drill.runner import run_once, warm_broker
+    from guardian.drill.runner import leftover_quotas, run_once, warm_broker
     from guardian.drill.scenario import load_scenario
+    from guardian.errors import SetupError
     from guardian.settings import GuardianSettings
 
     scenario = load_scenario(scenario_path)
@@ -42,6 +43,11 @@ def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off
         raise typer.BadParameter(f"the broker has no credentials for tenants {missing}; it knows {sorted(ep.tenants)}")
     runs: dict[str, Any] = {"off": None, "on": None}
     warm_broker(ep.kafka_bootstrap_servers)
+    stale = leftover_quotas(ep.kafka_bootstrap_servers, [t.name for t in scenario.tenants])
+    if stale:
+        raise SetupError(f"tenants already carry user-level quotas {stale} (left by a run that did not "
+                         "finish?); remove them first: kafka-configs.sh --bootstrap-server <admin listener> "
+                         "--alter --entity-type users --entity-name <tenant> --delete-config <key>")
     for mode in modes:
         runs[mode] = run_once(scenario, ep, mode, out_dir / mode, say=say)
     start = machine(command)

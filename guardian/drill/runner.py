@@ -350,6 +350,16 @@ def warm_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
         delete_topics(bootstrap, [topic])
 
 
+def leftover_quotas(bootstrap: str, tenants: list[str]) -> dict[str, dict[str, float]]:
+    """Quotas already on the tenants' principals (user level): a run that died with a quarantine
+    open leaves one, and it would throttle this drill's clients from their first second."""
+    from guardian.kafka_admin import ClientQuotaAdmin, QuotaEntity
+
+    with ClientQuotaAdmin(bootstrap) as admin:
+        found = {t: admin.describe(QuotaEntity.of(user=t)) for t in tenants}
+    return {t: q for t, q in found.items() if q}
+
+
 def delete_topics(bootstrap: str, topics: list[str]) -> None:
     from confluent_kafka.admin import AdminClient
 

@@ -105,3 +105,16 @@ def test_a_partition_storm_caps_the_principals_topic_creation(make_engine, quota
         quota_admin.restore(entity, {})
         if created:
             AdminClient(tenant_conf("tenant-c")).delete_topics(created)
+
+
+def test_the_drill_refuses_to_start_over_a_quota_a_dead_run_left_behind(quota_admin, bootstrap):
+    """A principal-wide storm quota left on the broker would throttle the next drill from its first second."""
+    from guardian.drill.runner import leftover_quotas
+
+    entity = QuotaEntity.of(user="tenant-c")
+    try:
+        assert leftover_quotas(bootstrap, ["tenant-b", "tenant-c"]) == {}
+        quota_admin.alter(entity, {"controller_mutation_rate": 2.0})
+        assert leftover_quotas(bootstrap, ["tenant-b", "tenant-c"]) == {"tenant-c": {"controller_mutation_rate": 2.0}}
+    finally:
+        quota_admin.restore(entity, {})
