@@ -36,6 +36,9 @@ def test_a_member_leaving_and_joining_every_2s_is_a_storm_within_8s() -> None:
     for poll_s in (1.0, 2.0, 3.0):   # each poll sees a leave and a join: two rebalances
         onsets = run(storm, 700, poll_s=poll_s)
         assert onsets and 600 < onsets[0] <= 608, (poll_s, onsets)
+    # the default 15 s polls: the first poll that spans the storm sees ~14 members come and go
+    onsets = run(storm, 700, poll_s=15.0)
+    assert onsets and 600 < onsets[0] <= 615, onsets
 
 
 def test_one_member_restarting_is_not_a_storm() -> None:
