@@ -101,7 +101,7 @@ def test_every_tool_and_resource_against_the_real_ledger_and_broker(harness: Har
             assert prop["proposal"]["proposal"] == {"action": "extend", "seconds": 7200.0}
 
             pol = resource_body(await c.read_resource("guardian://policies/active"))
-            assert pol["ok"] and pol["data"]["policies"]["policies"][0]["name"] == "tenant-runaway"
+            assert pol["ok"] and "tenant-runaway" in [p["name"] for p in pol["data"]["policies"]["policies"]]
             assert pol["data"]["agent_grants"] == []
             rb = resource_body(await c.read_resource("guardian://runbooks/retry_storm"))
             assert rb["ok"] and rb["data"]["markdown"].startswith("# Runbook: Retry storm")
