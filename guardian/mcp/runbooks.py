@@ -81,14 +81,15 @@ RUNBOOKS: dict[Signature, Runbook] = {r.signature: r for r in (
             ("members crash-looping, session or poll timeouts too short for the processing time",
              "a deploy that rolls members one by one without static membership"),
             ("the group's generation rate and member churn in the evidence",),
-            ("raise max.poll.interval.ms / session.timeout.ms, use static membership or cooperative assignment",
+            ("raise max.poll.interval.ms / session.timeout.ms, use static membership or cooperative assignment; "
+             "the guardian caps the members' request time (request_percentage) meanwhile",
              *_COMMON_RESOLVE)),
     Runbook(Signature.PARTITION_STORM, "Partition storm",
             "A principal is creating topics or partitions far faster than normal.",
             ("a script creating a topic per entity, auto-creation by a misconfigured client",),
             ("topic and partition counts of the principal's prefix; who called CreateTopics",),
-            ("stop the script; delete the stray topics once confirmed; the guardian may deny the principal "
-             "on the topics involved", *_COMMON_RESOLVE)),
+            ("stop the script; delete the stray topics once confirmed; the guardian caps the principal's "
+             "partition creations (controller_mutation_rate) meanwhile", *_COMMON_RESOLVE)),
     Runbook(Signature.CONNECTION_STORM, "Connection storm",
             "A client is opening connections far faster than normal.",
             ("a client created per request instead of reused; crash-looping pods; wrong bootstrap settings",),
