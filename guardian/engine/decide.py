@@ -34,6 +34,9 @@ SIGNATURE_QUOTA = {Signature.PARTITION_STORM: "controller_mutation_rate",   # KI
                    Signature.REBALANCE_STORM: "request_percentage"}        # the members' request time
 BYTE_RATE_METRICS = ("produce_byte_rate", "fetch_byte_rate")
 BYTE_RATE_QUOTAS = ("producer_byte_rate", "consumer_byte_rate")
+# Reasons a rung cannot be planned that the engine can cure with a lookup (the pod, the group's members).
+NEEDS_POD = "pod isolation needs the pod and its namespace"
+NEEDS_MEMBERS = "needs its members' client-ids"
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def _throttle_targets(principal: str, wl: dict[str, str], detection: Detection) 
     if wl.get("group"):
         members = sorted({str(c) for c in detection.extra.get("client_ids") or [] if c})
         if not members:
-            return (f"a throttle of group {wl['group']} needs its members' client-ids; "
+            return (f"a throttle of group {wl['group']} {NEEDS_MEMBERS}; "
                     "none are known (the group is empty or could not be described)")
         return [{"principal": principal, "client_id": c} for c in members]
     return [{"principal": principal}]
@@ -134,7 +137,7 @@ def intents_for(rung: Any, detection: Detection) -> list[dict[str, Any]] | str:
         pod = wl.get("pod") or detection.extra.get("pod")
         namespace = wl.get("namespace") or detection.extra.get("namespace")
         if not (pod and namespace):
-            return "pod isolation needs the pod and its namespace; the detection names none"
+            return f"{NEEDS_POD}; the detection names none"
         target = {"namespace": str(namespace), "pod": str(pod)}
         for k in ("principal", "client_id"):
             if wl.get(k):

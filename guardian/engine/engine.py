@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 from actions.base import ActionPlan, Actuator
 from detectors.detection import Detection
 from guardian.audit import AuditSink, decision_record, drain, quarantine_record
-from guardian.engine.decide import View, decide, traffic_of
+from guardian.engine.decide import NEEDS_MEMBERS, NEEDS_POD, View, decide, traffic_of
 from guardian.engine.lifecycle import move
 from guardian.engine.model import (OPEN_STATES, Decision, Outcome, QState, Quarantine,
                                    workload_key)
@@ -123,44 +123,32 @@ class ActionEngine:
                 log.info("decision for %s raced another writer (%s); re-reading", detection.id, exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _locate_pod(self, detection: Detection) -> Detection | None:
-        """The detection with the pod that runs its workload, when a resolver finds one."""
-        if self.pod_resolver is None:
-            return None
+    def _completed(self, detection: Detection, reason: str) -> Detection | None:
+        """The detection with what its rung lacked (``reason`` says which) looked up: the pod that
+        runs its workload, or its group's member client-ids. None when nothing can be found."""
+        wl = detection.workload
         try:
-            found = self.pod_resolver(dict(detection.workload))
+            if NEEDS_POD in reason and self.pod_resolver is not None:
+                found = self.pod_resolver(dict(wl))
+                extra = {"namespace": found[0], "pod": found[1]} if found else None
+            elif NEEDS_MEMBERS in reason and self.group_members is not None and wl.get("group"):
+                members = self.group_members(wl["group"])
+                extra = {"client_ids": list(members)} if members else None
+            else:
+                return None
         except GuardianError as exc:
-            log.warning("could not look up the pod of %s: %s", detection.workload, exc)
+            log.warning("could not look up what %s lacks (%s): %s", wl, reason, exc)
             return None
-        if found is None:
-            return None
-        namespace, pod = found
-        return dataclasses.replace(detection, extra={**detection.extra, "namespace": namespace, "pod": pod})
-
-    def _locate_members(self, detection: Detection) -> Detection | None:
-        """The detection with its group's member client-ids, when the group can be described."""
-        group = detection.workload.get("group")
-        if self.group_members is None or not group:
-            return None
-        try:
-            members = self.group_members(group)
-        except GuardianError as exc:
-            log.warning("could not describe the members of group %s: %s", group, exc)
-            return None
-        if not members:
-            return None
-        return dataclasses.replace(detection, extra={**detection.extra, "client_ids": list(members)})
+        return dataclasses.replace(detection, extra={**detection.extra, **extra}) if extra else None
 
     def _handle_once(self, detection: Detection) -> Decision:
         now = self.clock()
         view = self.view_for(detection, now)
         d = decide(detection, self.policies, view, now)
         if d.outcome is Outcome.UNPLANNABLE:
-            lookup = (self._locate_pod if "pod isolation needs the pod" in d.reason
-                      else self._locate_members if "members' client-ids" in d.reason else None)
-            found = lookup(detection) if lookup is not None else None
-            if found is not None:
-                detection = found
+            completed = self._completed(detection, d.reason)
+            if completed is not None:
+                detection = completed
                 d = decide(detection, self.policies, view, now)
         plans: list[dict[str, Any]] = []
         if d.intents:

@@ -55,18 +55,36 @@ class ClusterSnapshot:
     topics: dict[str, int] = field(default_factory=dict)   # topic -> partition count
 
 
-def tenant_prefix_owner(tenants: Iterable[str]) -> Owner:
-    """Owner by the naming convention ``<tenant>.``: ``tenant-a.orders`` -> ``User:tenant-a``."""
-    known = tuple(tenants)
+class TenantPrefixOwner:
+    """Owner by the naming convention ``<tenant>.``: ``tenant-a.orders`` -> ``User:tenant-a``.
 
-    def owner(name: str) -> str | None:
-        for t in known:
+    ``owners`` lists every principal it can name, so each gets a creation-rate sample at every
+    poll even while it owns no topic."""
+
+    def __init__(self, tenants: Iterable[str]) -> None:
+        self.tenants = tuple(tenants)
+        self.owners = tuple(f"User:{t}" for t in self.tenants)
+
+    def __call__(self, name: str) -> str | None:
+        for t in self.tenants:
             if name.startswith(f"{t}."):
                 return f"User:{t}"
         return None
 
-    owner.owners = tuple(f"User:{t}" for t in known)  # type: ignore[attr-defined]
-    return owner
+
+def tenant_prefix_owner(tenants: Iterable[str]) -> Owner:
+    return TenantPrefixOwner(tenants)
+
+
+@dataclass
+class _GroupMemory:
+    """What the previous polls said of one group."""
+
+    lag: int
+    committed: dict[tuple[str, int], int]
+    fingerprint: tuple
+    rebalancing: bool
+    changes: list[tuple[float, int]] = field(default_factory=list)   # (poll ts, rebalances) in the window
 
 
 class GroupTracker:
@@ -76,13 +94,9 @@ class GroupTracker:
                  rebalance_window_s: float = 20.0) -> None:
         self.cluster = cluster
         self.rebalance_window_s = rebalance_window_s
-        self._changes: dict[str, list[tuple[float, int]]] = {}   # group -> (poll ts, changes) in the window
         self.owner: Owner = owner or (lambda name: None)
         self._prev_ts: float | None = None
-        self._lag: dict[str, int] = {}
-        self._committed: dict[str, dict[tuple[str, int], int]] = {}
-        self._fingerprint: dict[str, tuple] = {}
-        self._rebalancing: dict[str, bool] = {}
+        self._groups: dict[str, _GroupMemory] = {}
         self._topics: dict[str, int] | None = None
 
     def observe(self, snap: ClusterSnapshot) -> list[Sample]:
@@ -92,12 +106,8 @@ class GroupTracker:
         for g in snap.groups:
             seen.add(g.group_id)
             out.extend(self._group(snap, g, dt))
-        for gone in set(self._committed) - seen:
-            self._committed.pop(gone, None)
-            self._lag.pop(gone, None)
-            self._fingerprint.pop(gone, None)
-            self._changes.pop(gone, None)
-            self._rebalancing.pop(gone, None)
+        for gone in set(self._groups) - seen:
+            del self._groups[gone]
         out.extend(self._topic_counts(snap, dt))
         self._prev_ts = snap.ts
         return out
@@ -116,43 +126,37 @@ class GroupTracker:
             out.append(self._s(ts, Workload(principal=principal, group=g.group_id, topic=topic),
                                Metric.CONSUMER_LAG, lag, {"partition": str(part)}))
         out.append(self._s(ts, gw, Metric.CONSUMER_LAG, total))
-        prev_lag = self._lag.get(g.group_id)
-        if prev_lag is not None and dt:
-            out.append(self._s(ts, gw, Metric.CONSUMER_LAG_GROWTH, (total - prev_lag) / dt))
-        self._lag[g.group_id] = total
-
-        prev = self._committed.get(g.group_id)
-        if prev is not None:
-            rewinds = rewound = 0
-            for tp, committed in g.committed.items():
-                before = prev.get(tp)
-                if before is not None and 0 <= committed < before:
-                    rewinds += 1
-                    rewound += before - committed
-            out.append(self._s(ts, gw, Metric.OFFSET_REWINDS, rewinds))
-            out.append(self._s(ts, gw, Metric.REWOUND_MESSAGES, rewound))
-        self._committed[g.group_id] = dict(g.committed)
-
         out.append(self._s(ts, gw, Metric.GROUP_MEMBERS, len(g.members)))
         fingerprint = tuple(sorted(g.members))
-        before = self._fingerprint.get(g.group_id)
         rebalancing = g.state.upper() in _REBALANCING
-        was_rebalancing = self._rebalancing.get(g.group_id, False)
-        self._rebalancing[g.group_id] = rebalancing
-        if before is not None:
-            # every member that joined or left forced a rebalance of its own; else a new assignment, or
-            # entering a rebalance with the same members, is one; a poll that finds the same
-            # rebalance still going does not count it again
-            joined_or_left = len({m[0] for m in fingerprint} ^ {m[0] for m in before})
-            changed = joined_or_left or int(fingerprint != before or (rebalancing and not was_rebalancing))
-            out.append(self._s(ts, gw, Metric.GENERATION_CHURN, changed))
-            if dt:
-                window = max(self.rebalance_window_s, dt)
-                recent = [(t, c) for t, c in self._changes.get(g.group_id, []) if t > ts - window]
-                recent.append((ts, changed))
-                self._changes[g.group_id] = recent
-                out.append(self._s(ts, gw, Metric.REBALANCE_RATE, sum(c for _, c in recent) / window))
-        self._fingerprint[g.group_id] = fingerprint
+        prev = self._groups.get(g.group_id)
+        now = _GroupMemory(total, dict(g.committed), fingerprint, rebalancing)
+        self._groups[g.group_id] = now
+        if prev is None:
+            return out
+        if dt:
+            out.append(self._s(ts, gw, Metric.CONSUMER_LAG_GROWTH, (total - prev.lag) / dt))
+
+        rewinds = rewound = 0
+        for tp, committed in g.committed.items():
+            before = prev.committed.get(tp)
+            if before is not None and 0 <= committed < before:
+                rewinds += 1
+                rewound += before - committed
+        out.append(self._s(ts, gw, Metric.OFFSET_REWINDS, rewinds))
+        out.append(self._s(ts, gw, Metric.REWOUND_MESSAGES, rewound))
+
+        # every member that joined or left forced a rebalance of its own; else a new assignment, or
+        # entering a rebalance with the same members, is one; a poll that finds the same
+        # rebalance still going does not count it again
+        joined_or_left = len({m[0] for m in fingerprint} ^ {m[0] for m in prev.fingerprint})
+        changed = joined_or_left or int(fingerprint != prev.fingerprint or (rebalancing and not prev.rebalancing))
+        out.append(self._s(ts, gw, Metric.GENERATION_CHURN, changed))
+        now.changes = prev.changes
+        if dt:
+            window = max(self.rebalance_window_s, dt)
+            now.changes = [(t, c) for t, c in prev.changes if t > ts - window] + [(ts, changed)]
+            out.append(self._s(ts, gw, Metric.REBALANCE_RATE, sum(c for _, c in now.changes) / window))
         return out
 
     def _topic_counts(self, snap: ClusterSnapshot, dt: float | None) -> list[Sample]:
