@@ -40,6 +40,14 @@ class Metric(str, Enum):
     BYTES_PER_REQUEST = "bytes_per_request"            # derived: produce bytes / produce requests
     QUEUE_TIME = "queue_time"                          # ms a message waits in the client before send
     REQUEST_LATENCY = "request_latency"                # ms from request sent to response (client side)
+    # Broker pressure: is the broker hurting? Broker-level samples (a workload with only ``broker``);
+    # the per-client attribution of broker thread time is REQUEST_TIME_SHARE above.
+    REQUEST_HANDLER_IDLE = "request_handler_idle"      # 0..1: share of time the I/O (request handler) threads idle
+    NETWORK_PROCESSOR_IDLE = "network_processor_idle"  # 0..1: share of time the network threads idle
+    REQUEST_QUEUE_TIME_P99 = "request_queue_time_p99"  # ms a request waits for a handler (label request=Produce|Fetch)
+    REQUEST_TOTAL_TIME_P99 = "request_total_time_p99"  # ms from request received to response sent (label request)
+    PURGATORY_SIZE = "purgatory_size"                  # delayed operations waiting (label operation=Produce|Fetch)
+    UNDER_REPLICATED_PARTITIONS = "under_replicated_partitions"  # partitions led here with a lagging follower
 
     @property
     def unit(self) -> str:
@@ -70,7 +78,18 @@ _UNITS: dict[Metric, str] = {
     Metric.BYTES_PER_REQUEST: "bytes",
     Metric.QUEUE_TIME: "ms",
     Metric.REQUEST_LATENCY: "ms",
+    Metric.REQUEST_HANDLER_IDLE: "ratio",
+    Metric.NETWORK_PROCESSOR_IDLE: "ratio",
+    Metric.REQUEST_QUEUE_TIME_P99: "ms",
+    Metric.REQUEST_TOTAL_TIME_P99: "ms",
+    Metric.PURGATORY_SIZE: "count",
+    Metric.UNDER_REPLICATED_PARTITIONS: "count",
 }
+
+# The broker-pressure signals, for whoever asks "is the cluster hurting?" (the engine's harm test).
+PRESSURE_METRICS: frozenset[Metric] = frozenset({
+    Metric.REQUEST_HANDLER_IDLE, Metric.NETWORK_PROCESSOR_IDLE, Metric.REQUEST_QUEUE_TIME_P99,
+    Metric.REQUEST_TOTAL_TIME_P99, Metric.PURGATORY_SIZE, Metric.UNDER_REPLICATED_PARTITIONS})
 
 METRICS_BY_NAME: dict[str, Metric] = {m.value: m for m in Metric}
 
