@@ -17,7 +17,9 @@ NAB's layout score the same under NAB's own scorer:
   score, and the score is normalised between the null detector (never
   fires) and the perfect one (fires at the left edge of every window).
 
-Reading the data files is done by :func:`load_corpus`; everything else is pure.
+Reading files is done by :func:`load_corpus` (data) and :func:`load_results`
+(a detector's results in NAB's layout, which is what the published figures are
+scored from); the scoring itself is pure.
 """
 
 from __future__ import annotations
@@ -95,41 +97,73 @@ def _parse_ts(text: str) -> float:
     return dt.timestamp()
 
 
+def _load_windows(windows_file: Path) -> dict[str, list[tuple[float, float]]]:
+    """``combined_windows.json`` as ``{"category/name.csv": [(t0, t1), ...]}`` in unix seconds."""
+    try:
+        raw = json.loads(Path(windows_file).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read windows file {windows_file}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"windows file {windows_file}: expected an object of 'category/name.csv': [[start, end], ...]")
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for key, pairs in raw.items():
+        try:
+            windows[key] = [(_parse_ts(a), _parse_ts(b)) for a, b in pairs]
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"windows file {windows_file}, {key}: expected [[start, end], ...] timestamps ({exc})") from exc
+    return windows
+
+
+def _window_rows(ts: np.ndarray, spans: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    rows = []
+    for t0, t1 in spans:
+        inside = np.nonzero((ts >= t0) & (ts <= t1))[0]
+        if len(inside):
+            rows.append((int(inside[0]), int(inside[-1])))
+    return rows
+
+
+def _read_csv(path: Path, columns: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The timestamp column and the other named columns of one CSV file, as text."""
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            if header[:len(columns)] != columns:
+                raise ConfigError(f"{path}: expected header {','.join(columns)}")
+            rows = [row for row in reader if row]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    return [r[0] for r in rows], [r[1:len(columns)] for r in rows]
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def load_corpus(data_dir: Path, windows_file: Path) -> list[NabSeries]:
     """Every ``category/name.csv`` under ``data_dir`` with its windows (none if unlabelled)."""
     data_dir = Path(data_dir)
-    try:
-        windows = json.loads(Path(windows_file).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read windows file {windows_file}: {exc}") from exc
+    if not data_dir.is_dir():
+        raise ConfigError(f"data directory {data_dir} does not exist")
+    windows = _load_windows(windows_file)
     files = sorted(data_dir.glob("*/*.csv"))
     if not files:
         raise ConfigError(f"no category/name.csv files under {data_dir}")
     corpus = []
     for path in files:
         key = f"{path.parent.name}/{path.name}"
-        stamps, values = [], []
-        with path.open(newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
-                raise ConfigError(f"{path}: expected header timestamp,value")
-            for row in reader:
-                if not row:
-                    continue
-                stamps.append(row[0])
-                try:
-                    values.append(float(row[1]))
-                except ValueError:
-                    values.append(float("nan"))
-        ts = np.array([_parse_ts(s) for s in stamps], dtype=np.float64)
-        series = NabSeries(key=key, timestamps=stamps, ts=ts, values=np.array(values, dtype=np.float64))
-        for start, end in windows.get(key, []):
-            t0, t1 = _parse_ts(start), _parse_ts(end)
-            inside = np.nonzero((ts >= t0) & (ts <= t1))[0]
-            if len(inside):
-                series.windows.append((int(inside[0]), int(inside[-1])))
-        corpus.append(series)
+        stamps, rest = _read_csv(path, ["timestamp", "value"])
+        try:
+            ts = np.array([_parse_ts(s) for s in stamps], dtype=np.float64)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: bad timestamp ({exc})") from exc
+        values = np.array([_float(r[0]) if r else math.nan for r in rest], dtype=np.float64)
+        corpus.append(NabSeries(key=key, timestamps=stamps, ts=ts, values=values,
+                                windows=_window_rows(ts, windows.get(key, []))))
     return corpus
 
 
@@ -270,15 +304,102 @@ def write_results(out_dir: Path, detector: str, series: NabSeries, scores: np.nd
     return path
 
 
-DETECTOR_NAME = "guardian"
+def load_results(results_dir: Path, windows_file: Path) -> tuple[list[str], list[np.ndarray], list[list[tuple[int, int]]]]:
+    """A detector's results in NAB's layout (``<category>/<detector>_<name>.csv``), as scorer input.
+
+    Returns the ``category/name.csv`` keys, each file's ``anomaly_score`` column and its windows as
+    row indices, found from the file's own timestamps as NAB's scorer does.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ConfigError(f"results directory {results_dir} does not exist")
+    windows = _load_windows(windows_file)
+    prefix = f"{results_dir.name}_"
+    keys, scores, rows = [], [], []
+    for path in sorted(results_dir.glob("*/*.csv")):
+        name = path.name[len(prefix):] if path.name.startswith(prefix) else path.name
+        key = f"{path.parent.name}/{name}"
+        stamps, rest = _read_csv(path, ["timestamp", "value", "anomaly_score"])
+        try:
+            ts = np.array([_parse_ts(s) for s in stamps], dtype=np.float64)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: bad timestamp ({exc})") from exc
+        keys.append(key)
+        scores.append(np.array([_float(r[1]) for r in rest], dtype=np.float64))
+        rows.append(_window_rows(ts, windows.get(key, [])))
+    if not keys:
+        raise ConfigError(f"no <category>/<detector>_<name>.csv results files under {results_dir}")
+    return keys, scores, rows
 
 
-def detect_series(values: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """The one fixed NAB configuration: pattern novelty, then onsets. Causal, row by row."""
+def score_results(results_dir: Path, windows_file: Path) -> dict[str, ProfileResult]:
+    """NAB's score of a results directory, per profile (one optimised threshold each)."""
+    _, scores, rows = load_results(results_dir, windows_file)
+    return {p.name: optimise_threshold(scores, rows, p) for p in PROFILES}
+
+
+def counted_windows(n_rows: int, windows: list[tuple[int, int]]) -> int:
+    """Windows with at least one row after probation (the only ones NAB scores)."""
+    start = probation_rows(n_rows)
+    return sum(1 for _, right in windows if right >= start)
+
+
+def fixed_threshold(scores: list[np.ndarray], windows: list[list[tuple[int, int]]], profile: Profile,
+                    threshold: float) -> ProfileResult:
+    """The corpus score at a given threshold, normalised like ``optimise_threshold``'s."""
+    n = sum(counted_windows(len(sc), w) for sc, w in zip(scores, windows))
+    return ProfileResult(profile=profile.name, threshold=threshold,
+                         raw=score_at_threshold(scores, windows, profile, threshold),
+                         null=-profile.fn * n, perfect=profile.tp * n)
+
+
+# -- the detectors `guardian eval nab` can run -------------------------------------------------------
+
+#: A client's normal produce rate that a series' probation level is mapped to (see ``client_rate``).
+CLIENT_RATE = 1_000_000.0
+
+
+def client_rate(values: np.ndarray) -> np.ndarray:
+    """A NAB series as one client's produce byte rate, by one rule for every file.
+
+    The mean of ``|value|`` over the rows NAB does not score (probation) becomes ``CLIENT_RATE``
+    bytes/s; a series whose probation is all zero is left unscaled. Negative values clip to 0
+    (a rate cannot be negative). Only the ratio tests of the fast tier then matter: its
+    floor (10 kB/s) and minimum excess (100 kB/s) are small against 1 MB/s.
+    """
+    head = np.abs(values[:max(probation_rows(len(values)), 1)])
+    level = float(np.nanmean(head)) if np.isfinite(head).any() else 0.0
+    scale = CLIENT_RATE / level if level > 0 else 1.0
+    return np.maximum(values, 0.0) * scale
+
+
+def detect_pipeline(key: str, values: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """What ``guardian run`` does with the series: 1.0 at each row where a detection is emitted.
+
+    A fresh ``DetectorPipeline`` (the default ``DetectorConfig``) per series; row ``i`` is the
+    client's ``PRODUCE_BYTE_RATE`` sample at second ``i`` (the production cadence), value
+    ``client_rate(values)[i]``. NAB's own timestamps only place the windows.
+    """
+    from detectors.pipeline import DetectorPipeline
+    from guardian.samples import Metric, Sample, Workload
+
+    t0 = 1_700_000_000.0
+    pipeline = DetectorPipeline(clock=lambda: t0)
+    workload = Workload(principal="User:nab", client_id=key.rsplit("/", 1)[-1].removesuffix(".csv"))
+    out = np.zeros(len(values))
+    for i, x in enumerate(client_rate(values).tolist()):
+        if pipeline.process([Sample(ts=t0 + i, workload=workload, metric=Metric.PRODUCE_BYTE_RATE, value=x)]):
+            out[i] = 1.0
+    return out
+
+
+def detect_novelty(key: str, values: np.ndarray, ts: np.ndarray, **params: object) -> np.ndarray:
+    """Pattern novelty, then onsets. Causal, row by row, at NAB's own timestamps."""
     from detectors.novelty import NoveltyDetector, OnsetFilter
 
-    detector = NoveltyDetector()
-    onsets = OnsetFilter()
+    gap = int(params.pop("gap", 100))  # type: ignore[call-overload]
+    detector = NoveltyDetector(**params)  # type: ignore[arg-type]
+    onsets = OnsetFilter(gap)
     out = np.zeros(len(values))
     for i, (t, v) in enumerate(zip(ts.tolist(), values.tolist())):
         raw = float(detector.score_learn([0], [t], [v])[0])
@@ -286,30 +407,132 @@ def detect_series(values: np.ndarray, ts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _detect_args(args: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return detect_series(*args)
+@dataclass(frozen=True)
+class NabDetector:
+    """One detector ``guardian eval nab`` runs: how, under which results name, and what it measures."""
+
+    name: str
+    results_name: str                  # NAB's <detector> in results/<detector>/<category>/...
+    detect: object                     # (key, values, ts, **params) -> anomaly score per row
+    operating_threshold: float | None  # the threshold production applies, if it runs in production
+    grid: dict[str, dict[str, object]]  # named settings the held-out folds may choose among
+    measures: str
 
 
-def run_nab(data_dir: Path, windows_file: Path, out_dir: Path, jobs: int = 1) -> dict[str, ProfileResult]:
-    """Score every series of a NAB-layout directory, write NAB's results layout and scores.json."""
+DETECTORS: dict[str, NabDetector] = {
+    "pipeline": NabDetector(
+        "pipeline", "guardianPipeline", detect_pipeline, 0.5, {"default": {}},
+        "the production detector (DetectorPipeline, default DetectorConfig), one row per second"),
+    "novelty": NabDetector(
+        "novelty", "guardianNovelty", detect_novelty, None,
+        {"default": {}, "levels=(8,)": {"levels": (8,)}, "levels=(4,8,16)": {"levels": (4, 8, 16)},
+         "levels=(6,8,10)": {"levels": (6, 8, 10)}, "damping=10": {"damping": 10.0},
+         "history=2000": {"history": 2000}, "gap=50": {"gap": 50}},
+        "NoveltyDetector + OnsetFilter, which guardian run does not use"),
+}
+DEFAULT_DETECTOR = "pipeline"
+
+
+def _detect(args: tuple[str, str, np.ndarray, np.ndarray, dict[str, object]]) -> np.ndarray:
+    detector, key, values, ts, params = args
+    return DETECTORS[detector].detect(key, values, ts, **dict(params))  # type: ignore[operator]
+
+
+# -- held-out categories ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeldOutFold:
+    category: str
+    setting: str          # chosen on the other categories
+    threshold: float      # chosen on the other categories
+    train: float          # normalised score on the other categories
+    result: ProfileResult  # the held-out category at that setting and threshold
+
+
+def held_out(corpus: list[NabSeries], scores: dict[str, list[np.ndarray]],
+             profile: Profile) -> tuple[list[HeldOutFold], ProfileResult]:
+    """Leave one category out: choose setting and threshold on the others, score the one left out.
+
+    ``scores`` maps each setting's name to its per-file scores (aligned with ``corpus``). The
+    overall figure sums the folds' raw, null and perfect scores, each fold at its own choice.
+    """
+    categories = sorted({s.category for s in corpus})
+    folds = []
+    for cat in categories:
+        train = [i for i, s in enumerate(corpus) if s.category != cat]
+        test = [i for i, s in enumerate(corpus) if s.category == cat]
+        best: tuple[float, str, float] | None = None
+        for name, per_file in scores.items():
+            r = optimise_threshold([per_file[i] for i in train], [corpus[i].windows for i in train], profile)
+            if best is None or r.normalised > best[0]:
+                best = (r.normalised, name, r.threshold)
+        assert best is not None
+        train_score, name, threshold = best
+        result = fixed_threshold([scores[name][i] for i in test], [corpus[i].windows for i in test],
+                                 profile, threshold)
+        folds.append(HeldOutFold(cat, name, threshold, train_score, result))
+    overall = ProfileResult(profile.name, math.nan, sum(f.result.raw for f in folds),
+                            sum(f.result.null for f in folds), sum(f.result.perfect for f in folds))
+    return folds, overall
+
+
+def per_category(corpus: list[NabSeries], scores: list[np.ndarray], profile: Profile,
+                 threshold: float) -> dict[str, ProfileResult]:
+    out = {}
+    for cat in sorted({s.category for s in corpus}):
+        idx = [i for i, s in enumerate(corpus) if s.category == cat]
+        out[cat] = fixed_threshold([scores[i] for i in idx], [corpus[i].windows for i in idx], profile, threshold)
+    return out
+
+
+def _result_json(r: ProfileResult) -> dict[str, object]:
+    # a category without windows (artificialNoAnomaly) has no normalised score, only its FP cost
+    return {"threshold": r.threshold, "raw": round(r.raw, 4), "null": r.null, "perfect": r.perfect,
+            "normalised": round(r.normalised, 2) if r.perfect != r.null else None}
+
+
+def run_nab(data_dir: Path, windows_file: Path, out_dir: Path, detector: str = DEFAULT_DETECTOR,
+            jobs: int = 1, grid: bool = False) -> dict[str, object]:
+    """Run one detector over a NAB-layout corpus, write NAB's results layout, score it, write scores.json.
+
+    The tuned figures are scored from the results files as written. The held-out figures choose
+    the threshold (and with ``grid`` one of the detector's named settings) on three categories and
+    score the fourth.
+    """
+    spec = DETECTORS.get(detector)
+    if spec is None:
+        raise ConfigError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")
     corpus = load_corpus(data_dir, windows_file)
-    work = [(s.values, s.ts) for s in corpus]
+    settings = spec.grid if grid else {"default": spec.grid["default"]}
+    work = [(detector, s.key, s.values, s.ts, params) for params in settings.values() for s in corpus]
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            scores = list(pool.map(_detect_args, work))
+            flat = list(pool.map(_detect, work, chunksize=1))
     else:
-        scores = [_detect_args(w) for w in work]
+        flat = [_detect(w) for w in work]
+    by_setting = {name: flat[k * len(corpus):(k + 1) * len(corpus)] for k, name in enumerate(settings)}
     out_dir = Path(out_dir)
-    for series, sc in zip(corpus, scores):
-        write_results(out_dir, DETECTOR_NAME, series, sc)
-    results = {p.name: optimise_threshold(scores, [s.windows for s in corpus], p) for p in PROFILES}
-    summary = {name: round(r.normalised, 2) for name, r in results.items()}
-    summary_detail = {name: {"threshold": r.threshold, "raw": r.raw, "null": r.null, "perfect": r.perfect,
-                             "normalised": r.normalised} for name, r in results.items()}
+    for series, sc in zip(corpus, by_setting["default"]):
+        write_results(out_dir, spec.results_name, series, sc)
+    tuned = score_results(out_dir / spec.results_name, windows_file)
+
+    report: dict[str, object] = {"detector": detector, "results": spec.results_name, "measures": spec.measures,
+                                 "files": len(corpus), "windows": int(tuned["standard"].perfect),
+                                 "settings": list(settings)}
+    for p in PROFILES:
+        entry: dict[str, object] = {"tuned": _result_json(tuned[p.name])}
+        if spec.operating_threshold is not None:
+            entry["operating_point"] = _result_json(
+                fixed_threshold(by_setting["default"], [s.windows for s in corpus], p, spec.operating_threshold))
+        entry["categories"] = {c: _result_json(r) for c, r in
+                               per_category(corpus, by_setting["default"], p, tuned[p.name].threshold).items()}
+        folds, overall = held_out(corpus, by_setting, p)
+        entry["held_out"] = {"overall": _result_json(overall),
+                             "folds": [{"category": f.category, "setting": f.setting, "threshold": f.threshold,
+                                        "train": round(f.train, 2), **_result_json(f.result)} for f in folds]}
+        report[p.name] = entry
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "scores.json").write_text(json.dumps({**summary, "detector": DETECTOR_NAME,
-                                                     "files": len(corpus), "detail": summary_detail},
-                                                    indent=2) + "\n")
-    return results
+    (out_dir / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

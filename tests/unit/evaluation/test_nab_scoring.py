@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from guardian.evaluation.nab import (PROFILES, Profile, load_corpus, optimise_threshold,
+from guardian.evaluation.nab import (PROFILES, Profile, load_corpus, optimise_threshold, score_results,
                                      probation_rows, scaled_sigmoid, score_at_threshold,
                                      write_results)
 
@@ -121,3 +121,60 @@ def test_corpus_load_and_results_layout(tmp_path) -> None:
     lines = path.read_text().splitlines()
     assert lines[0] == "timestamp,value,anomaly_score,label"
     assert lines[11] == "2020-01-01 00:10:00,10.0,1.000000,1"
+
+
+# -- results files scored by hand ------------------------------------------------------------------
+# Two categories, 40 rows each at 1-minute steps, so probation = floor(0.15 * 40) = 6 rows.
+# File a.csv: window rows 20..29 (width 10). Scores: row 3 0.9 (in probation: ignored), row 10 0.8
+# (before any window), row 22 0.7 (y = -(29 - 22 + 1) / 10 = -0.8), row 25 0.9 (y = -0.5), row 33 0.6
+# (past the window by d = |29 - 33| / (10 - 1) = 4/9).
+# File b.csv: window rows 30..39, one score at row 35 0.5 (y = -0.5).
+# File d.csv (no windows): rows 10..21 at 0.6, each -A_FP (no preceding window).
+#
+# s(-1) = 0.986614, s(-0.8) = 0.964028, s(-0.5) = 0.848284, s(4/9) = -0.804452, so a TP at y=-0.8
+# earns 0.977108, at y=-0.5 0.859791; the FP after the window costs 0.11 * 0.804452 = 0.088490.
+#
+# Corpus {a, b}, standard: thresholds 0.9 -> 0.859791 - 1 = -0.140209; 0.8 -> -0.250209;
+#   0.7 -> 0.977108 - 0.11 - 1 = -0.132892; 0.6 -> -0.221382;
+#   0.5 -> 0.977108 - 0.11 - 0.088490 + 0.859791 = 1.638409 (best). null -2, perfect 2: 90.96.
+#   low FP (A_FP 0.22) at 0.5: 0.977108 - 0.22 - 0.176980 + 0.859791 = 1.439919 -> 86.00.
+#   low FN (A_FN 2) at 0.5: 1.638409, null -4, perfect 2 -> 100 * 5.638409 / 6 = 93.97.
+# Corpus {a, d}, standard: 0.9 -> 0.859791; 0.8 -> 0.749791; 0.7 -> 0.867108 (best);
+#   0.6 -> 0.867108 - 0.088490 - 12 * 0.11 = -0.541382. null -1, perfect 1: 93.36.
+#   low FP: 0.9 -> 0.859791 (best; 0.7 -> 0.757108) -> 92.99.  low FN: 0.7, null -2 -> 95.57.
+HAND = {
+    ("a", "b"): {"standard": (90.96, 0.5), "reward_low_FP_rate": (86.00, 0.5), "reward_low_FN_rate": (93.97, 0.5)},
+    ("a", "d"): {"standard": (93.36, 0.7), "reward_low_FP_rate": (92.99, 0.9), "reward_low_FN_rate": (95.57, 0.7)},
+}
+FILES = {
+    "a": ("catA", {3: 0.9, 10: 0.8, 22: 0.7, 25: 0.9, 33: 0.6}, (20, 29)),
+    "b": ("catB", {35: 0.5}, (30, 39)),
+    "d": ("catB", {i: 0.6 for i in range(10, 22)}, None),
+}
+
+
+def _stamp(i: int) -> str:
+    return f"2020-01-01 00:{i:02d}:00"
+
+
+def _write_hand_results(root, names) -> tuple:
+    det = root / "handDetector"
+    windows = {}
+    for name in names:
+        cat, hits, window = FILES[name]
+        (det / cat).mkdir(parents=True, exist_ok=True)
+        rows = [f"{_stamp(i)},1.0,{hits.get(i, 0.0):.6f},0" for i in range(40)]
+        (det / cat / f"handDetector_{name}.csv").write_text(
+            "timestamp,value,anomaly_score,label\n" + "\n".join(rows) + "\n")
+        windows[f"{cat}/{name}.csv"] = [[_stamp(window[0]) + ".000000", _stamp(window[1]) + ".000000"]] if window else []
+    (root / "windows.json").write_text(json.dumps(windows))
+    return det, root / "windows.json"
+
+
+@pytest.mark.parametrize("names", sorted(HAND))
+def test_results_files_score_as_computed_by_hand(tmp_path, names) -> None:
+    det, windows = _write_hand_results(tmp_path, names)
+    results = score_results(det, windows)
+    for profile, (expected, threshold) in HAND[names].items():
+        assert abs(results[profile].normalised - expected) < 0.1, (profile, results[profile])
+        assert results[profile].threshold == pytest.approx(threshold)
