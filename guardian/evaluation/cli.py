@@ -13,9 +13,8 @@ def nab_cmd(
     windows: Path = typer.Option(..., "--windows", help="combined_windows.json of that corpus."),
     out: Path = typer.Option(Path("results/nab"), "--out", help="Results directory (NAB's layout)."),
     detector: str = typer.Option("pipeline", "--detector",
-                                 help="pipeline: what `guardian run` runs (the default); novelty: NoveltyDetector."),
+                                 help="pipeline: what `guardian run` runs (the default and only one)."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes (one series each)."),
-    grid: bool = typer.Option(False, "--grid", help="Held-out folds also choose among the detector's named settings."),
     as_json: bool = typer.Option(False, "--json", help="Print scores.json."),
 ) -> None:
     """Score a detector over a NAB corpus with NAB's method: tuned, per category, and held-out category."""
@@ -23,7 +22,7 @@ def nab_cmd(
     from guardian.evaluation.nab import PROFILES, run_nab
 
     try:
-        report = run_nab(data_dir, windows, out, detector=detector, jobs=jobs, grid=grid)
+        report = run_nab(data_dir, windows, out, detector=detector, jobs=jobs)
     except ConfigError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
@@ -35,10 +34,8 @@ def nab_cmd(
     for p in PROFILES:
         entry = report[p.name]
         tuned, held = entry["tuned"], entry["held_out"]["overall"]
-        line = f"{p.name:20s} {tuned['normalised']:7.2f} {held['normalised']:9.2f}  {tuned['threshold']:.4f}"
-        if "operating_point" in entry:
-            line += f"  (every detection counted: {entry['operating_point']['normalised']:.2f})"
-        typer.echo(line)
+        typer.echo(f"{p.name:20s} {tuned['normalised']:7.2f} {held['normalised']:9.2f}  {tuned['threshold']:.4f}"
+                   f"  (every detection counted: {entry['operating_point']['normalised']:.2f})")
     typer.echo(f"results: {out}/{report['results']}/  scores: {out / 'scores.json'}")
 
 

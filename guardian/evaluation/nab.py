@@ -393,49 +393,30 @@ def detect_pipeline(key: str, values: np.ndarray, ts: np.ndarray) -> np.ndarray:
     return out
 
 
-def detect_novelty(key: str, values: np.ndarray, ts: np.ndarray, **params: object) -> np.ndarray:
-    """Pattern novelty, then onsets. Causal, row by row, at NAB's own timestamps."""
-    from detectors.novelty import NoveltyDetector, OnsetFilter
-
-    gap = int(params.pop("gap", 100))  # type: ignore[call-overload]
-    detector = NoveltyDetector(**params)  # type: ignore[arg-type]
-    onsets = OnsetFilter(gap)
-    out = np.zeros(len(values))
-    for i, (t, v) in enumerate(zip(ts.tolist(), values.tolist())):
-        raw = float(detector.score_learn([0], [t], [v])[0])
-        out[i] = round(onsets.step(raw), 6)  # the precision written to the results file
-    return out
-
-
 @dataclass(frozen=True)
 class NabDetector:
     """One detector ``guardian eval nab`` runs: how, under which results name, and what it measures."""
 
     name: str
-    results_name: str                  # NAB's <detector> in results/<detector>/<category>/...
-    detect: object                     # (key, values, ts, **params) -> anomaly score per row
-    operating_threshold: float | None  # the threshold production applies, if it runs in production
-    grid: dict[str, dict[str, object]]  # named settings the held-out folds may choose among
+    results_name: str          # NAB's <detector> in results/<detector>/<category>/...
+    detect: object             # (key, values, ts) -> anomaly score per row
+    operating_threshold: float  # the threshold production applies
     measures: str
 
 
+# The pattern-novelty detector that used to be scored here never ran in ``guardian run`` and was
+# removed (docs/BENCHMARKS.md, "NAB": its cost and alert rate as a production tier).
 DETECTORS: dict[str, NabDetector] = {
     "pipeline": NabDetector(
-        "pipeline", "guardianPipeline", detect_pipeline, 0.5, {"default": {}},
+        "pipeline", "guardianPipeline", detect_pipeline, 0.5,
         "the production detector (DetectorPipeline, default DetectorConfig), one row per second"),
-    "novelty": NabDetector(
-        "novelty", "guardianNovelty", detect_novelty, None,
-        {"default": {}, "levels=(8,)": {"levels": (8,)}, "levels=(4,8,16)": {"levels": (4, 8, 16)},
-         "levels=(6,8,10)": {"levels": (6, 8, 10)}, "damping=10": {"damping": 10.0},
-         "history=2000": {"history": 2000}, "gap=50": {"gap": 50}},
-        "NoveltyDetector + OnsetFilter, which guardian run does not use"),
 }
 DEFAULT_DETECTOR = "pipeline"
 
 
-def _detect(args: tuple[str, str, np.ndarray, np.ndarray, dict[str, object]]) -> np.ndarray:
-    detector, key, values, ts, params = args
-    return DETECTORS[detector].detect(key, values, ts, **dict(params))  # type: ignore[operator]
+def _detect(args: tuple[str, str, np.ndarray, np.ndarray]) -> np.ndarray:
+    detector, key, values, ts = args
+    return DETECTORS[detector].detect(key, values, ts)  # type: ignore[operator]
 
 
 # -- held-out categories ------------------------------------------------------------------------------
@@ -487,52 +468,52 @@ def per_category(corpus: list[NabSeries], scores: list[np.ndarray], profile: Pro
 
 def _result_json(r: ProfileResult) -> dict[str, object]:
     # a category without windows (artificialNoAnomaly) has no normalised score, only its FP cost
-    return {"threshold": r.threshold, "raw": round(r.raw, 4), "null": r.null, "perfect": r.perfect,
+    threshold = None if math.isnan(r.threshold) else r.threshold  # the held-out total has one per fold
+    return {"threshold": threshold, "raw": round(r.raw, 4), "null": r.null, "perfect": r.perfect,
             "normalised": round(r.normalised, 2) if r.perfect != r.null else None}
 
 
 def run_nab(data_dir: Path, windows_file: Path, out_dir: Path, detector: str = DEFAULT_DETECTOR,
-            jobs: int = 1, grid: bool = False) -> dict[str, object]:
+            jobs: int = 1) -> dict[str, object]:
     """Run one detector over a NAB-layout corpus, write NAB's results layout, score it, write scores.json.
 
-    The tuned figures are scored from the results files as written. The held-out figures choose
-    the threshold (and with ``grid`` one of the detector's named settings) on three categories and
-    score the fourth.
+    The tuned figures are scored from the results files as written (NAB's method: one threshold
+    per profile chosen on the whole corpus). The held-out figures choose the threshold on three
+    categories and score the fourth. The operating point counts every detection, as production does.
     """
     spec = DETECTORS.get(detector)
     if spec is None:
         raise ConfigError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")
     corpus = load_corpus(data_dir, windows_file)
-    settings = spec.grid if grid else {"default": spec.grid["default"]}
-    work = [(detector, s.key, s.values, s.ts, params) for params in settings.values() for s in corpus]
+    work = [(detector, s.key, s.values, s.ts) for s in corpus]
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            flat = list(pool.map(_detect, work, chunksize=1))
+            scores = list(pool.map(_detect, work, chunksize=1))
     else:
-        flat = [_detect(w) for w in work]
-    by_setting = {name: flat[k * len(corpus):(k + 1) * len(corpus)] for k, name in enumerate(settings)}
+        scores = [_detect(w) for w in work]
     out_dir = Path(out_dir)
-    for series, sc in zip(corpus, by_setting["default"]):
+    for series, sc in zip(corpus, scores):
         write_results(out_dir, spec.results_name, series, sc)
     tuned = score_results(out_dir / spec.results_name, windows_file)
+    windows = [s.windows for s in corpus]
 
     report: dict[str, object] = {"detector": detector, "results": spec.results_name, "measures": spec.measures,
-                                 "files": len(corpus), "windows": int(tuned["standard"].perfect),
-                                 "settings": list(settings)}
+                                 "files": len(corpus), "windows": int(tuned["standard"].perfect)}
     for p in PROFILES:
-        entry: dict[str, object] = {"tuned": _result_json(tuned[p.name])}
-        if spec.operating_threshold is not None:
-            entry["operating_point"] = _result_json(
-                fixed_threshold(by_setting["default"], [s.windows for s in corpus], p, spec.operating_threshold))
-        entry["categories"] = {c: _result_json(r) for c, r in
-                               per_category(corpus, by_setting["default"], p, tuned[p.name].threshold).items()}
-        folds, overall = held_out(corpus, by_setting, p)
-        entry["held_out"] = {"overall": _result_json(overall),
-                             "folds": [{"category": f.category, "setting": f.setting, "threshold": f.threshold,
-                                        "train": round(f.train, 2), **_result_json(f.result)} for f in folds]}
-        report[p.name] = entry
+        folds, overall = held_out(corpus, {"default": scores}, p)
+        report[p.name] = {
+            "tuned": _result_json(tuned[p.name]),
+            "operating_point": _result_json(fixed_threshold(scores, windows, p, spec.operating_threshold)),
+            "categories": {c: _result_json(r) for c, r in
+                           per_category(corpus, scores, p, tuned[p.name].threshold).items()},
+            "categories_operating_point": {c: _result_json(r) for c, r in
+                                           per_category(corpus, scores, p, spec.operating_threshold).items()},
+            "held_out": {"overall": _result_json(overall),
+                         "folds": [{"category": f.category, "threshold": f.threshold, "train": round(f.train, 2),
+                                    **_result_json(f.result)} for f in folds]},
+        }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -10,11 +10,9 @@ import pytest
 
 from detectors.base import Detector
 from detectors.fast import FastTierDetector, TierParams
-from detectors.novelty import NoveltyDetector
 
 FACTORIES: dict[str, Callable[[int], Detector]] = {
     "fast_tier": lambda seed: FastTierDetector(TierParams(min_excess=5.0), seed=seed),
-    "novelty": lambda seed: NoveltyDetector(seed=seed),
 }
 
 
