@@ -26,10 +26,11 @@ def _register() -> None:
 
     app.add_typer(dev_app, name="dev")
 
-    from guardian.evaluation.cli import bench_detect_cmd, nab_cmd, scenarios_cmd
+    from guardian.evaluation.cli import bench_detect_cmd, nab_cmd, replay_cmd, scenarios_cmd
 
     eval_app.command("nab")(nab_cmd)
     eval_app.command("scenarios")(scenarios_cmd)
+    eval_app.command("replay")(replay_cmd)
     bench_app.command("detect")(bench_detect_cmd)
     from guardian.ingest.cli import bench_ingest_command, collect_app, run_command
 
