@@ -240,6 +240,8 @@ def _verb(event: str, actions: Sequence[Mapping[str, Any]], dry_run: bool) -> st
         else "QUARANTINED"
     if dry_run or event == "shadow":
         return f"WOULD HAVE {doing} (dry-run)"
+    if event == "watch":
+        return f"WATCHING (no harm seen, not {doing.lower()})"
     return {"awaiting_approval": f"APPROVAL NEEDED ({doing.lower()})",
             "escalation_awaiting_approval": f"APPROVAL NEEDED to escalate ({doing.lower()})",
             "escalated": f"ESCALATED: {doing}",
@@ -294,7 +296,13 @@ def summarize(record: Mapping[str, Any]) -> str:
                      f"confidence {_num(det.get('confidence'))})"
                      + (f" by {quote(det.get('detector'), 32)}" if det.get("detector") else ""))
         lines.append(_evidence_line(det))
-    if actions:
+    harm = q.get("harm")
+    if isinstance(harm, Mapping) and harm.get("line"):
+        lines.append(f"Harm: {quote(harm['line'], 400)[1:-1]}")
+    if actions and q.get("state") == "watching":
+        lines.append("Would: " + "; ".join(action_text(a) for a in actions[:4])
+                     + f" (policy {quote(q.get('policy'), 40)}, rung {q.get('rung')}); approve to act")
+    elif actions:
         lines.append(("Reverted: " if record["event"] in RESOLVE_EVENTS else "Action: ") + "; ".join(action_text(a) for a in actions[:4])
                      + (f" +{len(actions) - 4} more" if len(actions) > 4 else "")
                      + f" (policy {quote(q.get('policy'), 40)}, rung {q.get('rung')})")
@@ -338,7 +346,8 @@ def follow_up(qid: str, event: str) -> dict[str, Any]:
     nxt: list[dict[str, Any]] = [{"tool": "explain_detection", "arguments": dict(ref)}]
     if event in RESOLVE_EVENTS:
         nxt.append({"tool": "list_decisions", "arguments": {}})
-    elif event in ("awaiting_approval", "escalation_awaiting_approval"):
+    elif event in ("awaiting_approval", "escalation_awaiting_approval", "watch"):
+        # a watch is turned into a quarantine the same way an approval is given
         nxt += [{"tool": "propose_action", "arguments": {**ref, "action": "approve"}, "needs": ["reason"]},
                 {"tool": "approve_quarantine", "arguments": dict(ref), "role": "sre"},
                 {"tool": "deny_quarantine", "arguments": dict(ref), "needs": ["reason"], "role": "sre"}]
@@ -383,7 +392,8 @@ def build_record(quarantine: Mapping[str, Any], detection: Mapping[str, Any] | N
                for a in (quarantine.get("desired") or [])]
     workload = dict(quarantine.get("workload") or (det or {}).get("workload") or {})
     dry_run = bool(quarantine.get("dry_run", False))
-    radius = blast_radius([] if dry_run else actions)
+    watching = quarantine.get("state") == "watching"
+    radius = blast_radius([] if dry_run or watching else actions)
     status = "resolve" if event in RESOLVE_EVENTS else "trigger"
     body_id = hashlib.sha256(json.dumps([qid, event, now], default=str).encode()).hexdigest()[:16]
     record: dict[str, Any] = {
@@ -396,7 +406,7 @@ def build_record(quarantine: Mapping[str, Any], detection: Mapping[str, Any] | N
         "time": _iso(now),
         "quarantine_id": qid,
         "quarantine": {k: quarantine.get(k) for k in ("id", "state", "policy", "rung", "dry_run", "created_at",
-                                                      "expires_at", "pending_rung", "appeal")},
+                                                      "expires_at", "pending_rung", "appeal", "harm")},
         "workload": workload,
         "detection": _detection_part(det),
         "actions": actions,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from detectors.detection import Severity, Signature
 from guardian.errors import ConfigError
+from guardian.samples import METRICS_BY_NAME
 
 
 class _Strict(BaseModel):
@@ -157,8 +158,71 @@ class Probation(_Strict):
     resume_rung: bool = True  # a repeat offender restarts at the rung it was released from
 
 
+class PressureTargets(_Strict):
+    """When a broker counts as under pressure, and where a proportionate throttle brings it back.
+
+    A broker is under pressure when any signal crosses its line: request-handler or network
+    threads idle less than ``idle_below`` of the time; Produce or Fetch p99 (queue or total
+    time) at least ``latency_factor`` times its learned normal and above ``latency_floor_ms``;
+    more than ``under_replicated_above`` under-replicated partitions.
+    """
+
+    idle_below: float = Field(default=0.25, gt=0, lt=1)
+    latency_factor: float = Field(default=3.0, gt=1)
+    latency_floor_ms: float = Field(default=50.0, ge=0)
+    under_replicated_above: int = Field(default=0, ge=0)
+    # a proportionate throttle sheds enough of the workload's load to bring idle back to this
+    target_idle: float = Field(default=0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _target_above_line(self) -> "PressureTargets":
+        if self.target_idle <= self.idle_below:
+            raise ValueError("target_idle must be above idle_below (the throttle would leave the broker under pressure)")
+        return self
+
+
+class HarmTest(_Strict):
+    """A runaway is throttled automatically only when it hurts, or is sure to.
+
+    A detection acts when the workload ran away from its own normal AND one of: a broker is
+    under pressure (``pressure``) and this workload has at least ``min_share`` of that broker's
+    thread time or bytes; its observed value breaks an absolute ``budgets`` entry (keyed by the
+    detection's metric, in its unit); its ratio to its normal is ``extreme_ratio`` or more for
+    ``extreme_evidence_s``. Otherwise the engine records a ``watch`` (no cluster change) that an
+    SRE or agent can approve into a quarantine. ``enabled: false`` throttles on change alone.
+    """
+
+    enabled: bool = True
+    min_share: float = Field(default=0.25, gt=0, le=1)
+    extreme_ratio: float = Field(default=25.0, gt=1)
+    extreme_evidence_s: float = Field(default=30.0, ge=0)
+    # Control-plane storms hurt the controller and the group coordinator long before the data
+    # path shows it, so they are budgeted: partitions created per second by one principal,
+    # rebalances per second of one group.
+    budgets: dict[str, float] = Field(default_factory=lambda: {"partition_creation_rate": 10.0,
+                                                               "topic_creation_rate": 2.0,
+                                                               "rebalance_rate": 0.1})
+    pressure: PressureTargets = Field(default_factory=PressureTargets)
+    # pressure signals missing or stale: "watch" (only budgets and extremes act) or "act" (as if harmed)
+    on_unknown_pressure: Literal["watch", "act"] = "watch"
+    watch_ttl_s: float = Field(default=3600.0, gt=0)     # a watch record ends after this
+    # a broker's pressure signals older than this are unknown
+    stale_after_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known_budgets(self) -> "HarmTest":
+        unknown = sorted(set(self.budgets) - set(METRICS_BY_NAME))
+        if unknown:
+            raise ValueError(f"budgets name unknown metrics: {', '.join(unknown)}")
+        bad = sorted(k for k, v in self.budgets.items() if not v > 0)
+        if bad:
+            raise ValueError(f"budgets must be positive: {', '.join(bad)}")
+        return self
+
+
 class Guardrails(_Strict):
     protected: ProtectedPrincipals = Field(default_factory=ProtectedPrincipals)
+    harm: HarmTest = Field(default_factory=HarmTest)
     max_concurrent_quarantines: int = Field(default=5, ge=0)
     max_throttled_traffic_share: float = Field(default=0.3, ge=0, le=1)
     on_unknown_traffic: Literal["act", "hold"] = "act"

@@ -18,7 +18,9 @@ the evidence suffices and climbs the ladder if the runaway continues.
 
 The stage also feeds ``ClusterTraffic`` (bytes/s in and out of every
 broker, from the broker-level samples it sees), the engine's
-``cluster_traffic`` provider for the share-of-traffic cap. In one process
+``cluster_traffic`` provider for the share-of-traffic cap, and
+``ClusterPressure`` (broker pressure signals and each client's load), the
+engine's ``cluster_pressure`` provider for the harm test. In one process
 that is the whole cluster; with several workers the engine's process knows
 it only when its worker owns the partition of the broker-level samples, and
 the policy's ``on_unknown_traffic`` decides otherwise.
@@ -37,6 +39,7 @@ from typing import Any, Callable
 
 import typer
 
+from guardian.engine.pressure import ClusterPressure
 from guardian.ingest.processor import SampleStage
 from guardian.settings import GuardianSettings
 
@@ -111,6 +114,7 @@ class DetectorStage:
     pipeline: Any
     traffic: ClusterTraffic | None = None
     metrics: Any | None = None
+    pressure: Any | None = None      # guardian.engine.pressure.ClusterPressure
     reemit_s: float = 2.0
     fast_phase_s: float = 60.0
     slow_reemit_s: float = 30.0
@@ -120,6 +124,8 @@ class DetectorStage:
     def process(self, batch: Any) -> list[Any]:
         if self.traffic is not None:
             self.traffic.observe(batch)
+        if self.pressure is not None:
+            self.pressure.observe(batch)
         detections = list(self.pipeline.process(batch))
         newest = max(batch.ts) if len(batch) else time.time()
         fresh = set()
@@ -197,11 +203,12 @@ def detector_config(settings: GuardianSettings) -> Any:
 
 
 def build_stage(settings: GuardianSettings, traffic: ClusterTraffic | None = None,
-                metrics: Any | None = None) -> SampleStage:
+                metrics: Any | None = None, pressure: Any | None = None) -> SampleStage:
     """The detector stage the processors hand each workload's batch to."""
     from detectors.pipeline import DetectorPipeline
 
-    return DetectorStage(DetectorPipeline(detector_config(settings)), traffic=traffic, metrics=metrics)
+    return DetectorStage(DetectorPipeline(detector_config(settings)), traffic=traffic, metrics=metrics,
+                         pressure=pressure)
 
 
 # ------------------------------------------------------------------------------- the engine
@@ -312,7 +319,8 @@ class EngineHandle:
 
 
 def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[], float | None] | None,
-                 owner: str, extra_hooks: list[Callable[..., None]] | None = None) -> tuple[Any, list[Callable]]:
+                 owner: str, extra_hooks: list[Callable[..., None]] | None = None,
+                 pressure: Callable[[], Any] | None = None) -> tuple[Any, list[Callable]]:
     """The acting engine: ledger, policies, instrumented actuators, audit sink, lease, escalation."""
     import redis
 
@@ -365,6 +373,7 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
     engine_cls = _metered_engine_class()
     engine = engine_cls(ledger, policies, {k: metrics.instrument(a) for k, a in actuators.items()},
                         audit_sink=sink, lease=_MeteredLease(lease, metrics), cluster_traffic=traffic,
+                        cluster_pressure=pressure,
                         on_event=on_event, name=owner, pod_resolver=pod_resolver,
                         group_members=GroupMembers(conf))
     engine.metrics = metrics
@@ -392,12 +401,12 @@ def _metered_engine_class() -> type:
 
 def start_action_engine(settings: GuardianSettings, stop: threading.Event, metrics: Any,
                         traffic: Callable[[], float | None] | None = None,
-                        owner: str | None = None) -> EngineHandle:
+                        owner: str | None = None, pressure: Callable[[], Any] | None = None) -> EngineHandle:
     """Start the engine over ``guardian.detections`` in a thread; it acts only while it holds the lease."""
     from guardian.engine.source import KafkaDetectionSource
 
     owner = owner or f"guardian-{socket.gethostname()}-{os.getpid()}"
-    engine, closers = build_engine(settings, metrics, traffic, owner)
+    engine, closers = build_engine(settings, metrics, traffic, owner, pressure=pressure)
     source = KafkaDetectionSource(settings.kafka.client_config(), settings.topics.detections,
                                   group_id=f"{settings.ingest.app_id}-engine")
 
@@ -450,19 +459,21 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     registry = CollectorRegistry()
     metrics = GuardianMetrics(registry, component="engine")   # one registry: every guardian_* metric once
     traffic = ClusterTraffic(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
+    pressure = ClusterPressure(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
     server = None
     if settings.ingest.metrics_port:
         server = serve_metrics(registry, settings.ingest.metrics_port)
     stop = threading.Event()
     threads = start_collectors(settings, stop, collectors)
-    handle = start_action_engine(settings, stop, metrics, traffic, owner=f"guardian-{worker_id}")
+    handle = start_action_engine(settings, stop, metrics, traffic, owner=f"guardian-{worker_id}",
+                                 pressure=pressure)
     threads += handle.threads
     api_server = None
     if api:
         api_server, t = start_api(settings, handle.engine)
         threads.append(t)
         log.warning("API on http://%s:%d (docs /v1/docs)", settings.api.host, settings.api.port)
-    app, _stats = create_app(settings, stage_factory(settings, traffic, metrics), registry, worker_id,
+    app, _stats = create_app(settings, stage_factory(settings, traffic, metrics, pressure), registry, worker_id,
                              metrics=metrics)
     try:
         run_worker(app, loglevel)

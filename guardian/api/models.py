@@ -120,6 +120,8 @@ class QuarantineSummary(_Out):
     actions: list[PlanView]
     pending_approval: bool
     appeal: AppealView | None = None
+    # what harm the engine saw when it decided: why it throttled, or why it only watches
+    harm: dict[str, Any] | None = None
 
 
 class QuarantineDetail(QuarantineSummary):

@@ -114,7 +114,8 @@ def summary_fields(q: Quarantine, records: dict[str, Any]) -> dict[str, Any]:
                 policy=q.policy, rung=q.rung, dry_run=q.dry_run, created_at=q.created_at,
                 updated_at=q.updated_at, expires_at=q.expires_at, version=q.version, explanation=explain(q),
                 actions=plans,
-                pending_approval=q.state is QState.AWAITING_APPROVAL or q.pending_rung is not None,
+                pending_approval=q.state in (QState.AWAITING_APPROVAL, QState.WATCHING) or q.pending_rung is not None,
+                harm=q.harm,
                 appeal=appeal_view(q, q.appeal) if q.appeal else None)
 
 

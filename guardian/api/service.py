@@ -259,7 +259,7 @@ class ReviewService:
     def deny(self, who: Identity, qid: str, reason: str, expected_version: int | None = None) -> Quarantine:
         q = self.load(who, qid, Action.QUARANTINE_DENY)
         self._check_version(q, expected_version)
-        if q.state is not QState.APPEALED and q.state is not QState.AWAITING_APPROVAL and q.pending_rung is None:
+        if q.state not in (QState.APPEALED, QState.AWAITING_APPROVAL, QState.WATCHING) and q.pending_rung is None:
             raise ConflictError(f"quarantine {qid} is {q.state.value} with nothing to deny")
         return self.engine.deny(q.id, who.label, reason)
 

@@ -9,9 +9,17 @@ probation) and returns a ``Decision``. The guardrails live here, in this order:
    every signature) must react (severity, confidence; probation lowers the bar);
 3. an existing quarantine escalates only after the next rung's cool-down and
    on enough evidence, never while it is under review;
-4. a new quarantine needs the rung's evidence, no pause, room under the
-   concurrency cap and under the share of cluster traffic that may be throttled;
-5. dry-run (global or per policy) records the same decision and acts on nothing.
+4. a new quarantine needs the rung's evidence;
+5. the harm test (``guardian.engine.harm``): a runaway that hurts nobody is a
+   ``watch`` (recorded and escalated, nothing changed), which becomes a
+   quarantine when an SRE approves it or when the runaway starts to hurt;
+6. dry-run (global or per policy) records the same decision and acts on nothing;
+7. acting needs no pause and room under the concurrency cap and under the
+   share of cluster traffic that may be throttled.
+
+When pressure is why a runaway is throttled, the throttle is proportionate: it
+keeps the share of the workload's current load that brings the broker back to
+its idle target (``Harm.scale``), never less than the workload's own baseline.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectors.detection import Detection, Signature
+from guardian.engine.harm import Harm, assess
+from guardian.engine.pressure import Pressure
 from guardian.engine.model import Decision, Outcome, QState, Quarantine, quarantine_id_for, workload_key
 from guardian.policy import DenyAclRung, IsolatePodRung, PolicySet, ThrottleRung
 
@@ -49,6 +59,7 @@ class View:
     cluster_traffic: float | None = None  # bytes/s of the whole cluster; None = unknown
     existing: Quarantine | None = None  # this workload's open quarantine
     probation: dict[str, Any] | None = None  # {"until", "rung", "policy"} while on probation
+    pressure: Pressure | None = None    # broker pressure and client loads now; None = unknown
 
 
 def traffic_of(detection: Detection) -> float:
@@ -96,8 +107,20 @@ def _throttle_targets(principal: str, wl: dict[str, str], detection: Detection) 
     return [{"principal": principal}]
 
 
-def intents_for(rung: Any, detection: Detection) -> list[dict[str, Any]] | str:
-    """The actuator calls a rung means for this detection, or why it cannot be planned."""
+def _current(key: str, detection: Detection, harm: Harm) -> float | None:
+    """The workload's load now in ``key``'s unit: what the detection measured, else the broker's view."""
+    if METRIC_QUOTA.get(detection.metric) == key:
+        return float(detection.observed)
+    load = harm.load or {}
+    return {"producer_byte_rate": load.get("bytes_in"), "consumer_byte_rate": load.get("bytes_out"),
+            "request_percentage": load.get("request_time")}.get(key)
+
+
+def intents_for(rung: Any, detection: Detection, harm: Harm | None = None) -> list[dict[str, Any]] | str:
+    """The actuator calls a rung means for this detection, or why it cannot be planned.
+
+    With ``harm`` saying pressure (and how much load to keep), a baseline-relative throttle is
+    proportionate: the current load times ``harm.scale``, never under the baseline."""
     wl = detection.workload
     principal = wl.get("principal")
     if isinstance(rung, ThrottleRung):
@@ -115,6 +138,9 @@ def intents_for(rung: Any, detection: Detection) -> list[dict[str, Any]] | str:
                 return (f"multiple_of_baseline needs a positive baseline of {key}; "
                         f"the detection measured {detection.metric}")
             rate = float(baseline) * float(rung.multiple_of_baseline or 1.0)
+            current = _current(key, detection, harm) if harm is not None and harm.scale is not None else None
+            if current is not None and current > 0:
+                rate = max(float(baseline), current * harm.scale)
         if key in BYTE_RATE_QUOTAS:
             # the floor is in bytes/s; byte-rate quotas are whole bytes/s (the broker refuses fractions)
             rate = float(int(max(rate, rung.floor)))
@@ -173,6 +199,8 @@ def decide(detection: Detection, policies: PolicySet, view: View, now: float) ->
     ladder = policy.ladder
 
     q = view.existing
+    if q is not None and q.state is QState.WATCHING:
+        return _watching(detection, policies, view, now, q, out)
     if q is not None:
         common = {"policy": q.policy, "quarantine_id": q.id, "dry_run": q.dry_run}
         if q.state in (QState.APPEALED, QState.AWAITING_APPROVAL) or q.pending_rung is not None:
@@ -215,27 +243,70 @@ def decide(detection: Detection, policies: PolicySet, view: View, now: float) ->
     intents = intents_for(rung, detection)
     if isinstance(intents, str):
         return out(Outcome.UNPLANNABLE, intents, **{**common, "quarantine_id": None})
+    harm = None
+    if isinstance(rung, ThrottleRung):
+        # the harm test gates automatic throttles; rungs that need a human already have one
+        harm = assess(detection, view.pressure, g.harm, now)
+        common["harm"] = harm.to_dict()
+        if not harm.harmful:
+            return out(Outcome.WATCH, f"watch: {harm.line}", intents=intents, **common)
+        intents = intents_for(rung, detection, harm)
+        assert not isinstance(intents, str)  # the same rung planned above; sizing cannot unplan it
     if dry:
         return out(Outcome.SHADOW, f"dry-run: would {rung.action} under policy {policy.name}"
                    + (" (probation)" if on_probation else ""), intents=intents, **common)
     if view.paused:
         return out(Outcome.PAUSED, "the global pause switch is on", **{**common, "quarantine_id": None})
-    if view.open_quarantines >= g.max_concurrent_quarantines:
-        return out(Outcome.CAPPED, f"{view.open_quarantines} quarantines open; the cap is "
-                   f"{g.max_concurrent_quarantines}", **{**common, "quarantine_id": None})
-    if isinstance(rung, ThrottleRung):
-        mine = traffic_of(detection)
-        if view.cluster_traffic is None or view.cluster_traffic <= 0:
-            if g.on_unknown_traffic == "hold":
-                return out(Outcome.CAPPED, "cluster traffic unknown and on_unknown_traffic is 'hold'",
-                           **{**common, "quarantine_id": None})
-        elif view.throttled_traffic + mine > g.max_throttled_traffic_share * view.cluster_traffic:
-            share = (view.throttled_traffic + mine) / view.cluster_traffic
-            return out(Outcome.CAPPED, f"throttling it would put {share:.0%} of cluster traffic under "
-                       f"throttle; the cap is {g.max_throttled_traffic_share:.0%}",
-                       **{**common, "quarantine_id": None})
+    capped = _capped(rung, detection, policies, view)
+    if capped is not None:
+        return out(Outcome.CAPPED, capped, **{**common, "quarantine_id": None})
     if rung.requires_approval:
         return out(Outcome.AWAITING_APPROVAL, f"rung {start} ({rung.action}) needs approval",
                    intents=intents, **common)
     return out(Outcome.QUARANTINED, f"{detection.signature.value} matched policy {policy.name}"
                + (" (probation)" if on_probation else ""), intents=intents, **common)
+
+
+def _capped(rung: Any, detection: Detection, policies: PolicySet, view: View) -> str | None:
+    """Why acting would break a cap (concurrency, share of traffic under throttle), or None."""
+    g = policies.global_
+    if view.open_quarantines >= g.max_concurrent_quarantines:
+        return f"{view.open_quarantines} quarantines open; the cap is {g.max_concurrent_quarantines}"
+    if not isinstance(rung, ThrottleRung):
+        return None
+    mine = traffic_of(detection)
+    if view.cluster_traffic is None or view.cluster_traffic <= 0:
+        if g.on_unknown_traffic == "hold":
+            return "cluster traffic unknown and on_unknown_traffic is 'hold'"
+    elif view.throttled_traffic + mine > g.max_throttled_traffic_share * view.cluster_traffic:
+        share = (view.throttled_traffic + mine) / view.cluster_traffic
+        return (f"throttling it would put {share:.0%} of cluster traffic under throttle; "
+                f"the cap is {g.max_throttled_traffic_share:.0%}")
+    return None
+
+
+def _watching(detection: Detection, policies: PolicySet, view: View, now: float, q: Quarantine,
+              out: Any) -> Decision:
+    """A detection for a workload under watch: start the quarantine once the runaway hurts."""
+    policy = policies.policy(q.policy)
+    common: dict[str, Any] = {"policy": q.policy, "quarantine_id": q.id, "rung": q.rung, "dry_run": q.dry_run}
+    if policy is None or q.rung >= len(policy.ladder):
+        return out(Outcome.WATCH, f"watch: policy {q.policy} has no rung {q.rung} any more", **common)
+    rung = policy.ladder[q.rung]
+    harm = assess(detection, view.pressure, policies.global_.harm, now)
+    common["harm"] = harm.to_dict()
+    if not harm.harmful:
+        return out(Outcome.WATCH, f"watch: {harm.line}", **common)
+    intents = intents_for(rung, detection, harm)
+    if isinstance(intents, str):
+        return out(Outcome.UNPLANNABLE, intents, **common)
+    if q.dry_run:
+        return out(Outcome.WATCH, f"dry-run watch: it hurts now ({harm.line}); would {rung.action}",
+                   intents=intents, **common)
+    if view.paused:
+        return out(Outcome.PAUSED, "the global pause switch is on", **common)
+    capped = _capped(rung, detection, policies, view)
+    if capped is not None:
+        return out(Outcome.CAPPED, capped, **common)
+    return out(Outcome.QUARANTINED, f"{detection.signature.value} under watch now hurts: {harm.line}",
+               intents=intents, **common)

@@ -41,7 +41,11 @@ PodResolver = Callable[[dict[str, str]], "tuple[str, str] | None"]
 # group_members(group) -> the client-ids of its members now; consulted only when a group's throttle
 # cannot be planned because the detection names no member.
 GroupMembersResolver = Callable[[str], list[str]]
-NEW_OUTCOMES = (Outcome.QUARANTINED, Outcome.AWAITING_APPROVAL, Outcome.SHADOW)
+NEW_OUTCOMES = (Outcome.QUARANTINED, Outcome.AWAITING_APPROVAL, Outcome.SHADOW, Outcome.WATCH)
+_NEW_STATE = {Outcome.QUARANTINED: QState.ACTIVE, Outcome.AWAITING_APPROVAL: QState.AWAITING_APPROVAL,
+              Outcome.SHADOW: QState.PROPOSED, Outcome.WATCH: QState.WATCHING}
+_NEW_EVENT = {Outcome.QUARANTINED: "created", Outcome.AWAITING_APPROVAL: "awaiting_approval",
+              Outcome.SHADOW: "shadow", Outcome.WATCH: "watch"}
 
 
 def _no_crash(step: str) -> None:
@@ -53,6 +57,7 @@ class ActionEngine:
                  audit_sink: AuditSink | None = None, lease: Any | None = None,
                  clock: Callable[[], float] = time.time,
                  cluster_traffic: Callable[[], float | None] | None = None,
+                 cluster_pressure: Callable[[], Any] | None = None,
                  on_event: EventHook | None = None, crash_at: CrashHook | None = None,
                  drift_check_s: float = 30.0, name: str = "guardian",
                  pod_resolver: PodResolver | None = None,
@@ -64,6 +69,7 @@ class ActionEngine:
         self.lease = lease
         self.clock = clock
         self.cluster_traffic = cluster_traffic
+        self.cluster_pressure = cluster_pressure   # () -> guardian.engine.pressure.Pressure | None
         self.on_event = on_event
         self.crash_at = crash_at or _no_crash
         self.drift_check_s = drift_check_s
@@ -92,9 +98,16 @@ class ActionEngine:
                 traffic = self.cluster_traffic()
             except GuardianError as exc:
                 log.warning("cluster traffic unknown: %s", exc)
+        pressure = None
+        if self.cluster_pressure is not None:
+            try:
+                pressure = self.cluster_pressure()
+            except GuardianError as exc:
+                log.warning("cluster pressure unknown: %s", exc)
         return View(paused=self.ledger.pause_state() is not None, open_quarantines=len(counting),
                     throttled_traffic=throttled, cluster_traffic=traffic,
-                    existing=self.ledger.open_for(key), probation=self.ledger.probation(key))
+                    existing=self.ledger.open_for(key), probation=self.ledger.probation(key),
+                    pressure=pressure)
 
     def _plans(self, decision: Decision) -> list[dict[str, Any]] | str:
         plans = []
@@ -160,10 +173,17 @@ class ActionEngine:
         self.crash_at("plan")
         fence = self._fence()
         q: Quarantine | None = None
-        if d.outcome in NEW_OUTCOMES:
+        watched = view.existing if view.existing is not None and view.existing.state is QState.WATCHING else None
+        if watched is not None and d.outcome is Outcome.QUARANTINED:
+            q = self._activate(watched, detection, d, plans, now)
+            self.ledger.save_quarantine(q, fence=fence, audit=[decision_record(d, detection),
+                                                              quarantine_record(q, "created", now, self.name)])
+        elif watched is not None:
+            q = None   # still only watched: the audit trail has the decision, the record is unchanged
+            self.ledger.append_audit([decision_record(d, detection)])
+        elif d.outcome in NEW_OUTCOMES:
             q = self._new_quarantine(detection, d, plans, now)
-            event = {Outcome.QUARANTINED: "created", Outcome.AWAITING_APPROVAL: "awaiting_approval",
-                     Outcome.SHADOW: "shadow"}[d.outcome]
+            event = _NEW_EVENT[d.outcome]
             self.ledger.create_quarantine(
                 q, max_open=self.policies.global_.max_concurrent_quarantines if q.counts_for_caps else None,
                 fence=fence, audit=[decision_record(d, detection), quarantine_record(q, event, now, self.name)])
@@ -193,16 +213,33 @@ class ActionEngine:
         policy = self.policies.policy(d.policy or "")
         assert policy is not None and d.quarantine_id is not None and d.rung is not None
         rung = policy.ladder[d.rung]
-        state = {Outcome.QUARANTINED: QState.ACTIVE, Outcome.AWAITING_APPROVAL: QState.AWAITING_APPROVAL,
-                 Outcome.SHADOW: QState.PROPOSED}[d.outcome]
+        state = _NEW_STATE[d.outcome]
+        watch = state is QState.WATCHING
+        ttl = self.policies.global_.harm.watch_ttl_s if watch else rung.ttl_s
         q = Quarantine(id=d.quarantine_id, workload=dict(det.workload), workload_key=workload_key(det.workload),
                        policy=policy.name, state=QState.PROPOSED, rung=d.rung, dry_run=d.dry_run,
-                       created_at=now, updated_at=now, rung_at=now, expires_at=now + rung.ttl_s,
-                       desired=plans, traffic=traffic_of(det), throttles=isinstance(rung, ThrottleRung),
-                       detection=det.to_dict())
+                       created_at=now, updated_at=now, rung_at=now, expires_at=now + ttl,
+                       desired=plans, traffic=traffic_of(det),
+                       throttles=isinstance(rung, ThrottleRung) and not watch,
+                       detection=det.to_dict(), harm=d.harm)
         q.history.append({"ts": now, "from": None, "to": QState.PROPOSED.value, "by": self.name, "reason": d.reason})
         if state is not QState.PROPOSED:
             move(q, state, now, self.name, d.reason)
+        return q
+
+    def _activate(self, q: Quarantine, det: Detection, d: Decision, plans: list[dict[str, Any]],
+                  now: float, by: str | None = None, reason: str | None = None) -> Quarantine:
+        """A watch becomes an acting quarantine: its runaway now hurts, or an SRE approved it."""
+        policy = self.policies.policy(q.policy)
+        rung = policy.ladder[q.rung] if policy is not None and q.rung < len(policy.ladder) else None
+        if plans:
+            q.desired = plans
+        q.detection, q.detections, q.harm = det.to_dict(), q.detections + 1, d.harm
+        q.traffic = traffic_of(det)
+        q.throttles = isinstance(rung, ThrottleRung)
+        move(q, QState.ACTIVE, now, by or self.name, reason or d.reason)
+        q.rung_at = now
+        q.expires_at = now + (rung.ttl_s if rung is not None else self.policies.global_.harm.watch_ttl_s)
         return q
 
     def _climb(self, q: Quarantine, rung_index: int, plans: list[dict[str, Any]], now: float) -> None:
@@ -326,7 +363,17 @@ class ActionEngine:
     def approve(self, qid: str, by: str, note: str = "") -> Quarantine:
         """Let a quarantine awaiting approval act, or a pending escalation climb."""
         q, now = self._load(qid), self.clock()
-        if q.state is QState.AWAITING_APPROVAL:
+        if q.state is QState.WATCHING:
+            # an SRE (or an agent's proposal an SRE accepted) turns the watch into a quarantine
+            policy = self.policies.policy(q.policy)
+            rung = policy.ladder[q.rung] if policy is not None and q.rung < len(policy.ladder) else None
+            move(q, QState.ACTIVE, now, by, note or "watch approved into a quarantine")
+            q.rung_at = now
+            q.throttles = isinstance(rung, ThrottleRung)
+            if rung is not None:
+                q.expires_at = now + rung.ttl_s
+            event = "approved"
+        elif q.state is QState.AWAITING_APPROVAL:
             policy = self.policies.policy(q.policy)
             move(q, QState.ACTIVE, now, by, note or "approved")
             q.rung_at = now
@@ -356,6 +403,8 @@ class ActionEngine:
         q, now = self._load(qid), self.clock()
         if q.state is QState.AWAITING_APPROVAL:
             return self._finish(q, QState.RELEASED, now, by, note or "approval denied")
+        if q.state is QState.WATCHING:
+            return self._finish(q, QState.RELEASED, now, by, note or "watch dismissed")
         if q.state is not QState.APPEALED:
             if q.pending_rung is not None:  # reject a pending escalation
                 q.pending_rung, q.pending = None, []

@@ -2,7 +2,9 @@
 
 ``proposed -> (awaiting_approval) -> active -> appealed -> released | expired``;
 a denied appeal returns to ``active``. A quarantine awaiting approval that a
-human rejects is ``released`` without having acted.
+human rejects is ``released`` without having acted. A ``watching`` record (a
+runaway that hurts nobody) becomes ``active`` when an SRE approves it or when
+its runaway starts to hurt, and ends ``released`` (dismissed) or ``expired``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from guardian.engine.model import QState, Quarantine
 from guardian.errors import ConflictError
 
 ALLOWED: dict[QState, frozenset[QState]] = {
-    QState.PROPOSED: frozenset({QState.AWAITING_APPROVAL, QState.ACTIVE, QState.RELEASED, QState.EXPIRED}),
+    QState.PROPOSED: frozenset({QState.WATCHING, QState.AWAITING_APPROVAL, QState.ACTIVE, QState.RELEASED,
+                                QState.EXPIRED}),
+    QState.WATCHING: frozenset({QState.ACTIVE, QState.RELEASED, QState.EXPIRED}),
     QState.AWAITING_APPROVAL: frozenset({QState.ACTIVE, QState.RELEASED, QState.EXPIRED}),
     QState.ACTIVE: frozenset({QState.APPEALED, QState.RELEASED, QState.EXPIRED}),
     QState.APPEALED: frozenset({QState.ACTIVE, QState.RELEASED, QState.EXPIRED}),

@@ -18,6 +18,7 @@ from typing import Any
 
 class QState(str, Enum):
     PROPOSED = "proposed"                    # decided, nothing applied (dry-run quarantines stay here)
+    WATCHING = "watching"                    # a runaway that hurts nobody (yet): recorded, nothing applied
     AWAITING_APPROVAL = "awaiting_approval"  # a rung needs a human before it acts
     ACTIVE = "active"                        # the actions hold on the cluster
     APPEALED = "appealed"                    # the tenant appealed; actions still hold
@@ -34,7 +35,7 @@ class QState(str, Enum):
         return self in (QState.ACTIVE, QState.APPEALED)
 
 
-OPEN_STATES = (QState.PROPOSED, QState.AWAITING_APPROVAL, QState.ACTIVE, QState.APPEALED)
+OPEN_STATES = (QState.PROPOSED, QState.WATCHING, QState.AWAITING_APPROVAL, QState.ACTIVE, QState.APPEALED)
 
 
 class StepStatus(str, Enum):
@@ -67,6 +68,7 @@ class Quarantine:
     detections: int = 1
     appeal: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)   # {ts, from, to, by, reason}
+    harm: dict[str, Any] | None = None   # guardian.engine.harm.Harm.to_dict() of the latest decision
     version: int = 0
 
     @property
@@ -76,7 +78,8 @@ class Quarantine:
 
     @property
     def counts_for_caps(self) -> bool:
-        return not self.dry_run and not self.state.terminal
+        """A watch changes nothing on the cluster, so it never takes a place under the caps."""
+        return not self.dry_run and not self.state.terminal and self.state is not QState.WATCHING
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -125,7 +128,8 @@ class Outcome(str, Enum):
     CAPPED = "capped"                          # a concurrency or traffic-share cap holds
     INSUFFICIENT_EVIDENCE = "insufficient_evidence"
     UNPLANNABLE = "unplannable"                # the rung needs identity the detection lacks
-    QUARANTINED = "quarantined"                # new quarantine, acting now
+    WATCH = "watch"                            # a runaway that hurts nobody: recorded and escalated, no action
+    QUARANTINED = "quarantined"                # new quarantine (or a watch that now hurts), acting now
     AWAITING_APPROVAL = "awaiting_approval"    # new quarantine, waiting for a human
     SHADOW = "shadow"                          # dry-run: recorded what it would do
     ESCALATED = "escalated"                    # next rung, acting now
@@ -148,6 +152,7 @@ class Decision:
     quarantine_id: str | None = None
     dry_run: bool = False
     intents: list[dict[str, Any]] = field(default_factory=list)   # {kind, target, params} before actuator.plan
+    harm: dict[str, Any] | None = None   # guardian.engine.harm.Harm.to_dict(), when the harm test ran
 
     @property
     def acts(self) -> bool:

@@ -280,6 +280,10 @@ class McpCore:
             state += f", ends {_iso(q.expires_at)} unless extended or released"
         if q.state is QState.AWAITING_APPROVAL or q.pending_rung is not None:
             state += "; an action awaits an SRE's approval"
+        if q.state is QState.WATCHING:
+            state += "; watched, not acted on: no harm was seen (an SRE's approval turns it into a quarantine)"
+        if q.harm and q.harm.get("line"):
+            lines.append(f"Harm: {quote(q.harm['line'], 400)[1:-1]}.")
         if q.appeal:
             state += f"; appeal {q.appeal.get('id', '')} is {appeal_state(q.appeal, q)}"
         lines.append(state + ".")
@@ -287,7 +291,7 @@ class McpCore:
                                      Action.QUARANTINE_APPROVE, Action.QUARANTINE_DENY, Action.QUARANTINE_RELEASE,
                                      Action.QUARANTINE_EXTEND) if self.service.allowed(who, a)]
         lines.append(f"Your token ({who.role.value}) may: {', '.join(allowed) or 'only read'}.")
-        event = {QState.APPEALED: "appealed", QState.AWAITING_APPROVAL: "awaiting_approval",
+        event = {QState.APPEALED: "appealed", QState.AWAITING_APPROVAL: "awaiting_approval", QState.WATCHING: "watch",
                  QState.RELEASED: "released", QState.EXPIRED: "expired"}.get(q.state, "created")
         return {"quarantine_id": q.id, "state": q.state.value, "signature": sig, "explanation": lines,
                 "numbers": {k: d.get(k) for k in ("metric", "observed", "baseline", "ratio", "duration_s",

@@ -98,9 +98,9 @@ def create_server(core: McpCore, transport: Transport, stdio_token: str | None =
 
     @server.tool(annotations=read)
     def list_quarantines(
-                         state: Annotated[list[Literal["proposed", "awaiting_approval", "active", "appealed",
-                                                       "released", "expired"]] | None,
-                                          Field(max_length=6, description="only these states")] = None,
+                         state: Annotated[list[Literal["proposed", "watching", "awaiting_approval", "active",
+                                                       "appealed", "released", "expired"]] | None,
+                                          Field(max_length=7, description="only these states")] = None,
                          principal: Annotated[str | None, Field(max_length=300,
                                                                 description="e.g. User:tenant-a")] = None,
                          appealed: bool | None = None, cursor: Cursor = None,

@@ -25,6 +25,7 @@ from guardian.engine.engine import ActionEngine
 from guardian.engine.model import OPEN_STATES, Quarantine
 from guardian.ledger import Ledger
 from guardian.policy import default_policy_path, load_policy
+from guardian.testing import without_harm_test
 from guardian.settings import GuardianSettings
 
 BASELINE = 100_000.0          # B/s: the workload's normal
@@ -94,7 +95,9 @@ def harness(settings: GuardianSettings, redis_client: Any, bootstrap: str) -> It
 
     ledger = Ledger(redis_client, settings.redis.prefix)
     quota = QuotaActuator.from_bootstrap(bootstrap)
-    runner = ActionEngine(ledger, load_policy(default_policy_path()), {"quota": quota}, name="runner")
+    # the runner stands for a guardian that acts on a detection: the harm test is tests/unit/engine/test_harm.py
+    runner = ActionEngine(ledger, without_harm_test(load_policy(default_policy_path())), {"quota": quota},
+                          name="runner")
     app = create_app(settings, engine=build_engine(settings, redis_client, time.time), redis_client=redis_client)
     h = Harness(settings=settings, ledger=ledger, runner=runner, quota=quota, app=app,
                 tokens=TokenStore(redis_client, settings.redis.prefix), client=TestClient(app))

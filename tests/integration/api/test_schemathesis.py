@@ -35,6 +35,7 @@ from guardian.engine.engine import ActionEngine
 from guardian.engine.model import OPEN_STATES
 from guardian.ledger import Ledger
 from guardian.policy import default_policy_path, load_policy
+from guardian.testing import without_harm_test
 from guardian.settings import GuardianSettings
 from tests.integration.api.conftest import detection, serve
 
@@ -65,7 +66,9 @@ def api_schema(redis_url: str, bootstrap: str) -> Iterator[Any]:
                                "agent_burst": 1_000_000})
     ledger = Ledger(client, prefix)
     quota = QuotaActuator.from_bootstrap(bootstrap)
-    runner = ActionEngine(ledger, load_policy(default_policy_path()), {"quota": quota}, name="runner")
+    # the runner stands for a guardian that acts on a detection: the harm test is tests/unit/engine/test_harm.py
+    runner = ActionEngine(ledger, without_harm_test(load_policy(default_policy_path())), {"quota": quota},
+                          name="runner")
     qids, appeal_ids = [], []
     for i in range(4):
         d = runner.handle(detection("User:tenant-a", f"fuzz-{i}-{uuid.uuid4().hex[:6]}"))

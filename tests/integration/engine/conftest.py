@@ -23,6 +23,7 @@ from guardian.audit import KafkaAuditSink, ensure_topic
 from guardian.engine.engine import ActionEngine
 from guardian.ledger import Ledger
 from guardian.policy import parse_policy
+from guardian.testing import without_harm_test
 
 TEST_POLICY = textwrap.dedent("""\
     global:
@@ -41,7 +42,10 @@ TEST_POLICY = textwrap.dedent("""\
 
 
 def make_policies(cap: int = 5, dry: bool = False, approve: bool = False):
-    return parse_policy(TEST_POLICY.format(cap=cap, dry=str(dry).lower(), approve=str(approve).lower()), "test.yaml")
+    # these tests are about the lifecycle, caps and crashes: the harm test (tests/unit/engine/test_harm.py,
+    # test_watch.py here) is off, so a detection alone opens a quarantine
+    return without_harm_test(parse_policy(TEST_POLICY.format(cap=cap, dry=str(dry).lower(),
+                                                             approve=str(approve).lower()), "test.yaml"))
 
 
 class Crash(BaseException):

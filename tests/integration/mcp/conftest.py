@@ -38,6 +38,7 @@ from guardian.engine.model import OPEN_STATES, Quarantine
 from guardian.ledger import Ledger
 from guardian.mcp.core import McpCore
 from guardian.policy import default_policy_path, load_policy
+from guardian.testing import without_harm_test
 from guardian.settings import GuardianSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -167,7 +168,9 @@ def settings(redis_url: str, unique: str) -> GuardianSettings:
 def harness(settings: GuardianSettings, redis_client: Any, redis_url: str, bootstrap: str) -> Iterator[Harness]:
     ledger = Ledger(redis_client, settings.redis.prefix)
     quota = QuotaActuator.from_bootstrap(bootstrap)
-    runner = ActionEngine(ledger, load_policy(default_policy_path()), {"quota": quota}, name="runner")
+    # the runner stands for a guardian that acts on a detection: the harm test is tests/unit/engine/test_harm.py
+    runner = ActionEngine(ledger, without_harm_test(load_policy(default_policy_path())), {"quota": quota},
+                          name="runner")
     h = Harness(settings=settings, redis_url=redis_url, ledger=ledger, runner=runner, quota=quota,
                 tokens=TokenStore(redis_client, settings.redis.prefix),
                 core=McpCore.build(settings, redis_client=redis_client))

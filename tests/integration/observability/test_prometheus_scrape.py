@@ -56,6 +56,7 @@ from guardian.ingest.processor import LimitStage, MetricsProcessor
 from guardian.ledger import Ledger
 from guardian.metrics import GuardianMetrics, serve_metrics
 from guardian.policy import parse_policy
+from guardian.testing import without_harm_test
 from guardian.samples import Metric, Workload
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -247,7 +248,7 @@ def test_every_dashboard_query_and_alert_returns_data(
         actuators = {"quota": engine_m.instrument(QuotaActuator(quota_admin)),
                      # tenant credentials: the broker refuses ACL changes (a real misconfiguration)
                      "acl": engine_m.instrument(AclActuator.from_config(tenant_conf("tenant-c"), timeout_s=5))}
-        policies = parse_policy(POLICY, "obs-test.yaml")
+        policies = without_harm_test(parse_policy(POLICY, "obs-test.yaml"))   # a detection alone acts here
         engine = ActionEngine(ledger, policies, actuators, lease=lease, on_event=on_event, clock=clock,
                               name="engine-1")
         engine_m.set_quarantine_cap(policies.global_.max_concurrent_quarantines)

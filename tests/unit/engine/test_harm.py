@@ -1,0 +1,229 @@
+"""The harm test: a runaway is throttled automatically only when it hurts; otherwise it is watched."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from detectors.detection import Detection, Severity, Signature
+from guardian.engine.decide import View, decide
+from guardian.engine.harm import assess, proportionate_scale
+from guardian.engine.model import Outcome, QState, Quarantine, workload_key
+from guardian.engine.pressure import BrokerPressure, ClientLoad, ClusterPressure, Pressure
+from guardian.errors import ConfigError
+from guardian.policy import HarmTest, parse_policy
+from guardian.samples import Metric, Sample, Workload
+
+POLICY = textwrap.dedent("""\
+    global:
+      max_concurrent_quarantines: 3
+      max_throttled_traffic_share: 1.0
+    policies:
+      - name: storms
+        signatures: [partition_storm]
+        ladder: [{action: throttle, quota: controller_mutation_rate, absolute: 2, evidence_s: 5}]
+      - name: tenants
+        ladder:
+          - {action: throttle, multiple_of_baseline: 2, floor: 1000, evidence_s: 4, ttl_s: 300}
+          - {action: deny_acl, evidence_s: 30, requires_approval: true}
+    """)
+NOW = 1000.0
+ME = ("User:tenant-a", "loader")
+
+
+@pytest.fixture
+def ps():
+    return parse_policy(POLICY, "test.yaml")
+
+
+def det(observed=500_000.0, baseline=50_000.0, duration=6.0, signature=Signature.RUNAWAY_PRODUCER,
+        metric="produce_byte_rate", workload=None, id="d1"):
+    return Detection(id=id, ts=NOW, signature=signature, severity=Severity.CRITICAL, confidence=0.9,
+                     workload=workload or {"principal": ME[0], "client_id": ME[1]}, metric=metric,
+                     baseline=baseline, observed=observed, ratio=observed / baseline, duration_s=duration)
+
+
+def broker(idle=0.8, mine=10.0, others=10.0, p99=5.0, normal=5.0, ts=NOW, urp=0.0):
+    signals = {"request_handler_idle": idle, "network_processor_idle": 0.9,
+               "request_total_time_p99:Produce": p99, "under_replicated_partitions": urp}
+    clients = {ME: ClientLoad(request_time=mine, bytes_in=mine * 1e4),
+               ("User:tenant-b", "app"): ClientLoad(request_time=others, bytes_in=others * 1e4)}
+    total = ClientLoad(request_time=mine + others, bytes_in=(mine + others) * 1e4)
+    return Pressure(ts=ts, brokers={"b1": BrokerPressure("b1", ts, signals, {"request_total_time_p99:Produce": normal},
+                                                         clients, total)})
+
+
+def test_a_runaway_on_a_healthy_cluster_is_watched_with_what_it_would_do(ps):
+    d = decide(det(), ps, View(pressure=broker(idle=0.8, mine=60, others=20)), NOW)
+    assert d.outcome is Outcome.WATCH and not d.acts
+    assert d.quarantine_id and d.intents == [{"kind": "quota", "target": {"principal": ME[0], "client_id": ME[1]},
+                                              "params": {"producer_byte_rate": 100_000.0}}]
+    assert d.harm["harmful"] is False and "no harm seen" in d.harm["line"] and "80% idle" in d.harm["line"]
+
+
+def test_pressure_that_another_workload_explains_is_not_this_ones_harm(ps):
+    d = decide(det(), ps, View(pressure=broker(idle=0.05, mine=5, others=95)), NOW)
+    assert d.outcome is Outcome.WATCH
+    assert "only 5% of its load" in d.harm["line"] and d.harm["broker"] == "b1"
+
+
+def test_pressure_explained_by_the_runaway_throttles_it_proportionately(ps):
+    d = decide(det(), ps, View(pressure=broker(idle=0.05, mine=90, others=10)), NOW)
+    assert d.outcome is Outcome.QUARANTINED and d.acts
+    assert d.harm["reason"] == "pressure" and d.harm["share"] == 0.9
+    # busy 0.95, its part 0.9 x 0.95 = 0.855; back to 50 % idle sheds 0.45: it keeps (0.855 - 0.45) / 0.855
+    keep = (0.855 - 0.45) / 0.855
+    assert d.intents[0]["params"]["producer_byte_rate"] == float(int(500_000 * keep))
+    assert "request handlers 5% idle" in d.harm["line"] and "90% of its load" in d.harm["line"]
+
+
+def test_a_proportionate_throttle_never_goes_below_the_baseline(ps):
+    # idle 0: busy 1, its part 0.3, the gap to 50 % idle is 0.5 > 0.3: it would keep nothing
+    d = decide(det(), ps, View(pressure=broker(idle=0.0, mine=30, others=70)), NOW)
+    assert d.outcome is Outcome.QUARANTINED
+    assert d.intents[0]["params"]["producer_byte_rate"] == 50_000.0
+
+
+def test_latency_pressure_is_relative_to_its_normal_and_above_the_floor(ps):
+    hurt = decide(det(), ps, View(pressure=broker(p99=120.0, normal=10.0, mine=80)), NOW)
+    assert hurt.outcome is Outcome.QUARANTINED and "Produce p99 total time 120 ms (normal 10 ms)" in hurt.harm["line"]
+    # latency-only pressure has no headroom to size from: the rung's multiple of the baseline
+    assert hurt.intents[0]["params"]["producer_byte_rate"] == 100_000.0
+    assert decide(det(), ps, View(pressure=broker(p99=40.0, normal=5.0, mine=80)), NOW).outcome is Outcome.WATCH  # < 50 ms
+    assert decide(det(), ps, View(pressure=broker(p99=200.0, normal=100.0, mine=80)), NOW).outcome is Outcome.WATCH  # 2x
+
+
+def test_under_replicated_partitions_are_pressure(ps):
+    d = decide(det(), ps, View(pressure=broker(urp=3, mine=80)), NOW)
+    assert d.outcome is Outcome.QUARANTINED and "3 under-replicated partitions" in d.harm["line"]
+
+
+def test_stale_or_missing_pressure_watches_unless_told_to_act(ps):
+    stale = broker(idle=0.0, mine=90, ts=NOW - 60)
+    for view in (View(), View(pressure=stale), View(pressure=Pressure(ts=NOW, brokers={}))):
+        d = decide(det(), ps, view, NOW)
+        assert d.outcome is Outcome.WATCH and "no fresh broker pressure signals" in d.harm["line"]
+    acting = parse_policy(POLICY.replace("global:\n", "global:\n  harm: {on_unknown_pressure: act}\n"), "t.yaml")
+    assert decide(det(), acting, View(), NOW).outcome is Outcome.QUARANTINED
+
+
+def test_an_absolute_budget_is_harm_on_its_own(ps):
+    storm = det(observed=40.0, baseline=0.5, metric="partition_creation_rate", signature=Signature.PARTITION_STORM,
+                workload={"principal": "User:tenant-a"})
+    d = decide(storm, ps, View(pressure=broker()), NOW)
+    assert d.outcome is Outcome.QUARANTINED and d.harm["reason"] == "budget"
+    assert d.intents[0]["params"] == {"controller_mutation_rate": 2.0}
+    small = det(observed=8.0, baseline=0.1, metric="partition_creation_rate", signature=Signature.PARTITION_STORM,
+                workload={"principal": "User:tenant-a"})
+    assert decide(small, ps, View(pressure=broker()), NOW).outcome is Outcome.WATCH   # 8/s is under the 10/s budget
+
+
+def test_an_extreme_ratio_acts_once_it_lasted_long_enough(ps):
+    assert decide(det(observed=1.5e6, duration=10.0), ps, View(pressure=broker()), NOW).outcome is Outcome.WATCH
+    d = decide(det(observed=1.5e6, duration=31.0), ps, View(pressure=broker()), NOW)   # 30x for 31 s
+    assert d.outcome is Outcome.QUARANTINED and d.harm["reason"] == "extreme"
+    assert d.intents[0]["params"]["producer_byte_rate"] == 100_000.0   # the rung's own sizing
+
+
+def test_harm_test_off_throttles_on_change(ps):
+    off = parse_policy(POLICY.replace("global:\n", "global:\n  harm: {enabled: false}\n"), "t.yaml")
+    d = decide(det(), off, View(), NOW)
+    assert d.outcome is Outcome.QUARANTINED and d.harm["reason"] == "disabled"
+
+
+def test_dry_run_shadows_harm_and_watches_the_rest(ps):
+    dry = parse_policy(POLICY.replace("global:\n", "global:\n  dry_run: true\n"), "t.yaml")
+    assert decide(det(), dry, View(pressure=broker(idle=0.05, mine=90)), NOW).outcome is Outcome.SHADOW
+    assert decide(det(), dry, View(pressure=broker()), NOW).outcome is Outcome.WATCH
+
+
+def watching(d: Detection, dry=False) -> Quarantine:
+    return Quarantine(id="q-w", workload=d.workload, workload_key=workload_key(d.workload), policy="tenants",
+                      state=QState.WATCHING, rung=0, dry_run=dry, created_at=NOW - 20, updated_at=NOW - 20,
+                      rung_at=NOW - 20, expires_at=NOW + 3600)
+
+
+def test_a_watched_runaway_is_quarantined_when_it_starts_to_hurt(ps):
+    d = det()
+    calm = decide(d, ps, View(existing=watching(d), pressure=broker()), NOW)
+    assert calm.outcome is Outcome.WATCH and calm.quarantine_id == "q-w" and not calm.intents
+    hurt = decide(d, ps, View(existing=watching(d), pressure=broker(idle=0.05, mine=90, others=10)), NOW)
+    assert hurt.outcome is Outcome.QUARANTINED and hurt.quarantine_id == "q-w" and hurt.rung == 0 and hurt.intents
+    assert "now hurts" in hurt.reason
+
+
+def test_a_watched_runaway_that_hurts_still_obeys_pause_caps_and_dry_run(ps):
+    d = det()
+    hurting = broker(idle=0.05, mine=90, others=10)
+    assert decide(d, ps, View(existing=watching(d), pressure=hurting, paused=True), NOW).outcome is Outcome.PAUSED
+    assert decide(d, ps, View(existing=watching(d), pressure=hurting, open_quarantines=3), NOW).outcome is Outcome.CAPPED
+    dry = decide(d, ps, View(existing=watching(d, dry=True), pressure=hurting), NOW)
+    assert dry.outcome is Outcome.WATCH and "would throttle" in dry.reason
+
+
+def test_a_group_is_attributed_through_its_members_and_a_principal_through_all_its_clients():
+    p = broker(idle=0.05, mine=60, others=40).brokers["b1"]
+    group = det(signature=Signature.REBALANCE_STORM, metric="rebalance_rate",
+                workload={"principal": ME[0], "group": "g"})
+    group = Detection(**{**group.__dict__, "extra": {"client_ids": [ME[1]]}})
+    assert assess(group, Pressure(NOW, {"b1": p}), HarmTest(), NOW).share == 0.6
+    tenant = det(workload={"principal": "User:tenant-b"})
+    assert assess(tenant, Pressure(NOW, {"b1": p}), HarmTest(), NOW).share == 0.4
+
+
+def test_proportionate_scale_needs_an_idle_signal_under_its_line():
+    cfg = HarmTest()
+    p = broker(idle=0.6, p99=500, normal=5).brokers["b1"]
+    assert proportionate_scale(p, 0.9, cfg) is None
+    assert proportionate_scale(broker(idle=0.2).brokers["b1"], 1.0, cfg) == pytest.approx((0.8 - 0.3) / 0.8)
+
+
+def test_harm_settings_are_validated():
+    with pytest.raises(ConfigError, match="budgets name unknown metrics: bogus"):
+        parse_policy("global:\n  harm: {budgets: {bogus: 1}}\n", "t.yaml")
+    with pytest.raises(ConfigError, match="target_idle must be above idle_below"):
+        parse_policy("global:\n  harm: {pressure: {idle_below: 0.5, target_idle: 0.4}}\n", "t.yaml")
+    with pytest.raises(ConfigError, match="unknown key 'extreme'"):
+        parse_policy("global:\n  harm: {extreme: 3}\n", "t.yaml")
+
+
+# ----------------------------------------------------------------------------- ClusterPressure
+
+def _b(metric, value, ts, **labels):
+    return Sample(ts, Workload(broker="b1"), metric, value, labels=labels)
+
+
+def test_cluster_pressure_learns_a_latency_normal_that_an_episode_does_not_become():
+    now = [0.0]
+    cp = ClusterPressure(clock=lambda: now[0])
+    for t in range(0, 600, 1):
+        cp.observe([_b(Metric.REQUEST_TOTAL_TIME_P99, 10.0, float(t), request="Produce")])
+    for t in range(600, 660):   # a minute of 30x latency
+        cp.observe([_b(Metric.REQUEST_TOTAL_TIME_P99, 300.0, float(t), request="Produce")])
+    now[0] = 660.0
+    b = cp.snapshot().brokers["b1"]
+    assert b.signals["request_total_time_p99:Produce"] == 300.0
+    assert 10.0 <= b.normals["request_total_time_p99:Produce"] < 30.0   # still near 10 ms, not 300
+    assert assess(det(), cp.snapshot(), HarmTest(), 660.0).reason == "none"   # pressure, but no client load known
+
+
+def test_cluster_pressure_sums_client_loads_and_forgets_quiet_clients():
+    now = [10.0]
+    cp = ClusterPressure(stale_after_s=30.0, clock=lambda: now[0])
+    a = Workload(principal="User:a", client_id="x", broker="b1")
+    b = Workload(principal="User:b", client_id="y", broker="b1")
+    cp.observe([Sample(10.0, a, Metric.REQUEST_TIME_SHARE, 30.0), Sample(10.0, a, Metric.PRODUCE_BYTE_RATE, 5e5),
+                Sample(10.0, b, Metric.REQUEST_TIME_SHARE, 10.0), Sample(10.0, b, Metric.FETCH_BYTE_RATE, 1e5),
+                _b(Metric.REQUEST_HANDLER_IDLE, 0.4, 10.0),
+                # not load: a topic's bytes and a client's throttle time
+                Sample(10.0, Workload(topic="t", broker="b1"), Metric.PRODUCE_BYTE_RATE, 9e9),
+                Sample(10.0, a, Metric.THROTTLE_TIME, 5.0)])
+    snap = cp.snapshot().brokers["b1"]
+    assert snap.total == ClientLoad(request_time=40.0, bytes_in=5e5, bytes_out=1e5)
+    assert snap.load_of("User:a") == ClientLoad(request_time=30.0, bytes_in=5e5)
+    now[0] = 45.0
+    cp.observe([Sample(45.0, b, Metric.REQUEST_TIME_SHARE, 12.0)])
+    snap = cp.snapshot().brokers["b1"]
+    assert set(snap.clients) == {("User:b", "y")} and "request_handler_idle" not in snap.signals
+    assert snap.total.request_time == 12.0
