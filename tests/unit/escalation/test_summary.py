@@ -116,3 +116,28 @@ def test_a_detection_object_and_the_quarantines_own_detection_both_work():
     b = escalation_for(quarantine(detection=detection()), None, event="quarantined", now=T0)
     assert a.record == b.record
     assert a.dedup_key == "q-7f3a" and not a.resolves
+
+
+def test_the_summary_says_what_harm_was_seen():
+    harm = {"harmful": True, "reason": "pressure",
+            "line": "broker b1 under pressure (request handlers 3% idle (line 25%)); this workload has 91% of its load"}
+    text = build_record(quarantine(harm=harm), detection(), event="quarantined", now=T0)["summary"]["text"]
+    assert "Harm: broker b1 under pressure (request handlers 3% idle (line 25%)); this workload has 91%" in text
+    assert len(text.split("\n")) <= MAX_LINES
+
+
+def test_a_watch_says_no_harm_was_seen_what_it_would_do_and_changes_nothing():
+    harm = {"harmful": False, "reason": "none", "line": "no harm seen (b1: request handlers 80% idle); watching"}
+    rec = build_record(quarantine(state="watching", harm=harm), detection(), event="watch", now=T0)
+    text = rec["summary"]["text"]
+    assert rec["summary"]["headline"].startswith("[guardian] WATCHING (no harm seen, not throttled) ")
+    assert "Harm: no harm seen (b1: request handlers 80% idle); watching" in text
+    assert "Would: quota producer 1.00 MiB/s" in text and "approve to act" in text
+    assert rec["blast_radius"]["text"] == "nothing applied" and "Action: quota" not in text
+    assert [n["tool"] for n in rec["follow_up"]["next"]][1:3] == ["propose_action", "approve_quarantine"]
+
+
+def test_a_hostile_harm_line_stays_one_quoted_line():
+    rec = build_record(quarantine(harm={"line": HOSTILE}), detection(), event="quarantined", now=T0)
+    harm_lines = [line for line in lines_of(rec) if line.startswith("Harm: ")]
+    assert len(harm_lines) == 1 and "\n" not in harm_lines[0] and "\x1b" not in harm_lines[0]
