@@ -44,6 +44,9 @@ _TOOLS = (
 _COMMON_RESOLVE = (
     "Fix the client, then release (SRE) or let the quarantine expire; probation watches it more tightly "
     "for a while afterwards.",
+    "A `watching` record changed nothing: the runaway hurt nobody when it was seen (its `harm` line says "
+    "what the brokers looked like). Approve it (SRE) to apply what it would do, deny it to dismiss a "
+    "wanted surge, or leave it: it becomes a quarantine by itself if the runaway starts to hurt.",
 )
 
 RUNBOOKS: dict[Signature, Runbook] = {r.signature: r for r in (
