@@ -63,6 +63,11 @@ def build() -> db.Dashboard:
         .with_panel(_stat("Awaiting approval", 'max(guardian_ledger_quarantines{state="awaiting_approval"})',
                           description="Quarantines whose rung needs a human before it acts.",
                           steps=((None, "green"), (1, "orange"))))
+        .with_panel(_stat("Watching", 'max(guardian_ledger_quarantines{state="watching"})',
+                          description="Runaways recorded but not acted on: no harm was seen when they were "
+                                      "detected. Approve one to act; each becomes a quarantine by itself if "
+                                      "it starts to hurt.",
+                          steps=((None, "green"), (1, "blue"))))
         .with_panel(_stat("Appeal backlog", 'max(guardian_ledger_appeals{state="pending"})',
                           description="Appeals waiting for an SRE decision.",
                           steps=((None, "green"), (1, "orange"), (10, "red"))))
