@@ -118,8 +118,11 @@ class DetectorStage:
     reemit_s: float = 2.0
     fast_phase_s: float = 60.0
     slow_reemit_s: float = 30.0
+    evict_every_s: float = 60.0      # how often (sample time) series unseen for idle_evict_s are forgotten
     _episodes: dict[tuple[Any, str], _Episode] = field(default_factory=dict)
     _batches: int = 0
+    _last_evict: float | None = None
+    evicted: int = 0                 # series forgotten so far (bounded memory: every client-id ever seen is not kept)
 
     def process(self, batch: Any) -> list[Any]:
         if self.traffic is not None:
@@ -135,14 +138,24 @@ class DetectorStage:
             fresh.add(key)
         out = detections + self._continuing(batch.workload, newest, fresh)
         self._batches += 1
-        if self._batches % 1000 == 0:
-            # a workload that went silent mid-episode never recovers in the pipeline: forget it after an hour
-            for key in [k for k, ep in self._episodes.items() if newest - ep.last_emit > 3600.0]:
-                del self._episodes[key]
+        self._evict(newest)
         # samples and detections are counted by the processor (guardian.ingest.processor)
         if self.metrics is not None and self._batches % 200 == 0:
             self.metrics.set_tracked_workloads(self.pipeline.tracked_series())
         return out
+
+    def _evict(self, now: float) -> None:
+        """Every ``evict_every_s``: the pipeline forgets series unseen for its ``idle_evict_s``, and an
+        episode whose workload went silent (it never recovers in the pipeline) is forgotten as well."""
+        if self._last_evict is None:
+            self._last_evict = now
+        if now - self._last_evict < self.evict_every_s:
+            return
+        self._last_evict = now
+        self.evicted += self.pipeline.evict_idle()
+        idle_s = self.pipeline.config.idle_evict_s
+        for key in [k for k, ep in self._episodes.items() if now - ep.last_emit > idle_s]:
+            del self._episodes[key]
 
     def _continuing(self, workload: Any, now: float, fresh: set) -> list[Any]:
         mine = [k for k in self._episodes if k[0] == workload and k not in fresh]

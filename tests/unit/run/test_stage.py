@@ -97,3 +97,22 @@ def test_an_episode_found_early_in_a_ramp_is_re_emitted_with_the_severity_it_gre
     first, last = emitted[0][1], emitted[-1][1]
     assert first.severity.rank < last.severity.rank
     assert last.severity.value == "critical" and last.id.startswith(first.id)
+
+
+def test_the_stage_forgets_series_and_episodes_of_workloads_gone_quiet() -> None:
+    now = [0.0]
+    config = DetectorConfig.from_dict({"idle_evict_s": 600, "tiers": {"produce_byte_rate": {"warm_n": 20}}})
+    stage = DetectorStage(DetectorPipeline(config, clock=lambda: now[0]), evict_every_s=60.0)
+    gone = Workload(principal="User:tenant-a", client_id="batch-job-1", broker="b1")
+    for t in range(0, 120):
+        now[0] = float(t)
+        stage.process(_batch(PEER, float(t), 200_000.0))
+        stage.process(_batch(gone, float(t), 200_000.0 if t < 60 else 5_000_000.0))
+    assert stage.pipeline.tracked_series() == 2
+    assert any(k[0] == gone for k in stage._episodes), "its runaway is an open episode"
+    # the batch job ends; its peer goes on for longer than idle_evict_s
+    for t in range(120, 900):
+        now[0] = float(t)
+        stage.process(_batch(PEER, float(t), 200_000.0))
+    assert stage.pipeline.tracked_series() == 1 and stage.evicted == 1
+    assert not any(k[0] == gone for k in stage._episodes)
