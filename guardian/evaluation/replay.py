@@ -277,10 +277,7 @@ class _Ledger:
                            expires_at=now + (g.harm.watch_ttl_s if watch else rung.ttl_s),
                            traffic=traffic_of(det), throttles=isinstance(rung, ThrottleRung) and not watch,
                            detection=det.to_dict(), harm=d.harm)
-            if watch:
-                # born watching (lifecycle.ALLOWED has no proposed -> watching move)
-                q.state = QState.WATCHING
-            elif new[d.outcome] is not QState.PROPOSED:
+            if new[d.outcome] is not QState.PROPOSED:
                 move(q, new[d.outcome], now, "replay", d.reason)
             self.q = q
             self.watch_records += watch
