@@ -15,7 +15,8 @@ probation) and returns a ``Decision``. The guardrails live here, in this order:
    quarantine when an SRE approves it or when the runaway starts to hurt;
 6. dry-run (global or per policy) records the same decision and acts on nothing;
 7. acting needs no pause and room under the concurrency cap and under the
-   share of cluster traffic that may be throttled.
+   share of the cluster's normal traffic that may be throttled (baselines, not
+   the runaways' excess).
 
 When pressure is why a runaway is throttled, the throttle is proportionate: it
 keeps the share of the workload's current load that brings the broker back to
@@ -63,10 +64,20 @@ class View:
 
 
 def traffic_of(detection: Detection) -> float:
-    """The workload's byte rate when the detection says it (share-of-traffic cap), else 0."""
+    """The workload's NORMAL byte rate, what a throttle takes out of the cluster's normal business
+    (share-of-traffic cap): its baseline when the detection measures bytes, else the byte rate the
+    detection carries, else 0. Its runaway excess is not business a throttle would cut off: counting
+    it let the biggest runaways, the ones most worth throttling, slip under the cap."""
     if detection.metric in BYTE_RATE_METRICS:
-        return max(0.0, float(detection.observed))
+        return max(0.0, float(detection.baseline))
     return max(0.0, float(detection.extra.get("byte_rate", 0.0) or 0.0))
+
+
+def excess_of(detection: Detection) -> float:
+    """Bytes/s the workload runs above its normal, when the detection measures bytes."""
+    if detection.metric in BYTE_RATE_METRICS:
+        return max(0.0, float(detection.observed) - max(0.0, float(detection.baseline)))
+    return 0.0
 
 
 def _quota_key(rung: ThrottleRung, detection: Detection) -> str:
@@ -278,9 +289,12 @@ def _capped(rung: Any, detection: Detection, policies: PolicySet, view: View) ->
     if view.cluster_traffic is None or view.cluster_traffic <= 0:
         if g.on_unknown_traffic == "hold":
             return "cluster traffic unknown and on_unknown_traffic is 'hold'"
-    elif view.throttled_traffic + mine > g.max_throttled_traffic_share * view.cluster_traffic:
-        share = (view.throttled_traffic + mine) / view.cluster_traffic
-        return (f"throttling it would put {share:.0%} of cluster traffic under throttle; "
+        return None
+    # the cluster's normal traffic: what it carries now less this runaway's excess
+    normal = max(view.cluster_traffic - excess_of(detection), view.throttled_traffic + mine, 1e-9)
+    share = (view.throttled_traffic + mine) / normal
+    if share > g.max_throttled_traffic_share:
+        return (f"throttling it would put {share:.0%} of the cluster's normal traffic under throttle; "
                 f"the cap is {g.max_throttled_traffic_share:.0%}")
     return None
 
