@@ -11,7 +11,7 @@ from typing import Any
 
 from detectors.fast import TierParams
 from guardian.errors import ConfigError
-from guardian.samples import METRICS_BY_NAME, Metric
+from guardian.samples import METRICS_BY_NAME, PRESSURE_METRICS, Metric
 
 MB = 1_000_000.0
 
@@ -49,6 +49,8 @@ DEFAULT_TIERS: dict[Metric, TierParams] = {
     Metric.GROUP_MEMBERS: TierParams(floor=1, min_excess=float("inf")),
     # a count only grows: once doubled it would stay in alarm and hide every later storm of its owner
     Metric.PARTITION_COUNT: TierParams(floor=10, min_excess=float("inf")),
+    # Broker pressure (PRESSURE_METRICS) has no tier and cannot be given one: broker-level context
+    # that the action engine reads from the samples stream; a busy broker is not a runaway workload.
 }
 
 
@@ -83,6 +85,9 @@ class DetectorConfig:
             metric = METRICS_BY_NAME.get(name)
             if metric is None:
                 raise ConfigError(f"unknown metric in detector config: {name}")
+            if metric in PRESSURE_METRICS:
+                raise ConfigError(f"{name} is a broker pressure signal, read by the engine's harm test; "
+                                  "the detectors do not score it")
             bad = set(overrides or {}) - tier_keys
             if bad:
                 raise ConfigError(f"unknown keys for {name}: {sorted(bad)}")

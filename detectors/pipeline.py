@@ -23,7 +23,7 @@ import numpy as np
 from detectors.config import DetectorConfig
 from detectors.detection import Detection, Severity, Signature
 from detectors.fast import FastTierDetector, TierStep
-from guardian.samples import Metric, Sample, Workload
+from guardian.samples import PRESSURE_METRICS, Metric, Sample, Workload
 
 SIGNATURE_OF: dict[Metric, Signature] = {
     Metric.PRODUCE_BYTE_RATE: Signature.RUNAWAY_PRODUCER,
@@ -105,8 +105,10 @@ class DetectorPipeline:
     def __init__(self, config: DetectorConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or DetectorConfig()
         self.clock = clock
+        # Broker pressure samples pass through unscored (no table): context for the engine, never a detection.
         self._tables: dict[Metric, _MetricTable] = {
-            m: _MetricTable(FastTierDetector(params)) for m, params in self.config.tiers.items()}
+            m: _MetricTable(FastTierDetector(params)) for m, params in self.config.tiers.items()
+            if m not in PRESSURE_METRICS}
         self._tenants: dict[str | None, int] = {}
         self._rows: dict[Workload, dict[str, int]] = {}   # workload -> metric value -> slot
         # (workload, signature) -> metrics currently in alarm for it; emitted once per episode
