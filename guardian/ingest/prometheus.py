@@ -12,7 +12,12 @@ the exporter names in ``guardian/dev/jmx_rules.yaml``:
   ``kafka_network_requestmetrics_requests_total`` / ``errors_total`` and the
   group coordinator's completed-rebalance count;
 * gauges: connection creation rate per listener, and global topic and
-  partition counts whose growth gives creation rates.
+  partition counts whose growth gives creation rates;
+* broker pressure (``guardian.ingest.pressure``): the request-handler idle
+  meter's count (a rate over the scrape interval, divided by the pools that
+  share it), network-processor idle, p99 request queue and total time for
+  Produce and FetchConsumer, Produce and Fetch purgatory sizes and
+  under-replicated partitions, all as broker-level samples.
 
 A restart of the target (``process_start_time_seconds`` moved) or a counter
 that went down restarts that counter's rate from zero instead of producing a
@@ -27,6 +32,7 @@ from typing import Callable, Iterable
 from urllib.parse import urlparse
 
 from guardian.errors import TemporaryError
+from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, clamp_ratio, handler_pools, idle_ratio
 from guardian.ingest.rates import CounterRates
 from guardian.samples import Metric, Sample, Workload
 
@@ -65,6 +71,15 @@ _CONNECTIONS = "kafka_server_socket_connection_creation_rate"
 _COUNT_GAUGES = {"kafka_controller_globaltopiccount": Metric.TOPIC_CREATION_RATE,
                  "kafka_controller_globalpartitioncount": Metric.PARTITION_CREATION_RATE}
 _START_TIME = "process_start_time_seconds"
+# Broker pressure (names from jmx_rules.yaml).
+_HANDLER_IDLE = "kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent"   # Count, a counter
+_HANDLER_IDLE_MEAN = "kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent_meanrate"
+_NETWORK_IDLE = "kafka_network_socketserver_networkprocessoravgidlepercent"
+_P99: dict[str, Metric] = {"kafka_network_requestmetrics_requestqueuetimems": Metric.REQUEST_QUEUE_TIME_P99,
+                           "kafka_network_requestmetrics_totaltimems": Metric.REQUEST_TOTAL_TIME_P99}
+_P99_QUANTILES = frozenset({"99thPercentile", "0.99"})
+_PURGATORY = "kafka_server_delayedoperationpurgatory_purgatorysize"
+_URP = "kafka_server_replicamanager_underreplicatedpartitions"
 
 
 def _strip_total(name: str) -> str:
@@ -88,6 +103,8 @@ class PrometheusSampler:
         counters: dict[tuple, float] = {}   # (metric, workload, labels) -> summed cumulative value
         connections: dict[str, float] = {}
         restarted = False
+        idle_count: float | None = None
+        idle_mean: float | None = None
         broker = Workload(broker=target)
         for family in text_string_to_metric_families(text):
             for s in family.samples:
@@ -127,6 +144,24 @@ class PrometheusSampler:
                     prev = self._start_times.get(target)
                     restarted = prev is not None and value != prev
                     self._start_times[target] = value
+                elif base == _HANDLER_IDLE:
+                    idle_count = value
+                elif name == _HANDLER_IDLE_MEAN:
+                    idle_mean = value
+                elif name == _NETWORK_IDLE:
+                    ratio = clamp_ratio(value)
+                    if ratio is not None:
+                        out.append(self._sample(ts, broker, Metric.NETWORK_PROCESSOR_IDLE, ratio))
+                elif name in _P99:
+                    request = REQUEST_LABELS.get(labels.get("request", ""))
+                    if request and labels.get("quantile") in _P99_QUANTILES and math.isfinite(value):
+                        out.append(self._sample(ts, broker, _P99[name], value, {"request": request}))
+                elif name == _PURGATORY:
+                    operation = labels.get("delayedoperation", "")
+                    if operation in PURGATORIES and math.isfinite(value):
+                        out.append(self._sample(ts, broker, Metric.PURGATORY_SIZE, value, {"operation": operation}))
+                elif name == _URP and math.isfinite(value):
+                    out.append(self._sample(ts, broker, Metric.UNDER_REPLICATED_PARTITIONS, value))
         if restarted:
             log.info("target %s restarted; counter rates restart from zero", target)
         for (metric, w, extra), total in counters.items():
@@ -137,6 +172,11 @@ class PrometheusSampler:
                 out.append(self._sample(ts, w, metric, rate, dict(extra)))
         for listener, value in connections.items():
             out.append(self._sample(ts, broker, Metric.CONNECTION_CREATION_RATE, value, {"listener": listener}))
+        if idle_count is not None and math.isfinite(idle_count):
+            rate = self.rates.observe((target, Metric.REQUEST_HANDLER_IDLE), ts, idle_count, restarted=restarted)
+            ratio = None if rate is None else idle_ratio(rate, handler_pools(idle_mean))
+            if ratio is not None:
+                out.append(self._sample(ts, broker, Metric.REQUEST_HANDLER_IDLE, ratio))
         self.rates.forget_stale(ts)
         return out
 

@@ -1,0 +1,140 @@
+"""Broker pressure signals from the JMX exporter's text: names and shapes as the local 4.1.1 broker exports them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from guardian.ingest.pressure import clamp_ratio, handler_pools, idle_ratio
+from guardian.ingest.prometheus import PrometheusSampler
+from guardian.samples import PRESSURE_METRICS, Metric, Workload
+
+# Lines copied from a scrape of the local broker (guardian/dev/jmx_rules.yaml), values templated.
+TEMPLATE = """\
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds {start}
+# HELP kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent_total Attribute exposed for management kafka.server:name=RequestHandlerAvgIdlePercent,type=KafkaRequestHandlerPool,attribute=Count
+# TYPE kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent_total counter
+kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent_total {idle_count}
+# TYPE kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent_meanrate gauge
+kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent_meanrate {idle_mean}
+# TYPE kafka_network_socketserver_networkprocessoravgidlepercent gauge
+kafka_network_socketserver_networkprocessoravgidlepercent {network_idle}
+# TYPE kafka_network_requestmetrics_requestqueuetimems gauge
+kafka_network_requestmetrics_requestqueuetimems{{quantile="99thPercentile",request="FetchConsumer"}} 0.0
+kafka_network_requestmetrics_requestqueuetimems{{quantile="99thPercentile",request="Produce"}} {queue_p99}
+# TYPE kafka_network_requestmetrics_totaltimems gauge
+kafka_network_requestmetrics_totaltimems{{quantile="50thPercentile",request="Produce"}} 1.0
+kafka_network_requestmetrics_totaltimems{{quantile="99thPercentile",request="Fetch"}} 501.0
+kafka_network_requestmetrics_totaltimems{{quantile="99thPercentile",request="FetchConsumer"}} 502.0
+kafka_network_requestmetrics_totaltimems{{quantile="99thPercentile",request="FetchFollower"}} 500.0
+kafka_network_requestmetrics_totaltimems{{quantile="99thPercentile",request="Produce"}} {total_p99}
+kafka_network_requestmetrics_totaltimems{{quantile="Mean",request="Produce"}} 2.0
+# TYPE kafka_server_delayedoperationpurgatory_purgatorysize gauge
+kafka_server_delayedoperationpurgatory_purgatorysize{{delayedoperation="Fetch"}} 4.0
+kafka_server_delayedoperationpurgatory_purgatorysize{{delayedoperation="Produce"}} {produce_purgatory}
+kafka_server_delayedoperationpurgatory_purgatorysize{{delayedoperation="Rebalance"}} 9.0
+# TYPE kafka_server_replicamanager_underreplicatedpartitions gauge
+kafka_server_replicamanager_underreplicatedpartitions {urp}
+# TYPE kafka_server_replicamanager_partitioncount gauge
+kafka_server_replicamanager_partitioncount 12.0
+"""
+
+
+def text(start: float = 1000.0, idle_count: float = 0.0, idle_mean: float = 0.9, network_idle: float = 0.98,
+         queue_p99: float = 3.0, total_p99: float = 7.5, produce_purgatory: float = 2.0, urp: float = 0.0) -> str:
+    return TEMPLATE.format(start=start, idle_count=idle_count, idle_mean=idle_mean, network_idle=network_idle,
+                           queue_p99=queue_p99, total_p99=total_p99, produce_purgatory=produce_purgatory, urp=urp)
+
+
+def pressure(samples) -> dict[tuple[Metric, tuple], float]:
+    return {(s.metric, tuple(sorted(s.labels.items()))): s.value for s in samples if s.metric in PRESSURE_METRICS}
+
+
+def test_every_pressure_signal_is_a_broker_level_sample_with_its_label() -> None:
+    sampler = PrometheusSampler(cluster="c1")
+    sampler.samples_from_text(text(idle_count=10e9), 100.0, "b1:9404")
+    out = sampler.samples_from_text(text(idle_count=10e9 + 0.25e9 * 2), 102.0, "b1:9404")
+    mine = [s for s in out if s.metric in PRESSURE_METRICS]
+    assert {s.workload for s in mine} == {Workload(broker="b1:9404")}
+    assert all(s.source == "prometheus" and s.cluster == "c1" and s.ts == 102.0 for s in mine)
+    assert pressure(out) == {
+        (Metric.REQUEST_HANDLER_IDLE, ()): pytest.approx(0.25),   # 0.5e9 idle ns over 2 s
+        (Metric.NETWORK_PROCESSOR_IDLE, ()): 0.98,
+        (Metric.REQUEST_QUEUE_TIME_P99, (("request", "Produce"),)): 3.0,
+        (Metric.REQUEST_QUEUE_TIME_P99, (("request", "Fetch"),)): 0.0,
+        # FetchConsumer is the consumers' fetch, labelled Fetch; the all-fetches and follower types are not read
+        (Metric.REQUEST_TOTAL_TIME_P99, (("request", "Produce"),)): 7.5,
+        (Metric.REQUEST_TOTAL_TIME_P99, (("request", "Fetch"),)): 502.0,
+        (Metric.PURGATORY_SIZE, (("operation", "Produce"),)): 2.0,
+        (Metric.PURGATORY_SIZE, (("operation", "Fetch"),)): 4.0,
+        (Metric.UNDER_REPLICATED_PARTITIONS, ()): 0.0,
+    }
+    assert {s.unit for s in mine if s.metric is Metric.REQUEST_HANDLER_IDLE} == {"ratio"}
+
+
+def test_handler_idle_needs_two_scrapes_and_is_the_rate_of_the_count_not_the_lifetime_mean() -> None:
+    sampler = PrometheusSampler()
+    first = sampler.samples_from_text(text(idle_count=50e9, idle_mean=0.95), 100.0, "b1")
+    assert not [s for s in first if s.metric is Metric.REQUEST_HANDLER_IDLE]
+    # busy now (10 % idle) although idle over its lifetime: the sample follows the last interval
+    out = sampler.samples_from_text(text(idle_count=50e9 + 0.1e9, idle_mean=0.95), 101.0, "b1")
+    assert pressure(out)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.1)
+
+
+def test_combined_mode_meter_shared_by_two_pools_is_halved() -> None:
+    # The local 4.1.1 combined broker+controller reads ~2 idle ns per ns when idle (KAFKA-19606).
+    sampler = PrometheusSampler()
+    sampler.samples_from_text(text(idle_count=300e9, idle_mean=1.99), 100.0, "b1")
+    idle = sampler.samples_from_text(text(idle_count=300e9 + 1.98e9, idle_mean=1.99), 101.0, "b1")
+    assert pressure(idle)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.99)
+    # the broker pool busy (20 % idle), the controller pool idle: (0.2 + 1.0) / 2
+    busy = sampler.samples_from_text(text(idle_count=300e9 + 1.98e9 + 1.2e9, idle_mean=1.98), 102.0, "b1")
+    assert pressure(busy)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.6)
+
+
+def test_ratios_are_clamped_and_non_finite_values_dropped() -> None:
+    sampler = PrometheusSampler()
+    sampler.samples_from_text(text(idle_count=0.0, network_idle=1.2), 100.0, "b1")
+    # an interval measured short by scrape jitter gives more idle ns than ns: still at most 1
+    out = sampler.samples_from_text(text(idle_count=1.4e9, network_idle=float("nan"), total_p99=float("inf"),
+                                         produce_purgatory=float("nan"), urp=float("nan")), 101.0, "b1")
+    got = pressure(out)
+    assert got[(Metric.REQUEST_HANDLER_IDLE, ())] == 1.0
+    assert (Metric.NETWORK_PROCESSOR_IDLE, ()) not in got
+    assert (Metric.REQUEST_TOTAL_TIME_P99, (("request", "Produce"),)) not in got
+    assert (Metric.PURGATORY_SIZE, (("operation", "Produce"),)) not in got
+    assert (Metric.UNDER_REPLICATED_PARTITIONS, ()) not in got
+    assert all(math.isfinite(v) for v in got.values())
+    over = PrometheusSampler().samples_from_text(text(network_idle=1.2), 100.0, "b1")
+    assert pressure(over)[(Metric.NETWORK_PROCESSOR_IDLE, ())] == 1.0
+
+
+def test_a_broker_restart_restarts_the_idle_rate_instead_of_going_negative() -> None:
+    sampler = PrometheusSampler()
+    sampler.samples_from_text(text(idle_count=900e9), 100.0, "b1")
+    out = sampler.samples_from_text(text(start=2000.0, idle_count=0.5e9), 110.0, "b1")
+    idle = pressure(out)[(Metric.REQUEST_HANDLER_IDLE, ())]
+    assert 0.0 <= idle <= 1.0
+
+
+@pytest.mark.parametrize(("mean", "pools"), [(None, 1), (float("nan"), 1), (0.0, 1), (1.0, 1), (1.04, 1),
+                                             (1.3, 2), (1.999, 2), (2.6, 3)])
+def test_pools_sharing_the_idle_meter_follow_from_its_lifetime_mean(mean, pools) -> None:
+    assert handler_pools(mean) == pools
+
+
+def test_idle_ratio_and_clamp_edges() -> None:
+    assert idle_ratio(-5.0) == 0.0
+    assert idle_ratio(2e9, pools=0) == 1.0   # a nonsensical pool count never divides by zero
+    assert clamp_ratio(float("-inf")) is None
+
+
+def test_the_modules_examples_hold() -> None:
+    import doctest
+
+    import guardian.ingest.pressure as module
+
+    result = doctest.testmod(module)
+    assert result.attempted >= 2 and result.failed == 0
