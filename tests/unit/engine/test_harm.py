@@ -120,8 +120,8 @@ def test_an_absolute_budget_is_harm_on_its_own(ps):
 
 
 def test_an_extreme_ratio_acts_once_it_lasted_long_enough(ps):
-    assert decide(det(observed=1.5e6, duration=10.0), ps, View(pressure=broker()), NOW).outcome is Outcome.WATCH
-    d = decide(det(observed=1.5e6, duration=31.0), ps, View(pressure=broker()), NOW)   # 30x for 31 s
+    assert decide(det(observed=1.5e6, duration=290.0), ps, View(pressure=broker()), NOW).outcome is Outcome.WATCH
+    d = decide(det(observed=1.5e6, duration=301.0), ps, View(pressure=broker()), NOW)   # 30x for 301 s
     assert d.outcome is Outcome.QUARANTINED and d.harm["reason"] == "extreme"
     assert d.intents[0]["params"]["producer_byte_rate"] == 100_000.0   # the rung's own sizing
 
