@@ -20,11 +20,18 @@ with R in ``Produce`` and ``FetchConsumer`` (labelled ``request=Produce|Fetch``;
 only, replication fetches excluded) and O in ``Produce`` and ``Fetch`` (``operation=...``).
 
 The handler-idle meter is a Yammer Meter whose ``Count`` grows by idle nanoseconds divided by the
-pool's thread count, so its rate over one interval, over 1e9, is the pool's idle share now; its
-one-minute rate lags by a minute, too slow for a guardian that acts within seconds. In KRaft
-combined mode before Kafka 4.2 the broker's and the controller's pools mark the same meter, each
-with its own share (KAFKA-19606, seen on the local 4.1.1 broker: ~2.0 when idle); the meter's
-lifetime mean rate, which cannot exceed the number of pools marking it, tells how many there are.
+pool's thread count, so its growth per second, over 1e9, is the pool's idle share; its one-minute
+rate lags by a minute, too slow for a guardian that acts within seconds. Two things seen on the
+local 4.1.1 broker shape how ``HandlerIdle`` reads it:
+
+* a handler marks its idle time only when a wait ends, and a wait lasts up to 300 ms, so over one
+  1-second interval the count moves in lumps (a steadily loaded broker read 0.6, 1.0, 0.7, 1.0 ...
+  second by second): the share is taken over the last few seconds instead;
+* in KRaft combined mode before Kafka 4.2 the broker's and the controller's pools mark the same
+  meter, each with its own share (KAFKA-19606): an idle node reads ~2. The meter's lifetime mean
+  rate, which cannot exceed the number of pools marking it, says how many there are; the others
+  are taken as idle (the controller's pool serves only controller requests and idles nearly always),
+  so the share is that of the broker's own pool, the one tenants' requests wait for.
 
 Pure code: no I/O.
 """
@@ -32,6 +39,8 @@ Pure code: no I/O.
 from __future__ import annotations
 
 import math
+from collections import deque
+from typing import Hashable
 
 # RequestMetrics request type -> the sample's ``request`` label.
 REQUEST_LABELS: dict[str, str] = {"Produce": "Produce", "FetchConsumer": "Fetch"}
@@ -57,12 +66,14 @@ def handler_pools(mean_rate: float | None) -> int:
 
 
 def idle_ratio(idle_ns_per_s: float, pools: int = 1) -> float | None:
-    """The handler threads' idle share from the meter's rate (idle ns per second), in 0..1.
+    """The broker pool's idle share from the meter's rate (idle ns per second), in 0..1.
 
-    >>> idle_ratio(0.4e9), idle_ratio(1.9e9, pools=2), idle_ratio(1.3e9), idle_ratio(float("nan"))
-    (0.4, 0.95, 1.0, None)
+    With ``pools`` marking the meter, the pools beyond the broker's own are taken as fully idle.
+
+    >>> idle_ratio(0.4e9), idle_ratio(1.5e9, pools=2), idle_ratio(1.3e9), idle_ratio(float("nan"))
+    (0.4, 0.5, 1.0, None)
     """
-    return clamp_ratio(idle_ns_per_s / 1e9 / max(1, pools))
+    return clamp_ratio(idle_ns_per_s / 1e9 - (max(1, pools) - 1))
 
 
 def clamp_ratio(value: float) -> float | None:
@@ -70,3 +81,43 @@ def clamp_ratio(value: float) -> float | None:
     if not math.isfinite(value):
         return None
     return min(1.0, max(0.0, value))
+
+
+class HandlerIdle:
+    """The broker pool's idle share from successive readings of the handler-idle meter, per broker.
+
+    ``observe`` keeps the readings of the last ``window_s`` seconds and returns the share over that
+    span (over the whole history while it is shorter; ``None`` until there are two readings). A
+    count that went down, or a known restart, starts the history again.
+
+    >>> idle = HandlerIdle(window_s=5.0)
+    >>> [idle.observe("b1", float(t), c, mean_rate=0.9) for t, c in [(0, 0.0), (1, 0.2e9), (6, 1.2e9)]]
+    [None, 0.2, 0.2]
+    """
+
+    def __init__(self, window_s: float = 5.0, stale_after_s: float = 600.0) -> None:
+        self.window_s = window_s
+        self.stale_after_s = stale_after_s
+        self._readings: dict[Hashable, deque[tuple[float, float]]] = {}
+
+    def observe(self, key: Hashable, ts: float, count: float, mean_rate: float | None = None,
+                restarted: bool = False) -> float | None:
+        if not (math.isfinite(ts) and math.isfinite(count)):
+            return None
+        readings = self._readings.setdefault(key, deque())
+        if readings and (restarted or count < readings[-1][1]):
+            readings.clear()
+        if readings and ts - readings[-1][0] < 1e-3:
+            return None  # the same reading twice, or time went backwards
+        readings.append((ts, count))
+        # the base is the newest reading at least window_s old (or the oldest one there is)
+        while len(readings) > 2 and ts - readings[1][0] >= self.window_s:
+            readings.popleft()
+        if len(readings) < 2:
+            return None
+        t0, c0 = readings[0]
+        return idle_ratio((count - c0) / (ts - t0), handler_pools(mean_rate))
+
+    def forget_stale(self, now: float) -> None:
+        for key in [k for k, r in self._readings.items() if not r or now - r[-1][0] > self.stale_after_s]:
+            del self._readings[key]

@@ -14,8 +14,8 @@ the exporter names in ``guardian/dev/jmx_rules.yaml``:
 * gauges: connection creation rate per listener, and global topic and
   partition counts whose growth gives creation rates;
 * broker pressure (``guardian.ingest.pressure``): the request-handler idle
-  meter's count (a rate over the scrape interval, divided by the pools that
-  share it), network-processor idle, p99 request queue and total time for
+  share over the last few seconds from the idle meter's count (``HandlerIdle``),
+  network-processor idle, p99 request queue and total time for
   Produce and FetchConsumer, Produce and Fetch purgatory sizes and
   under-replicated partitions, all as broker-level samples.
 
@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 from urllib.parse import urlparse
 
 from guardian.errors import TemporaryError
-from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, clamp_ratio, handler_pools, idle_ratio
+from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, HandlerIdle, clamp_ratio
 from guardian.ingest.rates import CounterRates
 from guardian.samples import Metric, Sample, Workload
 
@@ -92,6 +92,7 @@ class PrometheusSampler:
     def __init__(self, cluster: str = "default", stale_after_s: float = 600.0) -> None:
         self.cluster = cluster
         self.rates = CounterRates(stale_after_s=stale_after_s)
+        self.handler_idle = HandlerIdle(stale_after_s=stale_after_s)
         self._start_times: dict[str, float] = {}
         self._counts: dict[tuple[str, str], tuple[float, float]] = {}
 
@@ -172,12 +173,12 @@ class PrometheusSampler:
                 out.append(self._sample(ts, w, metric, rate, dict(extra)))
         for listener, value in connections.items():
             out.append(self._sample(ts, broker, Metric.CONNECTION_CREATION_RATE, value, {"listener": listener}))
-        if idle_count is not None and math.isfinite(idle_count):
-            rate = self.rates.observe((target, Metric.REQUEST_HANDLER_IDLE), ts, idle_count, restarted=restarted)
-            ratio = None if rate is None else idle_ratio(rate, handler_pools(idle_mean))
+        if idle_count is not None:
+            ratio = self.handler_idle.observe(target, ts, idle_count, idle_mean, restarted=restarted)
             if ratio is not None:
                 out.append(self._sample(ts, broker, Metric.REQUEST_HANDLER_IDLE, ratio))
         self.rates.forget_stale(ts)
+        self.handler_idle.forget_stale(ts)
         return out
 
     def _growth(self, target: str, name: str, ts: float, value: float) -> float | None:

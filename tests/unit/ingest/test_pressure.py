@@ -83,15 +83,27 @@ def test_handler_idle_needs_two_scrapes_and_is_the_rate_of_the_count_not_the_lif
     assert pressure(out)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.1)
 
 
-def test_combined_mode_meter_shared_by_two_pools_is_halved() -> None:
+def test_combined_mode_reads_the_broker_pool_with_the_controller_pool_taken_as_idle() -> None:
     # The local 4.1.1 combined broker+controller reads ~2 idle ns per ns when idle (KAFKA-19606).
     sampler = PrometheusSampler()
     sampler.samples_from_text(text(idle_count=300e9, idle_mean=1.99), 100.0, "b1")
     idle = sampler.samples_from_text(text(idle_count=300e9 + 1.98e9, idle_mean=1.99), 101.0, "b1")
-    assert pressure(idle)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.99)
-    # the broker pool busy (20 % idle), the controller pool idle: (0.2 + 1.0) / 2
-    busy = sampler.samples_from_text(text(idle_count=300e9 + 1.98e9 + 1.2e9, idle_mean=1.98), 102.0, "b1")
-    assert pressure(busy)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.6)
+    assert pressure(idle)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.98)
+    # five seconds later the broker pool has been 20 % idle, the controller pool idle: 1.2 ns per ns
+    busy = sampler.samples_from_text(text(idle_count=300e9 + 1.98e9 + 5 * 1.2e9, idle_mean=1.98), 106.0, "b1")
+    assert pressure(busy)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.2)
+
+
+def test_handler_idle_is_taken_over_the_last_five_seconds_to_smooth_the_meters_lumps() -> None:
+    # handlers mark idle time when a wait (up to 300 ms) ends, so one second's growth is lumpy
+    sampler = PrometheusSampler()
+    count, got = 0.0, []
+    for t, idle_ns in enumerate([0.0, 0.3e9, 0.7e9, 0.3e9, 0.7e9, 0.3e9, 0.7e9, 0.3e9]):
+        count += idle_ns
+        out = sampler.samples_from_text(text(idle_count=count, idle_mean=0.5), 100.0 + t, "b1")
+        got += [s.value for s in out if s.metric is Metric.REQUEST_HANDLER_IDLE]
+    assert got[0] == pytest.approx(0.3)              # two readings: the one interval there is
+    assert got[-1] == pytest.approx(0.5, abs=0.05)   # then the last five seconds: 2.5e9 ns over 5 s
 
 
 def test_ratios_are_clamped_and_non_finite_values_dropped() -> None:
@@ -111,12 +123,18 @@ def test_ratios_are_clamped_and_non_finite_values_dropped() -> None:
     assert pressure(over)[(Metric.NETWORK_PROCESSOR_IDLE, ())] == 1.0
 
 
-def test_a_broker_restart_restarts_the_idle_rate_instead_of_going_negative() -> None:
+def test_a_broker_restart_restarts_the_idle_history_instead_of_going_negative() -> None:
     sampler = PrometheusSampler()
     sampler.samples_from_text(text(idle_count=900e9), 100.0, "b1")
-    out = sampler.samples_from_text(text(start=2000.0, idle_count=0.5e9), 110.0, "b1")
-    idle = pressure(out)[(Metric.REQUEST_HANDLER_IDLE, ())]
-    assert 0.0 <= idle <= 1.0
+    sampler.samples_from_text(text(idle_count=901e9), 101.0, "b1")
+    restarted = sampler.samples_from_text(text(start=2000.0, idle_count=0.5e9), 110.0, "b1")
+    assert (Metric.REQUEST_HANDLER_IDLE, ()) not in pressure(restarted)   # a new base, no rate yet
+    after = sampler.samples_from_text(text(start=2000.0, idle_count=1.4e9), 111.0, "b1")
+    assert pressure(after)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.9)
+    # a count that went down without a restart signal is a reset too
+    sampler.samples_from_text(text(start=2000.0, idle_count=0.1e9), 112.0, "b1")
+    again = sampler.samples_from_text(text(start=2000.0, idle_count=0.4e9), 113.0, "b1")
+    assert pressure(again)[(Metric.REQUEST_HANDLER_IDLE, ())] == pytest.approx(0.3)
 
 
 @pytest.mark.parametrize(("mean", "pools"), [(None, 1), (float("nan"), 1), (0.0, 1), (1.0, 1), (1.04, 1),
@@ -127,7 +145,8 @@ def test_pools_sharing_the_idle_meter_follow_from_its_lifetime_mean(mean, pools)
 
 def test_idle_ratio_and_clamp_edges() -> None:
     assert idle_ratio(-5.0) == 0.0
-    assert idle_ratio(2e9, pools=0) == 1.0   # a nonsensical pool count never divides by zero
+    assert idle_ratio(2e9, pools=0) == 1.0   # a nonsensical pool count counts as one
+    assert idle_ratio(0.5e9, pools=2) == 0.0  # the broker pool cannot be less than fully busy
     assert clamp_ratio(float("-inf")) is None
 
 
