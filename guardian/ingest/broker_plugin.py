@@ -5,7 +5,10 @@ Two record kinds arrive from ``broker-plugin/`` (see its README):
 * broker-metrics snapshots on ``guardian.broker-metrics``: versioned JSON with
   the broker's own Kafka metrics (``[group, name, {tags}, value]``: quota
   sensors per (user, client-id), socket and group-coordinator metrics) and
-  Yammer counters (per topic, per request type, controller counts);
+  Yammer metrics (per-topic and per-request counters, controller counts, and
+  the broker-pressure MBeans of ``guardian.ingest.pressure``: the handler-idle
+  meter's count and, tagged ``stat=mean_rate``, its lifetime mean; gauges'
+  values; request-time histograms' 99th percentile tagged ``stat=p99``);
 * KIP-714 client telemetry on ``guardian.telemetry``: the OTLP ``MetricsData``
   a client pushed, as is, with the client's principal, client-id and instance
   id in record headers. The metric names are the KIP-714 standard ones
@@ -24,6 +27,7 @@ from typing import Any, Mapping
 import orjson
 
 from guardian.errors import DecodeError
+from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, HandlerIdle, clamp_ratio
 from guardian.ingest.prometheus import TOPIC_METERS
 from guardian.ingest.rates import CounterRates
 from guardian.samples import Metric, Sample, Workload
@@ -42,6 +46,8 @@ _QUOTA: dict[tuple[str, str], Metric] = {
 }
 _COUNTS: dict[str, Metric] = {"GlobalTopicCount": Metric.TOPIC_CREATION_RATE,
                               "GlobalPartitionCount": Metric.PARTITION_CREATION_RATE}
+_P99: dict[str, Metric] = {"RequestQueueTimeMs": Metric.REQUEST_QUEUE_TIME_P99,
+                           "TotalTimeMs": Metric.REQUEST_TOTAL_TIME_P99}
 
 # KIP-714 metric name (after the producer/consumer prefix) -> catalog metric, extra labels.
 _OTLP: dict[str, tuple[Metric, dict[str, str]]] = {
@@ -65,6 +71,7 @@ class BrokerSnapshotDecoder:
     def __init__(self, cluster: str = "default") -> None:
         self.cluster = cluster
         self.rates = CounterRates()
+        self.handler_idle = HandlerIdle()
         self._counts: dict[tuple[str, str], tuple[float, float]] = {}
 
     def decode(self, value: bytes) -> list[Sample]:
@@ -100,6 +107,8 @@ class BrokerSnapshotDecoder:
             out.append(self._sample(ts, Workload(broker=broker), Metric.CONNECTION_CREATION_RATE, v,
                                     {"listener": listener}))
         topic_totals: dict[tuple[Metric, str | None], float] = {}
+        idle_count: float | None = None
+        idle_mean: float | None = None
         for entry in yammer:
             kind, name, tags, v = _entry(entry)
             if v is None:
@@ -115,10 +124,35 @@ class BrokerSnapshotDecoder:
                 rate = self._growth(broker, name, ts, v)
                 if rate is not None:
                     out.append(self._sample(ts, Workload(broker=broker), _COUNTS[name], rate, {}))
+            elif kind == "KafkaRequestHandlerPool" and name == "RequestHandlerAvgIdlePercent":
+                if tags.get("stat") == "mean_rate":
+                    idle_mean = v
+                elif "stat" not in tags:
+                    idle_count = v
+            elif kind == "SocketServer" and name == "NetworkProcessorAvgIdlePercent":
+                ratio = clamp_ratio(v)
+                if ratio is not None:
+                    out.append(self._sample(ts, Workload(broker=broker), Metric.NETWORK_PROCESSOR_IDLE, ratio, {}))
+            elif kind == "RequestMetrics" and name in _P99 and tags.get("stat") == "p99":
+                request = REQUEST_LABELS.get(tags.get("request", ""))
+                if request:
+                    out.append(self._sample(ts, Workload(broker=broker), _P99[name], v, {"request": request}))
+            elif kind == "DelayedOperationPurgatory" and name == "PurgatorySize":
+                operation = tags.get("delayedOperation", "")
+                if operation in PURGATORIES:
+                    out.append(self._sample(ts, Workload(broker=broker), Metric.PURGATORY_SIZE, v,
+                                            {"operation": operation}))
+            elif kind == "ReplicaManager" and name == "UnderReplicatedPartitions":
+                out.append(self._sample(ts, Workload(broker=broker), Metric.UNDER_REPLICATED_PARTITIONS, v, {}))
+        if idle_count is not None:
+            ratio = self.handler_idle.observe(broker, ts, idle_count, idle_mean)
+            if ratio is not None:
+                out.append(self._sample(ts, Workload(broker=broker), Metric.REQUEST_HANDLER_IDLE, ratio, {}))
         for (metric, topic), total in topic_totals.items():
             w = Workload(topic=topic, broker=broker) if topic else Workload(broker=broker)
             self._rate(out, (broker, metric, topic), ts, total, w, metric, {})
         self.rates.forget_stale(ts)
+        self.handler_idle.forget_stale(ts)
         return out
 
     def _rate(self, out: list[Sample], key: tuple, ts: float, total: float, w: Workload, metric: Metric,

@@ -237,3 +237,38 @@ def test_unavailable_plugin_topics_and_a_full_buffer_do_not_slow_tenants(plugin_
     assert counters, "the plugin did not resume publishing after its topics came back"
     last = counters[-1]
     assert last["send_errors"] + last["snapshots_dropped"] + last["telemetry_dropped"] > 0, last
+
+
+def test_plugin_snapshots_carry_every_pressure_signal_with_a_sane_value(plugin_stack) -> None:
+    """The plugin reads the same MBeans as the exporter from the broker's Yammer registry."""
+    from guardian.samples import PRESSURE_METRICS, Workload
+
+    records = _latest_snapshot(plugin_stack, seconds=8.0)
+    decoder = BrokerSnapshotDecoder()
+    samples = [s for r in records for s in decoder.decode(r) if s.metric in PRESSURE_METRICS]
+    keys = {(s.metric, tuple(sorted(s.labels.items()))) for s in samples}
+    assert keys == {
+        (Metric.REQUEST_HANDLER_IDLE, ()), (Metric.NETWORK_PROCESSOR_IDLE, ()),
+        (Metric.REQUEST_QUEUE_TIME_P99, (("request", "Produce"),)),
+        (Metric.REQUEST_QUEUE_TIME_P99, (("request", "Fetch"),)),
+        (Metric.REQUEST_TOTAL_TIME_P99, (("request", "Produce"),)),
+        (Metric.REQUEST_TOTAL_TIME_P99, (("request", "Fetch"),)),
+        (Metric.PURGATORY_SIZE, (("operation", "Produce"),)), (Metric.PURGATORY_SIZE, (("operation", "Fetch"),)),
+        (Metric.UNDER_REPLICATED_PARTITIONS, ()),
+    }, keys
+    assert {s.workload for s in samples} == {Workload(broker="1")}
+    for s in samples:
+        if s.metric in (Metric.REQUEST_HANDLER_IDLE, Metric.NETWORK_PROCESSOR_IDLE):
+            assert 0.0 <= s.value <= 1.0, s
+        elif s.metric is Metric.UNDER_REPLICATED_PARTITIONS:
+            assert s.value == 0.0, s
+        else:
+            assert s.value >= 0.0, s
+    idle = [s.value for s in samples if s.metric is Metric.REQUEST_HANDLER_IDLE]
+    print(f"handler idle from the plugin on a quiet broker: {[round(v, 3) for v in idle]}")
+    # the plugin's own snapshots are this broker's only traffic: its handlers are nearly all idle
+    assert len(idle) >= 3 and sorted(idle)[len(idle) // 2] >= 0.8, idle
+    # combined mode: the meter is shared by the broker's and the controller's pools (KAFKA-19606)
+    means = [v for r in records for kind, name, tags, v in orjson.loads(r)["yammer"]
+             if kind == "KafkaRequestHandlerPool" and tags.get("stat") == "mean_rate"]
+    assert means and max(means) > 1.05, means

@@ -42,6 +42,65 @@ def test_snapshot_quota_sensor_counter_rates_and_counts() -> None:
     assert all(s.value >= 0 for s in third)
 
 
+
+def _pressure_snapshot(ts_ms: int, idle_count: float, idle_mean: float = 1.99, queue_p99: float | None = 4.0) -> bytes:
+    """The entries the plugin sends for the broker-pressure MBeans (GuardianMetricsReporter.addYammer)."""
+    pool, rm = "KafkaRequestHandlerPool", "RequestMetrics"
+    return orjson.dumps({
+        "v": 1, "kind": "broker_metrics", "ts": ts_ms, "broker": "1", "metrics": [],
+        "yammer": [[pool, "RequestHandlerAvgIdlePercent", {}, idle_count],
+                   [pool, "RequestHandlerAvgIdlePercent", {"stat": "mean_rate"}, idle_mean],
+                   ["SocketServer", "NetworkProcessorAvgIdlePercent", {}, 0.97],
+                   [rm, "RequestQueueTimeMs", {"request": "Produce", "stat": "p99"}, queue_p99],
+                   [rm, "RequestQueueTimeMs", {"request": "FetchConsumer", "stat": "p99"}, 0.0],
+                   [rm, "TotalTimeMs", {"request": "Produce", "stat": "p99"}, 12.0],
+                   [rm, "TotalTimeMs", {"request": "FetchConsumer", "stat": "p99"}, 501.0],
+                   [rm, "RequestsPerSec", {"request": "Produce", "version": "11"}, 10.0],
+                   ["DelayedOperationPurgatory", "PurgatorySize", {"delayedOperation": "Produce"}, 1],
+                   ["DelayedOperationPurgatory", "PurgatorySize", {"delayedOperation": "Fetch"}, 3],
+                   ["ReplicaManager", "UnderReplicatedPartitions", {}, 0]],
+        "plugin": {}})
+
+
+def test_snapshot_pressure_entries_become_the_same_broker_samples_as_the_exporter_gives() -> None:
+    from guardian.samples import PRESSURE_METRICS, Workload
+
+    d = BrokerSnapshotDecoder(cluster="c1")
+    first = d.decode(_pressure_snapshot(10_000, idle_count=100e9))
+    assert not [s for s in first if s.metric is Metric.REQUEST_HANDLER_IDLE]  # a rate needs two snapshots
+    # combined mode (mean rate ~2: two pools mark the meter): 1.2e9 idle ns in 1 s, the controller's 1e9 of it
+    out = d.decode(_pressure_snapshot(11_000, idle_count=101.2e9))
+    mine = [s for s in out if s.metric in PRESSURE_METRICS]
+    assert {s.workload for s in mine} == {Workload(broker="1")}
+    assert all(s.source == "broker-plugin" and s.ts == 11.0 for s in mine)
+    got = {(s.metric, tuple(sorted(s.labels.items()))): s.value for s in mine}
+    assert got == {
+        (Metric.REQUEST_HANDLER_IDLE, ()): pytest.approx(0.2),
+        (Metric.NETWORK_PROCESSOR_IDLE, ()): 0.97,
+        (Metric.REQUEST_QUEUE_TIME_P99, (("request", "Produce"),)): 4.0,
+        (Metric.REQUEST_QUEUE_TIME_P99, (("request", "Fetch"),)): 0.0,
+        (Metric.REQUEST_TOTAL_TIME_P99, (("request", "Produce"),)): 12.0,
+        (Metric.REQUEST_TOTAL_TIME_P99, (("request", "Fetch"),)): 501.0,
+        (Metric.PURGATORY_SIZE, (("operation", "Produce"),)): 1.0,
+        (Metric.PURGATORY_SIZE, (("operation", "Fetch"),)): 3.0,
+        (Metric.UNDER_REPLICATED_PARTITIONS, ()): 0.0,
+    }
+
+
+def test_snapshot_pressure_idle_is_clamped_and_missing_values_are_no_samples() -> None:
+    d = BrokerSnapshotDecoder()
+    d.decode(_pressure_snapshot(10_000, idle_count=0.0, idle_mean=0.5))
+    out = d.decode(_pressure_snapshot(11_000, idle_count=1.3e9, idle_mean=0.5, queue_p99=None))
+    idle = [s.value for s in out if s.metric is Metric.REQUEST_HANDLER_IDLE]
+    assert idle == [1.0]  # one pool, more idle ns than ns (timing jitter): at most all idle
+    queue = [s.labels["request"] for s in out if s.metric is Metric.REQUEST_QUEUE_TIME_P99]
+    assert queue == ["Fetch"]  # null (NaN on the broker) is no sample
+    # a broker restart resets the meter: a new base instead of a negative idle, then rates again
+    restarted = d.decode(_pressure_snapshot(12_000, idle_count=0.2e9, idle_mean=0.5))
+    assert not [s for s in restarted if s.metric is Metric.REQUEST_HANDLER_IDLE]
+    after = d.decode(_pressure_snapshot(13_000, idle_count=0.9e9, idle_mean=0.5))
+    assert [s.value for s in after if s.metric is Metric.REQUEST_HANDLER_IDLE] == [pytest.approx(0.7)]
+
 @pytest.mark.parametrize("bad", [b"not json", b"[]", orjson.dumps({"v": 2, "kind": "broker_metrics"}),
                                  orjson.dumps({"v": 1, "kind": "broker_metrics", "ts": 1, "broker": "1",
                                                "metrics": [["Produce", "byte-rate", {}, "fast"]], "yammer": []}),

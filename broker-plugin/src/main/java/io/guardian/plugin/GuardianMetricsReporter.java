@@ -7,6 +7,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -31,12 +32,15 @@ import org.slf4j.LoggerFactory;
 import com.yammer.metrics.core.Gauge;
 import com.yammer.metrics.core.Metered;
 import com.yammer.metrics.core.Metric;
+import com.yammer.metrics.core.Sampling;
 
 /**
  * A broker plugin that puts the guardian's inputs on Kafka without a scraper:
  * <ul>
  * <li>every {@code guardian.plugin.interval.ms} a snapshot of the per-(user, client-id) quota
- * sensors, group-coordinator and socket metrics, and the per-topic and per-request counters;</li>
+ * sensors, group-coordinator and socket metrics, the per-topic and per-request counters, and the
+ * broker-pressure metrics (handler and network idle, p99 queue and total time, purgatories,
+ * under-replicated partitions);</li>
  * <li>each KIP-714 client-telemetry push, forwarded as is (OTLP bytes) with the client's
  * principal, client-id, instance id and address in headers.</li>
  * </ul>
@@ -141,31 +145,66 @@ public class GuardianMetricsReporter implements MetricsReporter, ClientTelemetry
     }
 
     private static void addYammer(Snapshot s) {
-        for (Map.Entry<com.yammer.metrics.core.MetricName, Metric> e
-                : KafkaYammerMetrics.defaultRegistry().allMetrics().entrySet()) {
+        addYammer(s, KafkaYammerMetrics.defaultRegistry().allMetrics());
+    }
+
+    // Broker pressure: the request types and purgatories whose latency and backlog say a broker hurts.
+    private static final Set<String> PRESSURE_REQUESTS = Set.of("Produce", "FetchConsumer");
+    private static final Set<String> PURGATORIES = Set.of("Produce", "Fetch");
+    private static final Set<String> YAMMER_TYPES = Set.of("BrokerTopicMetrics", "RequestMetrics", "KafkaController",
+            "KafkaRequestHandlerPool", "SocketServer", "ReplicaManager", "DelayedOperationPurgatory");
+
+    /**
+     * The wanted Yammer metrics as snapshot entries: meters as their cumulative count (the decoder
+     * takes rates), gauges as their value, histograms as their 99th percentile (tag {@code stat=p99}).
+     * The handler-idle meter also sends its lifetime mean rate (tag {@code stat=mean_rate}): it tells
+     * how many handler pools mark that one meter (two in KRaft combined mode before Kafka 4.2).
+     */
+    static void addYammer(Snapshot s, Map<com.yammer.metrics.core.MetricName, Metric> registry) {
+        for (Map.Entry<com.yammer.metrics.core.MetricName, Metric> e : registry.entrySet()) {
             com.yammer.metrics.core.MetricName name = e.getKey();
             String type = name.getType();
+            String n = name.getName();
+            if (!YAMMER_TYPES.contains(type)) {
+                continue;  // most of the registry is per-partition: skip it before parsing any name
+            }
             Metric metric = e.getValue();
-            boolean wanted = ("BrokerTopicMetrics".equals(type) && metric instanceof Metered)
+            Map<String, String> tags = Snapshot.mbeanTags(name.getMBeanName());
+            boolean counted = ("BrokerTopicMetrics".equals(type) && metric instanceof Metered)
                     || ("RequestMetrics".equals(type) && metric instanceof Metered
-                        && ("RequestsPerSec".equals(name.getName()) || "ErrorsPerSec".equals(name.getName())))
-                    || ("KafkaController".equals(type) && metric instanceof Gauge
-                        && name.getName().startsWith("Global"));
-            if (!wanted) {
-                continue;
-            }
-            double value;
-            if (metric instanceof Metered m) {
-                value = m.count();
-            } else {
-                Object g = ((Gauge<?>) metric).value();
-                if (!(g instanceof Number n)) {
-                    continue;
+                        && ("RequestsPerSec".equals(n) || "ErrorsPerSec".equals(n)))
+                    || ("KafkaRequestHandlerPool".equals(type) && "RequestHandlerAvgIdlePercent".equals(n)
+                        && metric instanceof Metered);
+            boolean gauged = ("KafkaController".equals(type) && n.startsWith("Global"))
+                    || ("SocketServer".equals(type) && "NetworkProcessorAvgIdlePercent".equals(n))
+                    || ("ReplicaManager".equals(type) && "UnderReplicatedPartitions".equals(n))
+                    || ("DelayedOperationPurgatory".equals(type) && "PurgatorySize".equals(n)
+                        && PURGATORIES.contains(tags.get("delayedOperation")));
+            boolean sampled = "RequestMetrics".equals(type) && metric instanceof Sampling
+                    && ("RequestQueueTimeMs".equals(n) || "TotalTimeMs".equals(n))
+                    && PRESSURE_REQUESTS.contains(tags.get("request"));
+            try {
+                if (counted) {
+                    Metered m = (Metered) metric;
+                    s.yammer(type, n, tags, m.count());
+                    if ("KafkaRequestHandlerPool".equals(type)) {
+                        s.yammer(type, n, withStat(tags, "mean_rate"), m.meanRate());
+                    }
+                } else if (gauged && metric instanceof Gauge<?> g && g.value() instanceof Number v) {
+                    s.yammer(type, n, tags, v.doubleValue());
+                } else if (sampled) {
+                    s.yammer(type, n, withStat(tags, "p99"), ((Sampling) metric).getSnapshot().get99thPercentile());
                 }
-                value = n.doubleValue();
+            } catch (RuntimeException ex) {
+                // a gauge that throws (its owner is shutting down) is a missing value, not a failed snapshot
             }
-            s.yammer(type, name.getName(), Snapshot.mbeanTags(name.getMBeanName()), value);
         }
+    }
+
+    private static Map<String, String> withStat(Map<String, String> tags, String stat) {
+        Map<String, String> out = new LinkedHashMap<>(tags);
+        out.put("stat", stat);
+        return out;
     }
 
     private void publishSnapshot() {

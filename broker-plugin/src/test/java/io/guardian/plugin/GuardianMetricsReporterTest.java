@@ -11,6 +11,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
 
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.Uuid;
@@ -23,6 +24,12 @@ import org.apache.kafka.common.security.auth.SecurityProtocol;
 import org.apache.kafka.server.authorizer.AuthorizableRequestContext;
 import org.apache.kafka.server.telemetry.ClientTelemetryPayload;
 import org.junit.jupiter.api.Test;
+
+import com.yammer.metrics.core.Gauge;
+import com.yammer.metrics.core.Histogram;
+import com.yammer.metrics.core.Meter;
+import com.yammer.metrics.core.MetricName;
+import com.yammer.metrics.core.MetricsRegistry;
 
 class GuardianMetricsReporterTest {
     static final class Capture implements BoundedPublisher.Sink {
@@ -92,6 +99,66 @@ class GuardianMetricsReporterTest {
         assertTrue(json.contains("\"client-id\":\"w\""), json);
         assertTrue(!json.contains("some-other-group"), json);
         assertTrue(json.contains("\"broker\":\"3\""), json);
+    }
+
+    private static MetricName yammerName(String group, String type, String name, String extra) {
+        String mbean = group + ":type=" + type + ",name=" + name + (extra.isEmpty() ? "" : "," + extra);
+        return new MetricName(group, type, name, extra.isEmpty() ? null : extra, mbean);
+    }
+
+    private static <T> Gauge<T> constant(T v) {
+        return new Gauge<T>() {
+            @Override
+            public T value() {
+                return v;
+            }
+        };
+    }
+
+    @Test
+    void pressureMetricsAreTakenFromTheYammerRegistryAndTheRestIsSkipped() {
+        // The MBean names the broker registers (checked on Kafka 4.1.1), in a registry of our own.
+        MetricsRegistry registry = new MetricsRegistry();
+        try {
+            Meter idle = registry.newMeter(yammerName("kafka.server", "KafkaRequestHandlerPool",
+                    "RequestHandlerAvgIdlePercent", ""), "percent", TimeUnit.NANOSECONDS);
+            idle.mark(750_000_000L);
+            registry.newGauge(yammerName("kafka.network", "SocketServer", "NetworkProcessorAvgIdlePercent", ""),
+                    constant(0.875));
+            registry.newGauge(yammerName("kafka.server", "ReplicaManager", "UnderReplicatedPartitions", ""), constant(2));
+            registry.newGauge(yammerName("kafka.server", "ReplicaManager", "PartitionCount", ""), constant(50));
+            registry.newGauge(yammerName("kafka.server", "DelayedOperationPurgatory", "PurgatorySize",
+                    "delayedOperation=Produce"), constant(3));
+            registry.newGauge(yammerName("kafka.server", "DelayedOperationPurgatory", "PurgatorySize",
+                    "delayedOperation=Rebalance"), constant(9));
+            Histogram queue = registry.newHistogram(yammerName("kafka.network", "RequestMetrics", "RequestQueueTimeMs",
+                    "request=Produce"), true);
+            for (int i = 1; i <= 1000; i++) {
+                queue.update(i < 990 ? 1 : 500);  // 1 % of the requests waited 500 ms
+            }
+            registry.newHistogram(yammerName("kafka.network", "RequestMetrics", "TotalTimeMs",
+                    "request=FetchFollower"), true).update(7);
+            registry.newGauge(yammerName("kafka.log", "Log", "Size", "topic=t,partition=0"), constant(1L));
+
+            Snapshot s = new Snapshot(1L, "1");
+            GuardianMetricsReporter.addYammer(s, registry.allMetrics());
+            String json = new String(s.toJson(), StandardCharsets.UTF_8);
+            assertTrue(json.contains("[\"KafkaRequestHandlerPool\",\"RequestHandlerAvgIdlePercent\",{},750000000]"), json);
+            assertTrue(json.contains("[\"KafkaRequestHandlerPool\",\"RequestHandlerAvgIdlePercent\",{\"stat\":\"mean_rate\"},"),
+                    json);
+            assertTrue(json.contains("[\"SocketServer\",\"NetworkProcessorAvgIdlePercent\",{},0.875]"), json);
+            assertTrue(json.contains("[\"ReplicaManager\",\"UnderReplicatedPartitions\",{},2]"), json);
+            assertTrue(json.contains("[\"DelayedOperationPurgatory\",\"PurgatorySize\",{\"delayedOperation\":\"Produce\"},3]"),
+                    json);
+            assertTrue(json.contains("[\"RequestMetrics\",\"RequestQueueTimeMs\",{\"request\":\"Produce\",\"stat\":\"p99\"},500"),
+                    json);
+            for (String skipped : new String[] {"Rebalance", "FetchFollower", "PartitionCount", "\"Log\""}) {
+                assertTrue(!json.contains(skipped), skipped + " should not be in " + json);
+            }
+            assertEquals(6, s.size(), json);
+        } finally {
+            registry.shutdown();
+        }
     }
 
     @Test
