@@ -41,12 +41,13 @@ class Metric(str, Enum):
     QUEUE_TIME = "queue_time"                          # ms a message waits in the client before send
     REQUEST_LATENCY = "request_latency"                # ms from request sent to response (client side)
     # Broker pressure: is the broker hurting? Broker-level samples (a workload with only ``broker``);
-    # the per-client attribution of broker thread time is REQUEST_TIME_SHARE above.
-    REQUEST_HANDLER_IDLE = "request_handler_idle"      # 0..1: share of time the I/O (request handler) threads idle
+    # the per-client attribution of broker thread time is REQUEST_TIME_SHARE above. Sources, MBeans
+    # and caveats: guardian/ingest/pressure.py and docs/broker-plugin.md.
+    REQUEST_HANDLER_IDLE = "request_handler_idle"      # 0..1: share of the last ~5 s the broker's I/O threads idled
     NETWORK_PROCESSOR_IDLE = "network_processor_idle"  # 0..1: share of time the network threads idle
     REQUEST_QUEUE_TIME_P99 = "request_queue_time_p99"  # ms a request waits for a handler (label request=Produce|Fetch)
     REQUEST_TOTAL_TIME_P99 = "request_total_time_p99"  # ms from request received to response sent (label request)
-    PURGATORY_SIZE = "purgatory_size"                  # delayed operations waiting (label operation=Produce|Fetch)
+    PURGATORY_SIZE = "purgatory_size"                  # ops a purgatory watches (label operation=Produce|Fetch)
     UNDER_REPLICATED_PARTITIONS = "under_replicated_partitions"  # partitions led here with a lagging follower
 
     @property
