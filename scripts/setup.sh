@@ -27,7 +27,7 @@ fi
 
 PY=${PYTHON:-python3}
 stamp=.guardian-install.stamp
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! $PY -c "import guardian, confluent_kafka, faust, river" 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! $PY -c "import guardian, confluent_kafka, faust" 2>/dev/null; then
   say "installing the guardian and its Python dependencies"
   $PY -m pip install -q --disable-pip-version-check -e ".[dev]"
   touch "$stamp"
