@@ -16,6 +16,11 @@ after apply can never record the throttled state as "before". Apply runs only
 from ``planned`` and is idempotent, so a crash between apply and its record
 re-runs a no-op: each change reaches the cluster once.
 
+A step that raises ``TemporaryError(delay=d)`` is not tried again for that
+action before ``d`` seconds of the engine's clock have passed (the kopf
+habit: the error says when to retry); the other quarantines keep converging
+meanwhile. The wait is kept in memory: a restarted engine retries at once.
+
 ``crash_at(step)`` is a test hook called at every step boundary (``observe``,
 ``record_planned``, ``apply``, ``record_applied``, ``verify``,
 ``record_verified``, ``revert``, ``record_reverted``); raising there is a crash.
@@ -51,6 +56,20 @@ class Reconciler:
         self.fence = fence
         self.crash_at = crash_at or _no_crash
         self.max_attempts = max_attempts
+        self._retry_at: dict[str, float] = {}   # action key -> engine time before which it is not retried
+
+    def _waiting(self, key: str) -> bool:
+        """True while ``key`` waits out the delay of its last ``TemporaryError``."""
+        until = self._retry_at.get(key)
+        if until is None:
+            return False
+        if self.clock() < until:
+            return True
+        del self._retry_at[key]
+        return False
+
+    def _retry_later(self, key: str, exc: TemporaryError) -> None:
+        self._retry_at[key] = self.clock() + max(0.0, float(exc.delay))
 
     # ---------------------------------------------------------------- whole quarantines
     def converge(self, q: Quarantine, paused: bool = False, deep: bool = False) -> bool:
@@ -92,6 +111,8 @@ class Reconciler:
     def _enforce(self, q: Quarantine, plan_d: dict[str, Any], deep: bool) -> bool:
         plan = ActionPlan.from_dict(plan_d)
         key = plan.idempotency_key
+        if self._waiting(key):
+            return False
         rec = self.ledger.get_action(key)
         try:
             act = self._actuator(plan)
@@ -126,7 +147,8 @@ class Reconciler:
                     return False
             return rec.status in (StepStatus.VERIFIED, StepStatus.FAILED)
         except TemporaryError as exc:
-            log.warning("action %s of %s: %s; retrying later", key, q.id, exc)
+            log.warning("action %s of %s: %s; retrying in %.1fs", key, q.id, exc, exc.delay)
+            self._retry_later(key, exc)
             return False
         except PermanentError as exc:
             log.error("action %s of %s failed: %s", key, q.id, exc)
@@ -138,6 +160,8 @@ class Reconciler:
 
     def _undo(self, q: Quarantine, plan_d: dict[str, Any]) -> bool:
         plan = ActionPlan.from_dict(plan_d)
+        if self._waiting(plan.idempotency_key):
+            return False
         rec = self.ledger.get_action(plan.idempotency_key)
         if rec is None or rec.status is StepStatus.REVERTED:
             return True  # never observed, so never applied; or already undone
@@ -150,7 +174,8 @@ class Reconciler:
             self.crash_at("record_reverted")
             return True
         except TemporaryError as exc:
-            log.warning("revert of %s (%s): %s; retrying later", rec.key, q.id, exc)
+            log.warning("revert of %s (%s): %s; retrying in %.1fs", rec.key, q.id, exc, exc.delay)
+            self._retry_later(rec.key, exc)
             return False
         except PermanentError as exc:
             log.error("revert of %s (%s) failed: %s", rec.key, q.id, exc)
