@@ -6,7 +6,9 @@ in threads, start the action engine in a thread (it consumes
 ``guardian.detections`` while it holds the Redis lease), optionally the HTTP
 API in a thread (``--api``; it shares the engine, so an SRE's release is
 converged at once), then run a stream-processor worker in the foreground
-until SIGTERM/SIGINT, and stop the rest.
+until SIGTERM/SIGINT, and stop the rest. If the engine thread dies, the
+process stops too and exits 1 (``EngineDeath``), so Kubernetes restarts it
+rather than leaving a worker that ingests with nobody acting.
 
 The detector stage (``build_stage``) is ``DetectorStage``: the detectors
 package's ``DetectorPipeline`` behind the ingest ``SampleStage`` interface.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -412,26 +415,55 @@ def _metered_engine_class() -> type:
     return MeteredEngine
 
 
+def run_engine(engine: Any, source: Any, stop: threading.Event, on_death: Callable[[BaseException], None],
+               poll_s: float = 0.2, tick_s: float = 1.0) -> None:
+    """The engine thread: ``run_forever`` until ``stop``, then close ``source``.
+
+    ``run_forever`` retries every ``GuardianError`` itself, so anything escaping it is a bug or a
+    dead dependency: the engine is gone and nobody acts on detections any more. ``stop`` is set
+    (the collectors and the API stop with it) and ``on_death(exc)`` decides what the process does.
+    """
+    try:
+        engine.run_forever(source, stop, poll_s=poll_s, tick_s=tick_s)
+    except BaseException as exc:  # noqa: BLE001 - handed to on_death, never swallowed
+        stop.set()
+        on_death(exc)
+    finally:
+        source.close()
+
+
+class EngineDeath:
+    """``run()``'s ``on_death``: one clear line, then SIGTERM to this process, which stops the faust
+    worker the way Kubernetes does; ``run()`` then exits non-zero so the pod is restarted instead of
+    ingesting with no engine acting."""
+
+    exit_code = 1
+
+    def __init__(self) -> None:
+        self.exc: BaseException | None = None
+
+    def __call__(self, exc: BaseException) -> None:
+        self.exc = exc
+        log.critical("action engine died (%s: %s); stopping guardian run (exit %d) so it is restarted",
+                     type(exc).__name__, exc, self.exit_code, exc_info=exc)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def start_action_engine(settings: GuardianSettings, stop: threading.Event, metrics: Any,
                         traffic: Callable[[], float | None] | None = None,
-                        owner: str | None = None, pressure: Callable[[], Any] | None = None) -> EngineHandle:
-    """Start the engine over ``guardian.detections`` in a thread; it acts only while it holds the lease."""
+                        owner: str | None = None, pressure: Callable[[], Any] | None = None,
+                        on_death: Callable[[BaseException], None] | None = None) -> EngineHandle:
+    """Start the engine over ``guardian.detections`` in a thread; it acts only while it holds the lease.
+
+    ``on_death`` is called if the engine thread dies (default: ``EngineDeath``, which stops the process)."""
     from guardian.engine.source import KafkaDetectionSource
 
     owner = owner or f"guardian-{socket.gethostname()}-{os.getpid()}"
     engine, closers = build_engine(settings, metrics, traffic, owner, pressure=pressure)
     source = KafkaDetectionSource(settings.kafka.client_config(), settings.topics.detections,
                                   group_id=f"{settings.ingest.app_id}-engine")
-
-    def loop() -> None:
-        try:
-            engine.run_forever(source, stop, poll_s=0.2, tick_s=1.0)
-        except Exception:  # noqa: BLE001 - say it loudly; the process stops with the worker
-            log.exception("action engine stopped")
-        finally:
-            source.close()
-
-    t = threading.Thread(target=loop, name="action-engine", daemon=True)
+    t = threading.Thread(target=run_engine, args=(engine, source, stop, on_death or EngineDeath()),
+                         name="action-engine", daemon=True)
     t.start()
     return EngineHandle(engine, [t], closers)
 
@@ -478,8 +510,9 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         server = serve_metrics(registry, settings.ingest.metrics_port)
     stop = threading.Event()
     threads = start_collectors(settings, stop, collectors)
+    death = EngineDeath()
     handle = start_action_engine(settings, stop, metrics, traffic, owner=f"guardian-{worker_id}",
-                                 pressure=pressure)
+                                 pressure=pressure, on_death=death)
     threads += handle.threads
     api_server = None
     if api:
@@ -499,6 +532,8 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         handle.close()
         if server is not None:
             server.shutdown()
+    if death.exc is not None:
+        raise SystemExit(death.exit_code)
 
 
 def run_command(
