@@ -40,8 +40,16 @@ def up(broker_plugin: bool = typer.Option(False, "--broker-plugin",
 
 @dev_app.command()
 def down(purge: bool = typer.Option(False, help="Also delete broker and Redis data.")) -> None:
-    """Stop only what `dev up` started."""
-    _stack().down(progress=_say, purge=purge)
+    """Stop only what `dev up` started (and the incident drill's own broker, when one runs)."""
+    from guardian.dev.stack import DRILL_RUN_DIR
+
+    stack = _stack()
+    stack.down(progress=_say, purge=purge)
+    drill_dir = stack.settings.home / DRILL_RUN_DIR
+    if drill_dir.exists():
+        _say(f"the incident drill's own broker ({drill_dir}):")
+        DevStack(stack.settings, run_dir=drill_dir, use_environment=False, use_docker=False).down(
+            progress=_say, purge=purge)
 
 
 @dev_app.command()

@@ -58,4 +58,4 @@ class ContainerStack:
         return Endpoints(kafka_bootstrap_servers=st.bootstrap, kafka_sasl_bootstrap_servers=st.sasl_bootstrap,
                          kafka_metrics_url=st.metrics_url, redis_url=f"redis://{host}:{rport}/0",
                          kafka_provider="testcontainers", redis_provider="testcontainers",
-                         tenants=st.tenants, admin_password=st.users["admin"])
+                         tenants=st.tenants, admin_password=st.users["admin"], kafka_capacity=st.capacity)

@@ -113,6 +113,35 @@ def quiet_logger() -> logging.Logger:
     return log
 
 
+@dataclass(frozen=True)
+class BrokerCapacity:
+    """How much the broker can do at once: its request-handler and network threads and its request queue.
+
+    The defaults are the local broker's usual ones; the incident drill states a smaller capacity
+    (one I/O and one network thread) so a runaway really hurts the tenants next to it.
+    """
+
+    io_threads: int = 4              # num.io.threads
+    network_threads: int = 3         # num.network.threads
+    queued_max_requests: int = 500   # queued.max.requests
+    # log.flush.interval.messages: fsync every N appended messages (0: leave it to the OS, Kafka's
+    # default); 1 makes each produce request wait for the disk, a disk-bound broker
+    flush_interval_messages: int = 0
+    # compression.type / compression.gzip.level: a broker that stores batches in another codec than the
+    # producer's recompresses each one on its I/O thread ("producer", Kafka's default, never does)
+    compression_type: str = "producer"
+    compression_gzip_level: int = -1   # -1: the codec's default
+
+    def properties(self) -> dict[str, str]:
+        out = {"num.io.threads": str(self.io_threads), "num.network.threads": str(self.network_threads),
+               "queued.max.requests": str(self.queued_max_requests), "compression.type": self.compression_type}
+        if self.flush_interval_messages:
+            out["log.flush.interval.messages"] = str(self.flush_interval_messages)
+        if self.compression_gzip_level != -1:
+            out["compression.gzip.level"] = str(self.compression_gzip_level)
+        return out
+
+
 def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
@@ -130,6 +159,7 @@ class KafkaState:
     version: str = ""
     users: dict[str, str] = field(default_factory=dict)  # name -> password (admin and tenants)
     broker_plugin: bool = False
+    capacity: dict[str, int] = field(default_factory=dict)  # BrokerCapacity it runs with ({}: started before)
 
     @property
     def bootstrap(self) -> str:
@@ -154,7 +184,8 @@ class LocalKafka:
     def __init__(self, run_dir: Path, home: Path, version: str = "4.1.1",
                  tenants: list[str] | None = None, ports: dict[str, int] | None = None,
                  start_timeout_s: float = 120.0, extra_properties: dict[str, str] | None = None,
-                 extra_classpath: list[Path] | None = None, broker_plugin: bool = False) -> None:
+                 extra_classpath: list[Path] | None = None, broker_plugin: bool = False,
+                 capacity: BrokerCapacity | None = None) -> None:
         self.run_dir = run_dir
         self.home = home
         self.version = version
@@ -164,6 +195,7 @@ class LocalKafka:
         self.extra_properties = extra_properties or {}
         self.extra_classpath = extra_classpath or []
         self.broker_plugin = broker_plugin
+        self.capacity = capacity or BrokerCapacity()
         self.state_file = run_dir / "kafka.json"
         self.log_file = run_dir / "kafka" / "server.log"
 
@@ -186,6 +218,9 @@ class LocalKafka:
             if st.broker_plugin != self.broker_plugin:
                 raise SetupError(f"Kafka already runs {'with' if st.broker_plugin else 'without'} the broker plugin "
                                  f"(pid {st.pid}); run `guardian dev down` first to change that")
+            if st.capacity and st.capacity != asdict(self.capacity):
+                raise SetupError(f"Kafka already runs with capacity {st.capacity} (pid {st.pid}), not "
+                                 f"{asdict(self.capacity)}; stop it first (`guardian dev down`) to change that")
             progress(f"Kafka already running (pid {st.pid}) on {st.bootstrap}")
             self._wait_ready(st, progress)
             return st
@@ -260,7 +295,7 @@ class LocalKafka:
             controller_port=port("controller", old.controller_port if old else 0),
             metrics_port=port("metrics", old.metrics_port if old else 0),
             cluster_id=old.cluster_id if old else _cluster_id(),
-            version=self.version, users=users, broker_plugin=self.broker_plugin)
+            version=self.version, users=users, broker_plugin=self.broker_plugin, capacity=asdict(self.capacity))
 
     def _properties(self, st: KafkaState, data_dir: Path) -> str:
         jaas_users = " ".join(f'user_{u}="{p}"' for u, p in st.users.items())
@@ -297,8 +332,7 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "log.segment.bytes": str(64 * 1024 * 1024),
             "log.retention.hours": "24",
-            "num.network.threads": "3",
-            "num.io.threads": "4",
+            **self.capacity.properties(),
         }
         if st.broker_plugin:
             from guardian.dev.plugin import plugin_properties

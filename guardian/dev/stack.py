@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Callable
 
 from guardian.dev import procs
-from guardian.dev.kafka import LocalKafka
+from guardian.dev.kafka import BrokerCapacity, LocalKafka
 from guardian.dev.redis import LocalRedis
 from guardian.errors import SetupError
 from guardian.settings import DevSettings
 
 Progress = Callable[[str], None]
+# under the dev home: the incident drill's own broker and Redis, for a scenario that states a capacity
+DRILL_RUN_DIR = "run-drill"
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Endpoints:
     admin_user: str = "admin"
     admin_password: str = ""
     kubeconfig: str = ""  # the guardian's service account on the local kube-apiserver, when started
+    kafka_capacity: dict[str, int] = field(default_factory=dict)  # the local broker's; {} = not known
 
     def exports(self) -> dict[str, str]:
         out = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
@@ -93,7 +96,11 @@ class DevStack:
                                 ports={"kafka": s.kafka_port, "sasl": s.kafka_sasl_port,
                                        "controller": s.kafka_controller_port, "metrics": s.kafka_metrics_port},
                                 start_timeout_s=s.start_timeout_s, extra_properties=kafka_properties,
-                                extra_classpath=kafka_classpath, broker_plugin=broker_plugin)
+                                extra_classpath=kafka_classpath, broker_plugin=broker_plugin,
+                                capacity=BrokerCapacity(s.kafka_io_threads, s.kafka_network_threads,
+                                                        s.kafka_queued_max_requests,
+                                                        s.kafka_flush_interval_messages, s.kafka_compression_type,
+                                                        s.kafka_compression_gzip_level))
         self.redis = LocalRedis(self.run_dir, s.redis_port)
         self.kubernetes = kubernetes
         self.endpoints_file = self.run_dir / "endpoints.json"
@@ -129,7 +136,7 @@ class DevStack:
             ep = Endpoints(kafka_bootstrap_servers=ks.bootstrap, kafka_sasl_bootstrap_servers=ks.sasl_bootstrap,
                            kafka_metrics_url=ks.metrics_url, redis_url=rs.url,
                            kafka_provider="local", redis_provider="local", tenants=ks.tenants,
-                           admin_password=ks.users.get("admin", ""))
+                           admin_password=ks.users.get("admin", ""), kafka_capacity=ks.capacity)
         if self.kubernetes:
             ep.kubeconfig = str(self._start_kubernetes(progress))
         self.endpoints_file.write_text(json.dumps(asdict(ep), indent=2))
