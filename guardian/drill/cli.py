@@ -26,22 +26,71 @@ def machine(command: str) -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "loadavg": [round(x, 1) for x in load], "command": command}
 
 
-def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off", "on"),
-              say: Callable[[str], None] = print, command: str = "") -> dict[str, Any]:
-    """Both runs on the same broker (the embedded default or KAFKA_BOOTSTRAP_SERVERS), then the report."""
-    from guardian.dev.stack import DevStack
-    from guardian.drill.report import summarize, write_report
-    from guardian.drill.runner import leftover_quotas, run_once, warm_broker
-    from guardian.drill.scenario import load_scenario
-    from guardian.errors import SetupError
+def drill_stack(scenario: Any, say: Callable[[str], None]) -> Any:
+    """The stack a scenario runs on.
+
+    Without ``broker:`` it is the usual one (KAFKA_BOOTSTRAP_SERVERS, else `guardian dev up`'s).
+    With it, the drill's own local broker and Redis under ``<home>/run-drill`` (free ports, so the
+    dev broker others may be using is never restarted), started with the stated capacity and
+    restarted when it runs with another one. Like `guardian dev up` it is left running (a warm
+    broker for the next drill; a just-started JVM would stall the first incident's baseline);
+    `guardian dev down` stops it too.
+    """
+    from guardian.dev.kafka import BrokerCapacity
+    from guardian.dev.stack import DRILL_RUN_DIR, DevStack
     from guardian.settings import GuardianSettings
 
+    dev = GuardianSettings().dev
+    if scenario.broker is None:
+        return DevStack(dev)
+    b = scenario.broker
+    dev = dev.model_copy(update={"kafka_io_threads": b.io_threads, "kafka_network_threads": b.network_threads,
+                                 "kafka_queued_max_requests": b.queued_max_requests,
+                                 "kafka_flush_interval_messages": b.flush_interval_messages,
+                                 "kafka_compression_type": b.compression_type,
+                                 "kafka_compression_gzip_level": b.compression_gzip_level, "kafka_port": 0,
+                                 "kafka_sasl_port": 0, "kafka_controller_port": 0, "kafka_metrics_port": 0,
+                                 "redis_port": 0})
+    stack = DevStack(dev, run_dir=dev.home / DRILL_RUN_DIR, use_environment=False, use_docker=False)
+    st = stack.kafka.state()
+    wanted = BrokerCapacity(b.io_threads, b.network_threads, b.queued_max_requests, b.flush_interval_messages,
+                            b.compression_type, b.compression_gzip_level)
+    if stack.kafka.is_running() and st is not None and st.capacity != vars(wanted):
+        say(f"  the drill's broker runs with {st.capacity}; restarting it with {vars(wanted)}")
+        stack.kafka.stop()
+    say(f"  the drill's own broker ({stack.run_dir}): {vars(wanted)}")
+    return stack
+
+
+def broker_record(ep: Any, scenario: Any) -> dict[str, Any]:
+    """The capacity the drill ran with, for the report (a cluster named in the environment: unknown)."""
+    return {"provider": ep.kafka_provider, "bootstrap": ep.kafka_bootstrap_servers,
+            "capacity": dict(ep.kafka_capacity) or None,
+            "stated_by_scenario": scenario.broker is not None}
+
+
+def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off", "on"),
+              say: Callable[[str], None] = print, command: str = "") -> dict[str, Any]:
+    """Both runs on the same broker (the scenario's own, the embedded default or KAFKA_BOOTSTRAP_SERVERS),
+    then the report."""
+    from guardian.drill.scenario import load_scenario
+
     scenario = load_scenario(scenario_path)
-    ep = DevStack(GuardianSettings().dev).up(progress=lambda m: say(f"  {m}"))
+    ep = drill_stack(scenario, say).up(progress=lambda m: say(f"  {m}"))
+    return _run_on(ep, scenario, out_dir, modes, say, command)
+
+
+def _run_on(ep: Any, scenario: Any, out_dir: Path, modes: tuple[str, ...], say: Callable[[str], None],
+            command: str) -> dict[str, Any]:
+    from guardian.drill.report import summarize, write_report
+    from guardian.drill.runner import leftover_quotas, run_once, warm_broker
+    from guardian.errors import SetupError
+
     missing = [t.name for t in scenario.tenants if t.name not in ep.tenants]
     if missing:
         raise typer.BadParameter(f"the broker has no credentials for tenants {missing}; it knows {sorted(ep.tenants)}")
     runs: dict[str, Any] = {"off": None, "on": None}
+    at_start = machine(command)["loadavg"]
     warm_broker(ep.kafka_bootstrap_servers)
     stale = leftover_quotas(ep.kafka_bootstrap_servers, [t.name for t in scenario.tenants])
     if stale:
@@ -50,8 +99,8 @@ def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off
                          "--alter --entity-type users --entity-name <tenant> --delete-config <key>")
     for mode in modes:
         runs[mode] = run_once(scenario, ep, mode, out_dir / mode, say=say)
-    start = machine(command)
-    res = summarize(runs["off"], runs["on"], start)
+    res = summarize(runs["off"], runs["on"], {**machine(command), "loadavg_at_start": at_start})
+    res["broker"] = broker_record(ep, scenario)
     files = write_report(res, runs, out_dir)
     say(f"report: {files['markdown']} ({', '.join(str(p) for p in files.values())})")
     return res

@@ -5,6 +5,14 @@ one JSON-able dict; ``write_report`` writes ``drill.json``, ``drill.md`` and
 PNG timelines into the output directory. Phases are per incident: *before*
 (the last 20 s before the onset, at most ``before_s`` minus 5 s),
 *during* (onset to the incident's end) and *after* (the next ``after_s``).
+With the guardian on, *during* is also split at the incident's first
+verified action: *uncontained* (onset to the verified throttle; the whole of
+*during* when there is none) and *contained* (the verified throttle to the
+incident's end), so the protection is seen apart from the seconds it took.
+
+A surge drill (``Scenario.expect == "watch"``) counts, per incident, the
+quarantines that throttled its surge workload (must be 0) and the watch
+records, instead of the time to act.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 import numpy as np
 
 PHASES = ("before", "during", "after")
+SPLIT = ("uncontained", "contained")   # during, cut at the verified action (guardian on)
 
 
 def _pct(xs: list[float], p: float) -> float | None:
@@ -27,29 +36,56 @@ def _r(x: float | None, nd: int = 3) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, nd)
 
 
-def windows(ctx: Any, inc: Any) -> dict[str, tuple[float, float]]:
+def windows(ctx: Any, inc: Any, verified: float | None = None) -> dict[str, tuple[float, float]]:
+    """The incident's phases; with ``verified`` (when its action was verified) also *during* split there."""
     ph = ctx.scenario.phases
     start = inc.onset - ph.before_s
     # the last 20 s before the onset: the clients' (and JVMs') start-up stays out of the baseline
-    return {"before": (max(start + min(5.0, ph.before_s / 3), inc.onset - 20.0), inc.onset),
-            "during": (inc.onset, inc.end),
-            "after": (inc.end, inc.end + ph.after_s)}
+    out = {"before": (max(start + min(5.0, ph.before_s / 3), inc.onset - 20.0), inc.onset),
+           "during": (inc.onset, inc.end),
+           "after": (inc.end, inc.end + ph.after_s)}
+    cut = min(max(verified, inc.onset), inc.end) if verified is not None else inc.end
+    out["uncontained"] = (inc.onset, cut)
+    out["contained"] = (cut, inc.end)
+    return out
 
 
-def benign_stats(ctx: Any) -> dict[str, Any]:
-    """Per benign tenant and phase: produce latency p50/p99 (ms) and throughput, over every incident."""
+def action_times(ctx: Any, inc: Any) -> tuple[float | None, float | None, dict[str, Any] | None]:
+    """(first verified, first applied, the verified action) of the incident's quarantines, from the ledger."""
+    upto = inc.end + ctx.scenario.phases.after_s
+    verified, applied, action = None, None, None
+    for q in getattr(ctx, "quarantines", []):
+        if not inc.holds(q):
+            continue
+        for a in q["actions"]:
+            for h in a["history"]:
+                if not inc.onset - 2 <= h["ts"] < upto:
+                    continue
+                if h.get("status") == "verified" and (verified is None or h["ts"] < verified):
+                    verified, action = h["ts"], {"kind": a["kind"], "params": a["params"]}
+                if h.get("status") == "applied" and (applied is None or h["ts"] < applied):
+                    applied = h["ts"]
+    return verified, applied, action
+
+
+def benign_stats(ctx: Any, split: bool = False) -> dict[str, Any]:
+    """Per benign tenant and phase: produce latency p50/p99 (ms) and throughput, over every incident.
+
+    ``split`` (guardian on) adds the *uncontained* and *contained* parts of *during*.
+    """
     out: dict[str, Any] = {}
+    cuts = {inc.index: action_times(ctx, inc)[0] for inc in ctx.incidents} if split else {}
     for tenant in sorted({r.tenant for r in ctx.recorders if r.role == "benign"}):
         recs = [r for r in ctx.recorders if r.tenant == tenant and r.role == "benign"]
         producers = [r for r in recs if r.kind == "producer"]
         t: dict[str, Any] = {}
-        for phase in PHASES:
+        for phase in PHASES + (SPLIT if split else ()):
             lats: list[float] = []
             nbytes = nmsgs = 0
             span = 0.0
             perf_rates, perf_lat = [], []
             for inc in ctx.incidents:
-                lo, hi = windows(ctx, inc)[phase]
+                lo, hi = windows(ctx, inc, cuts.get(inc.index))[phase]
                 if hi <= lo:
                     continue
                 span += hi - lo
@@ -70,8 +106,10 @@ def benign_stats(ctx: Any) -> dict[str, Any]:
                         "msgs_per_s": _r(nmsgs / span if span else None, 1),
                         "perf_producer_records_per_s": _r(float(np.mean(perf_rates)) if perf_rates else None, 1),
                         "perf_producer_avg_latency_ms": _r(float(np.mean(perf_lat)) if perf_lat else None, 1)}
-        before, during = t["before"]["p99_ms"], t["during"]["p99_ms"]
-        t["p99_ratio_during_vs_before"] = _r(during / before if before and during else None)
+        before = t["before"]["p99_ms"]
+        for phase in ("during",) + (SPLIT if split else ()):
+            p99 = t[phase]["p99_ms"]
+            t[f"p99_ratio_{phase}_vs_before"] = _r(p99 / before if before and p99 else None)
         finals = [p for r in recs if r.kind == "perf-producer" for p in r.perf if p.get("final")]
         if finals:
             t["perf_producer_run_p99_ms"] = max(p["p99_ms"] for p in finals)
@@ -90,12 +128,23 @@ def _rate(recs: list[Any], lo: float, hi: float) -> float | None:
     return sum(b for r in recs for ts, b, _ in r.acks if lo <= ts < hi) / (hi - lo)
 
 
+def throttled(q: dict[str, Any]) -> bool:
+    """Did this quarantine change the cluster (an action applied)? A watch never does."""
+    return any(h.get("status") in ("applied", "verified") for a in q["actions"] for h in a["history"])
+
+
+def watched(q: dict[str, Any]) -> bool:
+    """Was this quarantine a watch record at some point (now or before it turned into a throttle)?"""
+    return q.get("state") == "watching" or any("watching" in (h.get("from"), h.get("to"))
+                                               for h in q.get("history") or [])
+
+
 def incident_stats(ctx: Any) -> list[dict[str, Any]]:
     detections = getattr(ctx, "detections", [])
     quarantines = getattr(ctx, "quarantines", [])
     out = []
     for inc in ctx.incidents:
-        recs = [r for r in ctx.recorders if r.role == "runaway" and r.name in inc.client_ids]
+        recs = [r for r in ctx.recorders if r.role in ("runaway", "surge") and r.name in inc.client_ids]
         # this incident's detections: from its onset to the end of its "after" phase
         upto = inc.end + ctx.scenario.phases.after_s
         mine = [d for d in detections if inc.onset - 2 <= d["published_at"] < upto
@@ -105,30 +154,27 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
         # where the time went: the detector fired on a sample of time ``ts``; publishing took the rest
         fired = float(first["ts"]) if first and isinstance(first.get("ts"), (int, float)) else None
         sigs = sorted({d["signature"] for d in mine})
-        verified, applied, action = None, None, None
-        for q in quarantines:
-            if not inc.holds(q):
-                continue
-            for a in q["actions"]:
-                for h in a["history"]:
-                    if not inc.onset - 2 <= h["ts"] < upto:
-                        continue
-                    if h.get("status") == "verified" and (verified is None or h["ts"] < verified):
-                        verified, action = h["ts"], {"kind": a["kind"], "params": a["params"]}
-                    if h.get("status") == "applied" and (applied is None or h["ts"] < applied):
-                        applied = h["ts"]
+        verified, applied, action = action_times(ctx, inc)
+        held = [q for q in quarantines if inc.holds(q)]
         ph = ctx.scenario.phases
         cut = verified if verified is not None and verified < inc.end else inc.end
         # what the engine decided about this incident's detections (why nothing was done, if so)
         ids = {d.get("id") for d in mine}
         outcomes: dict[str, int] = {}
-        reason = None
+        reason, harm, acted_harm = None, None, None
         for dec in getattr(ctx, "decisions", []):
             if dec.get("detection_id") in ids:
                 outcomes[dec.get("outcome", "?")] = outcomes.get(dec.get("outcome", "?"), 0) + 1
                 reason = dec.get("reason")
+                harm = dec.get("harm") or harm
+                if dec.get("outcome") in ("quarantined", "escalated") and acted_harm is None:
+                    acted_harm = dec.get("harm")
         out.append({
             "incident": inc.index, "tenant": inc.tenant, "pattern": inc.pattern,
+            "role": getattr(inc, "role", "runaway"),
+            "throttles": sum(1 for q in held if throttled(q)),
+            "watches": sum(1 for q in held if watched(q)),
+            "harm_when_acted": acted_harm, "last_harm": harm,
             "onset": inc.onset, "signatures": sigs,
             "onset_to_detection_s": _r(first_det - inc.onset if first_det else None),
             "onset_to_detector_fired_s": _r(fired - inc.onset if fired is not None else None),
@@ -145,10 +191,13 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
     return out
 
 
-def false_actions(ctx: Any) -> list[dict[str, Any]]:
+def false_actions(ctx: Any, watches: bool = False) -> list[dict[str, Any]]:
+    """Quarantines on workloads that are not an incident's: those that throttled (or, with
+    ``watches``, the watch records that never changed anything)."""
     out = []
     for q in getattr(ctx, "quarantines", []):
-        if any(inc.holds(q) for inc in ctx.incidents):
+        watch_only = watched(q) and not throttled(q)
+        if any(inc.holds(q) for inc in ctx.incidents) or watch_only != watches:
             continue
         out.append({"quarantine": q["id"], "workload": q["workload"], "state": q["state"], "dry_run": q["dry_run"],
                     "signature": (q.get("detection") or {}).get("signature"),
@@ -169,14 +218,20 @@ def summarize(off: Any | None, on: Any | None, machine: dict[str, Any] | None = 
     for mode, ctx in runs.items():
         if ctx is None:
             continue
-        res[mode] = {"benign": benign_stats(ctx), "incidents": incident_stats(ctx), "notes": ctx.notes,
+        res[mode] = {"benign": benign_stats(ctx, split=mode == "on"), "incidents": incident_stats(ctx),
+                     "notes": ctx.notes,
                      "runaway_errors": sum(r.errors for r in ctx.recorders if r.role == "runaway")}
+    res["expect"] = (on or off).scenario.expect
     if on is not None:
         inc = res["on"]["incidents"]
         det = [i["onset_to_detection_s"] for i in inc if i["onset_to_detection_s"] is not None]
         ver = [i["onset_to_verified_action_s"] for i in inc if i["onset_to_verified_action_s"] is not None]
         res["on"]["false_actions"] = false_actions(on)
+        res["on"]["benign_watches"] = false_actions(on, watches=True)
         res["on"]["false_detections"] = false_detections(on)
+        res["surge_throttles"] = sum(i["throttles"] for i in inc if i["role"] == "surge")
+        res["surge_watches"] = sum(i["watches"] for i in inc if i["role"] == "surge")
+        res["runaway_watches"] = sum(i["watches"] for i in inc if i["role"] == "runaway")
         res["onset_to_detection_p50_s"] = _r(_pct(det, 50))
         res["onset_to_detection_p95_s"] = _r(_pct(det, 95))
         res["onset_to_verified_action_p50_s"] = _r(_pct(ver, 50))
@@ -185,15 +240,30 @@ def summarize(off: Any | None, on: Any | None, machine: dict[str, Any] | None = 
         res["incidents_acted_on"] = f"{len(ver)}/{len(inc)}"
         res["false_actions"] = len(res["on"]["false_actions"])
     for mode in ("on", "off"):
-        if mode in res:
-            ratios = [t["p99_ratio_during_vs_before"] for t in res[mode]["benign"].values()
-                      if t["p99_ratio_during_vs_before"] is not None]
-            res[f"benign_p99_ratio_{mode}"] = max(ratios) if ratios else None
+        if mode not in res:
+            continue
+        tenants = res[mode]["benign"].values()
+        res[f"benign_p99_ratio_{mode}"] = _worst(tenants, "p99_ratio_during_vs_before")
+        # the benign tenants' acknowledged messages/s during over before (worst tenant): a fall is harm too
+        falls = [t["during"]["msgs_per_s"] / t["before"]["msgs_per_s"] for t in tenants
+                 if t["before"]["msgs_per_s"] and t["during"]["msgs_per_s"] is not None]
+        res[f"benign_throughput_ratio_{mode}"] = _r(min(falls)) if falls else None
+    if "on" in res:
+        for phase in SPLIT:
+            res[f"benign_p99_ratio_{phase}_on"] = _worst(res["on"]["benign"].values(),
+                                                         f"p99_ratio_{phase}_vs_before")
     return res
 
 
+def _worst(tenants: Any, key: str) -> float | None:
+    ratios = [t[key] for t in tenants if t.get(key) is not None]
+    return max(ratios) if ratios else None
+
+
 HEADLINE_KEYS = ("onset_to_verified_action_p50_s", "onset_to_verified_action_p95_s", "benign_p99_ratio_on",
-                 "benign_p99_ratio_off", "false_actions")
+                 "benign_p99_ratio_off", "false_actions", "benign_p99_ratio_contained_on",
+                 "benign_p99_ratio_uncontained_on", "benign_throughput_ratio_off", "surge_throttles",
+                 "surge_watches")
 
 
 def headline(res: dict[str, Any]) -> dict[str, Any]:
@@ -206,19 +276,36 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [f"# Incident drill: {res['scenario']}", ""]
     m = res.get("machine") or {}
     if m:
-        lines += [f"Machine: {m.get('cpus', '?')} cores, load average {m.get('loadavg', '?')}; "
-                  f"command `{m.get('command', '')}`", ""]
-    if "on" in res:
-        lines += ["| measure | value |", "|---|---|",
+        lines += [f"Machine: {m.get('cpus', '?')} cores, load average {m.get('loadavg_at_start', '?')} at the "
+                  f"start, {m.get('loadavg', '?')} at the end (1, 5, 15 min); command `{m.get('command', '')}`", ""]
+    lines += [f"Broker: {broker_line(res.get('broker'))}", ""]
+    lines += ["| measure | value |", "|---|---|",
+              f"| benign p99 during / before, guardian off | {res.get('benign_p99_ratio_off')} |",
+              f"| benign msgs/s during / before, guardian off | {res.get('benign_throughput_ratio_off')} |"]
+    if "on" in res and res.get("expect") == "watch":
+        lines += [f"| throttles of the surge workloads (must be 0) | {res.get('surge_throttles')} |",
+                  f"| watch records on the surge workloads | {res.get('surge_watches')} |",
+                  f"| incidents detected | {res.get('incidents_detected')} |",
+                  f"| benign p99 during / before, guardian on | {res.get('benign_p99_ratio_on')} |",
+                  f"| false actions (benign workloads) | {res.get('false_actions')} |"]
+    elif "on" in res:
+        lines += [
                   f"| incidents detected / acted on | {res.get('incidents_detected')} / {res.get('incidents_acted_on')} |",
                   f"| onset -> detection p50 / p95 | {res.get('onset_to_detection_p50_s')} s / "
                   f"{res.get('onset_to_detection_p95_s')} s |",
                   f"| onset -> verified action p50 / p95 | {res.get('onset_to_verified_action_p50_s')} s / "
                   f"{res.get('onset_to_verified_action_p95_s')} s |",
                   f"| benign p99 during / before, guardian on | {res.get('benign_p99_ratio_on')} |",
-                  f"| benign p99 during / before, guardian off | {res.get('benign_p99_ratio_off')} |",
-                  f"| false actions (benign workloads) | {res.get('false_actions')} |",
-                  f"| false detections (benign clients) | {res['on'].get('false_detections')} |", ""]
+                  f"| benign p99 onset to verified throttle / before, guardian on | "
+                  f"{res.get('benign_p99_ratio_uncontained_on')} |",
+                  f"| benign p99 verified throttle to incident end / before, guardian on | "
+                  f"{res.get('benign_p99_ratio_contained_on')} |",
+                  f"| watch records on the runaways | {res.get('runaway_watches')} |",
+                  f"| false actions (benign workloads) | {res.get('false_actions')} |"]
+    if "on" in res:
+        lines += [f"| watch records on benign workloads | {len(res['on'].get('benign_watches', []))} |",
+                  f"| false detections (benign clients) | {res['on'].get('false_detections')} |"]
+    lines.append("")
     for mode in ("off", "on"):
         if mode not in res:
             continue
@@ -226,7 +313,7 @@ def markdown(res: dict[str, Any]) -> str:
                   "| tenant | phase | p50 ms | p99 ms | MB/s | msgs/s | ProducerPerformance rec/s, avg ms |",
                   "|---|---|---|---|---|---|---|"]
         for tenant, t in res[mode]["benign"].items():
-            for phase in PHASES:
+            for phase in PHASES + tuple(ph for ph in SPLIT if ph in t):
                 p = t[phase]
                 lines.append(f"| {tenant} | {phase} | {p['p50_ms']} | {p['p99_ms']} | {p['mb_per_s']} | "
                              f"{p['msgs_per_s']} | {p['perf_producer_records_per_s']}, "
@@ -243,10 +330,13 @@ def markdown(res: dict[str, Any]) -> str:
                          f"{i.get('fired_to_published_s')}) | {i['onset_to_verified_action_s']} | {act} | "
                          f"{rb['before']} | {rb['during_unthrottled']} | {rb['during_throttled']} |")
         if mode == "on":
+            lines.append("")
             for i in res[mode]["incidents"]:
-                if i["action"] is None and i.get("decisions"):
-                    lines.append(f"\nIncident {i['incident'] + 1} not acted on: decisions {i['decisions']}; "
-                                 f"last: {i.get('last_decision_reason')}")
+                if i.get("decisions"):
+                    what = "acted on" if i["action"] else "not acted on"
+                    lines.append(f"- incident {i['incident'] + 1} ({i.get('role', 'runaway')}, {what}; "
+                                 f"throttles {i.get('throttles')}, watches {i.get('watches')}): decisions "
+                                 f"{i['decisions']}; last: {i.get('last_decision_reason')}")
             fa = res["on"]["false_actions"]
             lines += ["", f"False actions: {len(fa)}" + ("" if not fa else ":")]
             lines += [f"- {f['quarantine']} {f['workload']} {f['signature']} {f['state']} {f['actions']}" for f in fa]
@@ -254,6 +344,22 @@ def markdown(res: dict[str, Any]) -> str:
             lines += ["", "Notes:"] + [f"- {n}" for n in res[mode]["notes"]]
         lines.append("")
     return "\n".join(lines)
+
+
+def broker_line(b: dict[str, Any] | None) -> str:
+    if not b:
+        return "not recorded"
+    c = b.get("capacity")
+    cap = (f"{c['io_threads']} I/O thread(s) (num.io.threads), {c['network_threads']} network thread(s) "
+           f"(num.network.threads), queued.max.requests={c['queued_max_requests']}"
+           + (f", log.flush.interval.messages={c['flush_interval_messages']} (fsync every N messages)"
+              if c.get("flush_interval_messages") else "")
+           + (f", compression.type={c['compression_type']}" if c.get("compression_type", "producer") != "producer"
+              else "")
+           + (f", compression.gzip.level={c['compression_gzip_level']}"
+              if c.get("compression_gzip_level", -1) != -1 else "")) if c else "capacity not known"
+    return f"{b.get('provider')} at {b.get('bootstrap')}: {cap}" + (", as the scenario states"
+                                                                   if b.get("stated_by_scenario") else "")
 
 
 def plot_timeline(ctx: Any, path: Path, title: str, highlight: list[str] | None = None) -> Path:
@@ -268,8 +374,8 @@ def plot_timeline(ctx: Any, path: Path, title: str, highlight: list[str] | None 
     secs = np.arange(0, int(end - t0) + 1)
     groups: dict[str, list[Any]] = {}
     for r in ctx.recorders:
-        if r.role == "runaway":
-            groups.setdefault(f"runaway {r.tenant} ({r.kind})", []).append(r)
+        if r.role in ("runaway", "surge"):
+            groups.setdefault(f"{r.role} {r.tenant} ({r.kind})", []).append(r)
         elif r.role == "benign" and r.kind == "producer":
             groups.setdefault(f"benign {r.tenant}", []).append(r)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)

@@ -57,6 +57,7 @@ class Incident:
     signature_only: str | None = None    # partition storm: no narrower identity than the broker
     tenant: str = ""
     pattern: str = ""
+    role: str = "runaway"                # runaway (to be throttled) | surge (benign: a watch at most)
 
     def holds(self, quarantine: dict[str, Any]) -> bool:
         """Is this quarantine (a ledger record, or the API's detail with ``evidence``) about this incident?"""
@@ -295,7 +296,7 @@ def _bursty(c: Client) -> Callable[[float], float]:
 
 
 def _runaway_rate(c: Client, onset: float) -> Callable[[float], float]:
-    r = c.runaway
+    r = c.change
     assert r is not None
 
     def rate(t: float) -> float:
@@ -305,6 +306,20 @@ def _runaway_rate(c: Client, onset: float) -> Callable[[float], float]:
             return c.rate * (1.0 + (r.factor - 1.0) * min(1.0, (t - onset) / r.ramp_s))
         return c.rate * r.factor
     return rate
+
+
+def _restarted(rec: Recorder, conf: dict[str, Any], topic: str, c: Client, stop: threading.Event,
+               start: float, end: float, down_at: float) -> list[threading.Thread]:
+    """One pod of a rolling restart: its producer stops at ``down_at``, is gone ``down_s`` and a new
+    one with the same client-id sends what piled up meanwhile at ``factor`` x the rate, then the rate."""
+    r = c.change
+    assert r is not None
+    up_at = down_at + r.down_s
+    catch_up_until = up_at + (r.down_s / (r.factor - 1.0) if r.factor > 1.0 else 0.0)
+    rec.events.append((down_at, "restart"))
+    return [ProducerClient(rec, conf, topic, lambda t: c.rate, c.size, stop, start, min(down_at, end)),
+            ProducerClient(rec, conf, topic, lambda t: c.rate * (r.factor if t < catch_up_until else 1.0),
+                           c.size, stop, min(up_at, end), end)]
 
 
 def _during(onset: float, end: float, value: float) -> Callable[[float], float | None]:
@@ -399,8 +414,9 @@ def build_clients(ctx: RunContext, stop: threading.Event) -> list[threading.Thre
     topics: dict[str, int] = {}
     prefills: list[tuple[str, float]] = []
     run = ctx.run_id
-    ctx.incidents = [Incident(index=k, onset=t0 + k * ph.window_s + ph.before_s,
-                              end=t0 + k * ph.window_s + ph.before_s + ph.during_s) for k in range(sc.repeats)]
+    first = t0 + ph.warmup_s
+    ctx.incidents = [Incident(index=k, onset=first + k * ph.window_s + ph.before_s,
+                              end=first + k * ph.window_s + ph.before_s + ph.during_s) for k in range(sc.repeats)]
 
     for tenant in sc.tenants:
         conf = sasl_conf(ep.kafka_sasl_bootstrap_servers, tenant.name, ep.tenants[tenant.name])
@@ -410,32 +426,34 @@ def build_clients(ctx: RunContext, stop: threading.Event) -> list[threading.Thre
             if c.kind != "admin":
                 topics[topic] = c.partitions
             base = f"{tenant.name}-{c.client_id or c.kind}-{ci}"
-            if c.runaway is None:
+            change = c.change
+            if change is None:
                 for j in range(c.count):
-                    cid = f"drill-{run}-{base}-{j}"
+                    cid = f"drill-{run}-{base}" + ("" if c.shared_client_id else f"-{j}")
                     rec = Recorder(cid, tenant.name, "benign", c.kind, {"principal": principal, "client_id": cid})
                     threads += _client_threads(ctx, c, rec, conf, topic, cid, stop, t0 + c.start_s, t_end,
                                                None, _java, topics)
                     ctx.recorders.append(rec)
                 continue
-            if c.runaway.pattern == "rewind" and c.runaway.prefill_mb > 0:
-                prefills.append((topic, c.runaway.prefill_mb))
+            if change.pattern == "rewind" and change.prefill_mb > 0:
+                prefills.append((topic, change.prefill_mb))
+            role = "runaway" if c.runaway else "surge"
             for inc in ctx.incidents:
                 start = inc.onset - ph.before_s
                 for j in range(c.count):
-                    cid = f"drill-{run}-{base}-r{inc.index}-{j}"
-                    rec = Recorder(cid, tenant.name, "runaway", c.kind, {"principal": principal, "client_id": cid})
-                    inc.tenant, inc.pattern = tenant.name, c.runaway.pattern
+                    cid = f"drill-{run}-{base}-r{inc.index}" + ("" if c.shared_client_id else f"-{j}")
+                    rec = Recorder(cid, tenant.name, role, c.kind, {"principal": principal, "client_id": cid})
+                    inc.tenant, inc.pattern, inc.role = tenant.name, change.pattern, role
                     if c.kind == "group":
                         group = f"{tenant.name}.drill-{run}-{ci}-g{inc.index}"
                         inc.groups.add(group)
                         rec.workload = {"principal": principal, "group": group}
-                    if c.runaway.pattern == "partition_storm":
+                    if change.pattern == "partition_storm":
                         inc.signature_only = "partition_storm"
                     inc.client_ids.add(cid)
                     threads += _client_threads(ctx, c, rec, conf, f"{topic}" if c.kind != "admin"
                                                else f"{tenant.name}.storm-{run}-{inc.index}-{j}",
-                                               cid, stop, start, inc.end, inc, _java, topics)
+                                               cid, stop, start, inc.end, inc, _java, topics, member=j)
                     ctx.recorders.append(rec)
     create_topics(ep.kafka_bootstrap_servers, topics)
     ctx.topics += list(topics)
@@ -455,11 +473,12 @@ def _java() -> tuple[str, Path]:
 
 def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, Any], topic: str, cid: str,
                     stop: threading.Event, start: float, end: float, inc: Incident | None,
-                    java: Callable[[], tuple[str, Path]], topics: dict[str, int]) -> list[threading.Thread]:
+                    java: Callable[[], tuple[str, Path]], topics: dict[str, int],
+                    member: int = 0) -> list[threading.Thread]:
     ep = ctx.endpoints
     cconf = {**conf, "client.id": cid}
     out: list[threading.Thread] = []
-    r = c.runaway
+    r = c.change
     if c.kind in ("consumer", "perf-consumer", "group"):
         # a consumer reads what a feeder of its own tenant writes at the client's rate
         feeder = Recorder(f"{cid}-feeder", rec.tenant, "feeder", "producer",
@@ -467,14 +486,17 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
         ctx.recorders.append(feeder)
         out.append(ProducerClient(feeder, {**conf, "client.id": f"{cid}-feeder"}, topic, lambda t: c.rate, c.size,
                                   stop, start, end))
+    if c.kind == "producer" and r is not None and inc is not None and r.pattern == "rolling_restart":
+        # the member-th client goes down every_s after the one before it, comes back with the same client-id
+        return out + _restarted(rec, cconf, topic, c, stop, start, end, inc.onset + member * r.every_s)
     if c.kind == "producer":
         rate = _runaway_rate(c, inc.onset) if (r and inc) else (lambda t, b=_bursty(c): c.rate * b(t))
-        extra = None
+        extra = {"batch.size": c.batch_bytes} if c.batch_bytes else None
         if r is not None and r.pattern == "retry_storm" and inc is not None:
             # each resend its own request: the retry loop of a client that never backs off
             extra = {"batch.size": max(1, c.size + 100)}
-        out.append(ProducerClient(rec, cconf, topic, rate, c.size, stop, start, end,
-                                  linger_ms=0 if (r and r.pattern == "retry_storm") else 5, extra=extra))
+        linger = 0 if (r and r.pattern == "retry_storm") else (5 if c.linger_ms is None else c.linger_ms)
+        out.append(ProducerClient(rec, cconf, topic, rate, c.size, stop, start, end, linger_ms=linger, extra=extra))
     elif c.kind == "consumer":
         rewind = _during(inc.onset, inc.end, r.every_s) if (r and inc and r.pattern == "rewind") else None
         group = f"{rec.tenant}.{cid}"

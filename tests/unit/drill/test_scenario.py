@@ -86,8 +86,8 @@ def test_report_phases_latency_and_timings_from_recorded_data() -> None:
     # the detector fired on the sample of onset + 3.5 s; publishing took the other 1.5 s
     assert (i["onset_to_detector_fired_s"], i["fired_to_published_s"]) == (pytest.approx(3.5), pytest.approx(1.5))
     assert i["onset_to_verified_action_s"] == pytest.approx(6.5)
-    assert set(headline({})) == {"onset_to_verified_action_p50_s", "onset_to_verified_action_p95_s",
-                                 "benign_p99_ratio_on", "benign_p99_ratio_off", "false_actions"}
+    assert {"onset_to_verified_action_p50_s", "onset_to_verified_action_p95_s", "benign_p99_ratio_on",
+            "benign_p99_ratio_off", "false_actions"} <= set(headline({}))
 
 
 def test_a_principal_wide_quarantine_counts_for_its_partition_storm_incident() -> None:

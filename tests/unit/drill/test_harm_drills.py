@@ -1,0 +1,211 @@
+"""Issue 15's drill: a stated broker capacity, benign surges (watch at most), the contained/uncontained split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from guardian.dev.kafka import BrokerCapacity, KafkaState, LocalKafka
+from guardian.drill.load import Recorder
+from guardian.drill.report import benign_stats, broker_line, false_actions, incident_stats, summarize
+from guardian.drill.runner import Incident, _restarted
+from guardian.drill.scenario import load_scenario, parse_scenario
+from guardian.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+SCENARIOS = ROOT / "configs" / "scenarios"
+
+BENIGN = {"name": "tenant-b", "clients": [{"kind": "producer", "rate": 10}]}
+SURGE = {"name": "x", "tenants": [BENIGN, {"name": "tenant-a", "role": "surge", "clients": [
+    {"kind": "producer", "rate": 10, "surge": {"pattern": "step", "factor": 8}}]}]}
+
+
+def _copy(d):
+    return yaml.safe_load(yaml.safe_dump(d))
+
+
+# ----------------------------------------------------------------------------- scenario format
+
+def test_a_surge_scenario_expects_a_watch_and_a_runaway_scenario_a_throttle() -> None:
+    assert parse_scenario(SURGE).expect == "watch"
+    runaway = _copy(SURGE)
+    runaway["tenants"][1] = {"name": "tenant-a", "role": "runaway", "clients": [
+        {"kind": "producer", "rate": 10, "runaway": {"pattern": "step"}}]}
+    assert parse_scenario(runaway).expect == "throttle"
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda d: d["tenants"][1].update(role="benign"), "surge client"),          # a surge under a benign tenant
+    (lambda d: d["tenants"][1]["clients"][0].update(surge=None), "no client with a surge"),
+    (lambda d: d["tenants"][1]["clients"][0]["surge"].update(pattern="retry_storm"), "surge is one of"),
+    (lambda d: d["tenants"][1]["clients"][0].update(runaway={"pattern": "step"}), "not both"),
+    (lambda d: d["tenants"].append({"name": "tenant-c", "role": "runaway", "clients": [
+        {"kind": "producer", "runaway": {"pattern": "step"}}]}), "runaway tenants or surge tenants"),
+    (lambda d: d["tenants"][1].update(role="runaway", clients=[
+        {"kind": "producer", "runaway": {"pattern": "rolling_restart"}}]), "surge pattern"),
+    (lambda d: d.update(broker={"io_threads": 0}), "io_threads"),
+    (lambda d: d.update(broker={"compression_type": "brotli"}), "compression_type"),
+])
+def test_surge_and_broker_mistakes_are_refused_naming_the_key(change, needle: str) -> None:
+    data = _copy(SURGE)
+    change(data)
+    with pytest.raises(ConfigError, match=needle):
+        parse_scenario(data, "s.yaml")
+
+
+def test_the_warm_up_comes_before_the_first_repeat() -> None:
+    sc = parse_scenario({**SURGE, "repeats": 2, "phases": {"warmup_s": 15, "before_s": 30, "during_s": 20,
+                                                           "after_s": 10}})
+    assert sc.duration_s == 15 + 2 * 60
+
+
+def test_shipped_harm_drills_state_a_small_capacity_and_keep_no_unexplained_override() -> None:
+    """Each runaway drill runs on a stated small broker; evidence_s is the shipped default's; an
+    override that stays is explained in the file (issue 15)."""
+    for path in sorted(SCENARIOS.glob("drill-*.yaml")):
+        sc, text = load_scenario(path), path.read_text()
+        assert sc.broker is not None and sc.broker.io_threads == 1 and sc.broker.network_threads == 1, path.name
+        assert sc.guardian.policy.evidence_s is None, path.name
+        if sc.guardian.policy.max_throttled_traffic_share is not None:
+            assert "share-of-traffic cap" in text, path.name
+        if sc.guardian.detectors:
+            assert "warm_n" in text and "Kept, and only this" in text, path.name
+
+
+def test_there_are_surge_drills_for_a_backfill_a_launch_and_a_rolling_restart() -> None:
+    patterns = {c.surge.pattern for p in SCENARIOS.glob("drill-surge-*.yaml")
+                for t in load_scenario(p).tenants for c in t.clients if c.surge}
+    assert patterns == {"step", "ramp", "rolling_restart"}
+
+
+# ----------------------------------------------------------------------------- broker capacity
+
+def test_the_stated_capacity_is_written_into_server_properties_and_recorded(tmp_path: Path) -> None:
+    cap = BrokerCapacity(io_threads=1, network_threads=1, queued_max_requests=16, compression_type="gzip",
+                         compression_gzip_level=9)
+    kafka = LocalKafka(tmp_path, tmp_path, capacity=cap)
+    st = kafka._new_state(None)
+    props = dict(line.split("=", 1) for line in kafka._properties(st, tmp_path / "data").splitlines())
+    assert (props["num.io.threads"], props["num.network.threads"], props["queued.max.requests"]) == ("1", "1", "16")
+    assert (props["compression.type"], props["compression.gzip.level"]) == ("gzip", "9")
+    assert "log.flush.interval.messages" not in props          # 0: left to the OS, as Kafka does
+    assert st.capacity == {"io_threads": 1, "network_threads": 1, "queued_max_requests": 16,
+                           "flush_interval_messages": 0, "compression_type": "gzip", "compression_gzip_level": 9}
+    default = LocalKafka(tmp_path, tmp_path)
+    dprops = default._properties(default._new_state(None), tmp_path / "data")
+    assert "num.io.threads=4\n" in dprops and "compression.gzip.level" not in dprops
+
+
+def test_a_broker_running_with_another_capacity_is_not_silently_reused(tmp_path: Path, monkeypatch) -> None:
+    from guardian.dev import procs
+    from guardian.errors import SetupError
+
+    kafka = LocalKafka(tmp_path, tmp_path, capacity=BrokerCapacity(io_threads=1, network_threads=1))
+    kafka.state_file.write_text(__import__("json").dumps(
+        {**vars(KafkaState(pid=4242, port=1)), "capacity": vars(BrokerCapacity())}))
+    monkeypatch.setattr(procs, "pid_alive", lambda pid: True)
+    with pytest.raises(SetupError, match="capacity"):
+        kafka.start()
+
+
+def test_the_report_states_the_capacity() -> None:
+    line = broker_line({"provider": "local", "bootstrap": "127.0.0.1:1", "stated_by_scenario": True,
+                        "capacity": vars(BrokerCapacity(1, 1, 16, 0, "gzip", 9))})
+    assert "1 I/O thread" in line and "1 network thread" in line and "queued.max.requests=16" in line
+    assert "compression.type=gzip" in line and "as the scenario states" in line
+    assert "not known" in broker_line({"provider": "environment", "bootstrap": "x", "capacity": None})
+
+
+# ----------------------------------------------------------------------------- rolling restart
+
+def test_a_rolling_restart_member_goes_down_and_comes_back_with_its_backlog() -> None:
+    import threading
+
+    sc = parse_scenario({"name": "r", "tenants": [BENIGN, {"name": "tenant-a", "role": "surge", "clients": [
+        {"kind": "producer", "count": 2, "shared_client_id": True, "rate": 10,
+         "surge": {"pattern": "rolling_restart", "every_s": 8, "down_s": 4, "factor": 5}}]}]})
+    c = sc.tenants[1].clients[0]
+    rec = Recorder("cid", "tenant-a", "surge", "producer")
+    old, new = _restarted(rec, {}, "t", c, threading.Event(), start=0.0, end=100.0, down_at=50.0)
+    assert (old.start_at, old.end_at) == (0.0, 50.0)
+    assert (new.start_at, new.end_at) == (54.0, 100.0)
+    # 4 s of backlog (40 messages) sent at 5x (40 more messages/s): one extra second at 5x, then the rate
+    assert new.rate_fn(54.5) == 50.0 and new.rate_fn(55.5) == 10.0
+    assert rec.events == [(50.0, "restart")]
+
+
+# ----------------------------------------------------------------------------- report
+
+class _Ctx:
+    def __init__(self, recorders, incidents, scenario, quarantines=(), detections=(), decisions=()):
+        self.recorders, self.incidents, self.scenario = recorders, incidents, scenario
+        self.quarantines, self.detections, self.decisions = list(quarantines), list(detections), list(decisions)
+        self.notes: list[str] = []
+
+
+def _benign(onset: float) -> Recorder:
+    rec = Recorder("b1", "tenant-b", "benign", "producer", {"client_id": "b1"})
+    rec.acks = ([(onset - 20 + i * 0.1, 1000, 0.010) for i in range(200)]        # before: 10 ms
+                + [(onset + i * 0.1, 1000, 0.080) for i in range(50)]          # onset .. +5 s: 80 ms
+                + [(onset + 5 + i * 0.1, 1000, 0.011) for i in range(150)])    # +5 .. +20 s: 11 ms
+    return rec
+
+
+def _quarantine(qid: str, cid: str, history, state="released", q_history=()):
+    return {"id": qid, "workload": {"client_id": cid}, "state": state, "dry_run": False,
+            "detection": {"signature": "runaway_producer"}, "history": list(q_history),
+            "actions": [{"kind": "quota", "params": {}, "status": "reverted", "history": history}] if history else []}
+
+
+def test_during_is_split_at_the_verified_throttle() -> None:
+    sc = parse_scenario({**SURGE, "repeats": 1, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
+    onset = 1000.0
+    inc = Incident(0, onset, onset + 20, client_ids={"run-a"}, tenant="tenant-a", pattern="step")
+    q = _quarantine("q1", "run-a", [{"ts": onset + 4.8, "status": "applied"}, {"ts": onset + 5.0, "status": "verified"}])
+    b = benign_stats(_Ctx([_benign(onset)], [inc], sc, [q]), split=True)["tenant-b"]
+    assert b["uncontained"]["p99_ms"] == pytest.approx(80.0)
+    assert b["contained"]["p99_ms"] == pytest.approx(11.0, abs=0.5)
+    assert b["p99_ratio_contained_vs_before"] == pytest.approx(1.1, abs=0.05)
+    assert b["p99_ratio_uncontained_vs_before"] == pytest.approx(8.0)
+    # no action: the whole incident is uncontained, and nothing is contained
+    b = benign_stats(_Ctx([_benign(onset)], [inc], sc, []), split=True)["tenant-b"]
+    assert b["contained"]["p99_ms"] is None and b["uncontained"]["messages"] == b["during"]["messages"]
+    assert "contained" not in benign_stats(_Ctx([_benign(onset)], [inc], sc, [q]))["tenant-b"]
+
+
+def test_a_surge_drill_counts_throttles_and_watches_of_the_surge_workload() -> None:
+    sc = parse_scenario({**SURGE, "repeats": 2, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
+    onset = 1000.0
+    incs = [Incident(k, onset + 60 * k, onset + 60 * k + 20, client_ids={f"surge-{k}"}, role="surge")
+            for k in range(2)]
+    watch = _quarantine("w", "surge-0", [], state="watching",
+                        q_history=[{"ts": onset + 6, "from": None, "to": "watching"}])
+    throttle = _quarantine("t", "surge-1", [{"ts": onset + 66, "status": "applied"},
+                                            {"ts": onset + 66.2, "status": "verified"}],
+                           q_history=[{"ts": onset + 66, "from": "watching", "to": "active"}])
+    benign_watch = _quarantine("bw", "b1", [], state="watching")
+    benign_throttle = _quarantine("bt", "b1", [{"ts": onset, "status": "applied"}])
+    ctx = _Ctx([_benign(onset)], incs, sc, [watch, throttle, benign_watch, benign_throttle])
+    rows = incident_stats(ctx)
+    assert [(r["role"], r["throttles"], r["watches"]) for r in rows] == [("surge", 0, 1), ("surge", 1, 1)]
+    assert [f["quarantine"] for f in false_actions(ctx)] == ["bt"]
+    assert [f["quarantine"] for f in false_actions(ctx, watches=True)] == ["bw"]
+    res = summarize(None, ctx)
+    assert (res["expect"], res["surge_throttles"], res["surge_watches"]) == ("watch", 1, 2)
+    assert res["false_actions"] == 1 and len(res["on"]["benign_watches"]) == 1
+
+
+def test_the_decisions_harm_is_reported_per_incident() -> None:
+    sc = parse_scenario({**SURGE, "repeats": 1, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
+    onset = 1000.0
+    inc = Incident(0, onset, onset + 20, client_ids={"run-a"})
+    det = {"id": "d1", "workload": {"client_id": "run-a"}, "signature": "runaway_producer",
+           "published_at": onset + 5, "ts": onset + 4}
+    decisions = [{"detection_id": "d1", "outcome": "watch", "reason": "watch: no harm", "harm": {"harmful": False}},
+                 {"detection_id": "d1", "outcome": "quarantined", "reason": "matched", "harm": {"harmful": True,
+                                                                                            "reason": "pressure"}}]
+    row = incident_stats(_Ctx([], [inc], sc, [], [det], decisions))[0]
+    assert row["decisions"] == {"watch": 1, "quarantined": 1}
+    assert row["harm_when_acted"] == {"harmful": True, "reason": "pressure"}
