@@ -16,6 +16,9 @@ Channels:
   quarantine holds and ``resolve`` when it ends, ``dedup_key`` = quarantine id;
 * :class:`AgentChannel`: the JSON record with a bearer token, for an agent.
 
+:func:`channels_from_settings` builds the channels ``GUARDIAN_ESCALATION__*``
+configures; what is wrong there is a ``ConfigError`` naming the variable.
+
 Retried: transport errors, 408, 429 and 5xx (honouring ``Retry-After`` up
 to the policy's cap). Not retried: other 4xx (the request itself is wrong).
 URLs, tokens and keys never appear in errors or logs.
@@ -30,9 +33,13 @@ import random
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
+from guardian.errors import ConfigError
 from guardian.escalation import Escalation
+
+if TYPE_CHECKING:
+    from guardian.settings import EscalationSettings
 
 USER_AGENT = "kafka-workload-guardian-escalation/1"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -134,7 +141,7 @@ class SignedWebhookChannel(Channel):
     def __init__(self, url: str, secret: str | bytes, events: Iterable[str] | None = None) -> None:
         super().__init__(events)
         if not secret:
-            raise ValueError("a signed webhook needs a non-empty secret")
+            raise ConfigError("a signed webhook needs a non-empty secret")
         self.url, self._secret = url, secret
 
     def request(self, esc: Escalation, now: float) -> HttpRequest:
@@ -156,7 +163,7 @@ class PagerDutyChannel(Channel):
                  events: Iterable[str] | None = None) -> None:
         super().__init__(events)
         if not routing_key:
-            raise ValueError("PagerDuty needs a routing (integration) key")
+            raise ConfigError("PagerDuty needs a routing (integration) key")
         self.url, self._routing_key, self.source = url, routing_key, source
 
     def request(self, esc: Escalation, now: float) -> HttpRequest:
@@ -191,13 +198,54 @@ class AgentChannel(Channel):
     def __init__(self, url: str, token: str, events: Iterable[str] | None = None) -> None:
         super().__init__(events)
         if not token:
-            raise ValueError("an agent endpoint needs a bearer token")
+            raise ConfigError("an agent endpoint needs a bearer token")
         self.url, self._token = url, token
 
     def request(self, esc: Escalation, now: float) -> HttpRequest:
         headers = self._headers(esc)
         headers["Authorization"] = f"Bearer {self._token}"
         return HttpRequest(self.url, headers, _json(esc.record))
+
+
+_ENV = "GUARDIAN_ESCALATION__"
+
+
+def _http_url(key: str, value: str) -> str:
+    # never echo the value: a Slack webhook URL is the credential
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ConfigError(f"{_ENV}{key.upper()} must be an http:// or https:// URL")
+    return value
+
+
+def _needs(key: str, value: str, because: str, why: str) -> str:
+    if not value:
+        raise ConfigError(f"{_ENV}{because.upper()} is set but {_ENV}{key.upper()} is empty: {why}")
+    return value
+
+
+def channels_from_settings(e: "EscalationSettings") -> list[Channel]:
+    """The channels ``e`` configures (none is required); a ``ConfigError`` names the setting at fault."""
+    channels: list[Channel] = []
+    slack = e.slack_webhook_url.get_secret_value()
+    if slack:
+        channels.append(SlackChannel(_http_url("slack_webhook_url", slack)))
+    secret = e.webhook_secret.get_secret_value()
+    if e.webhook_url:
+        channels.append(SignedWebhookChannel(
+            _http_url("webhook_url", e.webhook_url),
+            _needs("webhook_secret", secret, "webhook_url", "a signed webhook needs the shared secret")))
+    key = e.pagerduty_routing_key.get_secret_value()
+    if e.pagerduty_url:
+        _needs("pagerduty_routing_key", key, "pagerduty_url", "PagerDuty needs a routing (integration) key")
+    if key:
+        kw = {"url": _http_url("pagerduty_url", e.pagerduty_url)} if e.pagerduty_url else {}
+        channels.append(PagerDutyChannel(key, **kw))
+    token = e.agent_token.get_secret_value()
+    if e.agent_url:
+        channels.append(AgentChannel(
+            _http_url("agent_url", e.agent_url),
+            _needs("agent_token", token, "agent_url", "an agent endpoint needs a bearer token")))
+    return channels
 
 
 # ------------------------------------------------------------------------------------ retry

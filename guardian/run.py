@@ -234,7 +234,7 @@ def _kafka_python_config(settings: GuardianSettings) -> dict[str, Any]:
     conf: dict[str, Any] = {"security_protocol": k.security_protocol}
     if k.sasl_mechanism:
         conf.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username or "",
-                    sasl_plain_password=k.sasl_password or "")
+                    sasl_plain_password=k.sasl_password.get_secret_value())
     if k.ssl_ca_location:
         conf["ssl_cafile"] = k.ssl_ca_location
     return conf
@@ -244,20 +244,10 @@ def _escalation(settings: GuardianSettings, metrics: Any) -> tuple[Any, Any] | N
     """(dispatcher, engine hook) for the configured channels, or None when none is configured."""
     from guardian.escalation import Links
     from guardian.escalation_dispatch import EngineEscalationHook, EscalationDispatcher
-    from guardian.escalation_senders import (AgentChannel, PagerDutyChannel, SignedWebhookChannel,
-                                             SlackChannel)
+    from guardian.escalation_senders import channels_from_settings
 
     e = settings.escalation
-    channels: list[Any] = []
-    if e.slack_webhook_url:
-        channels.append(SlackChannel(e.slack_webhook_url))
-    if e.webhook_url:
-        channels.append(SignedWebhookChannel(e.webhook_url, e.webhook_secret))
-    if e.pagerduty_routing_key:
-        kw = {"url": e.pagerduty_url} if e.pagerduty_url else {}
-        channels.append(PagerDutyChannel(e.pagerduty_routing_key, **kw))
-    if e.agent_url:
-        channels.append(AgentChannel(e.agent_url, e.agent_token))
+    channels = channels_from_settings(e)   # ConfigError naming the GUARDIAN_ESCALATION__* at fault
     if not channels:
         return None
     base = e.api_base_url or f"http://{settings.api.host}:{settings.api.port}"
@@ -491,12 +481,14 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         loglevel: str = "warning", api: bool = False) -> None:
     from prometheus_client import CollectorRegistry
 
+    from guardian.escalation_senders import channels_from_settings
     from guardian.ingest.collect import start_collectors
     from guardian.ingest.worker import create_app, run_worker
     from guardian.metrics import GuardianMetrics, serve_metrics
     from guardian.topics import ensure_topics
 
     settings = settings or GuardianSettings()
+    channels_from_settings(settings.escalation)   # a channel's ConfigError stops us before anything starts
     worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
     created = ensure_topics(settings.kafka.client_config(), settings.topics)
     if created:

@@ -5,6 +5,11 @@ variables ``GUARDIAN_<SECTION>__<KEY>`` (plus the conventional
 ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``), then defaults. Unknown keys in
 any section are rejected. Nothing is built at import time: call
 ``GuardianSettings()`` where the wiring needs it.
+
+Secrets (the SASL password, the Redis URL, which may carry a password, the
+API token and the escalation channels' URLs, keys and tokens) are
+``SecretStr``: ``repr``, ``str`` and ``model_dump`` show ``**********``;
+only the code that sends one calls ``.get_secret_value()``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,7 +31,7 @@ class KafkaSettings(_Section):
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SASL_PLAINTEXT | SASL_SSL | SSL
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: SecretStr = SecretStr("")
     ssl_ca_location: str | None = None
     metrics_url: str = ""                 # Prometheus endpoint of the broker(s), comma-separated
     cluster: str = "default"
@@ -38,14 +43,14 @@ class KafkaSettings(_Section):
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username or ""
-            conf["sasl.password"] = self.sasl_password or ""
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_ca_location:
             conf["ssl.ca.location"] = self.ssl_ca_location
         return conf
 
 
 class RedisSettings(_Section):
-    url: str = ""  # empty = the embedded dev Redis
+    url: SecretStr = SecretStr("")  # redis://[:password@]host:port/db; required outside the dev stack
     prefix: str = "guardian:"  # key prefix of the ledger (quarantines, tokens, audit)
 
 
@@ -99,7 +104,7 @@ class ApiSettings(_Section):
     kafka_compression_type: str = "producer"                       # compression.type: the broker's codec
     kafka_compression_gzip_level: int = Field(default=-1, ge=-1, le=9)  # compression.gzip.level; -1 = default
     url: str = ""                   # the CLI's API base URL; empty = http://<host>:<port>
-    token: str = ""                 # the CLI's bearer token
+    token: SecretStr = SecretStr("")  # the CLI's bearer token
     rate_per_s: float = Field(default=10.0, gt=0)       # per token, token bucket refill
     burst: int = Field(default=40, ge=1)                # per token, bucket size
     agent_rate_per_s: float = Field(default=2.0, gt=0)  # agents get a smaller budget
@@ -114,13 +119,13 @@ class ApiSettings(_Section):
 class EscalationSettings(_Section):
     """Where `guardian run` sends escalations (guardian/escalation*.py); every channel is optional."""
 
-    slack_webhook_url: str = ""
+    slack_webhook_url: SecretStr = SecretStr("")   # the URL is the credential
     webhook_url: str = ""           # signed generic webhook (HMAC-SHA256 with webhook_secret)
-    webhook_secret: str = ""
-    pagerduty_routing_key: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    pagerduty_routing_key: SecretStr = SecretStr("")
     pagerduty_url: str = ""         # empty = the PagerDuty Events v2 endpoint
     agent_url: str = ""
-    agent_token: str = ""
+    agent_token: SecretStr = SecretStr("")
     events: list[str] | None = None  # engine events to escalate; None = all
     api_base_url: str = ""          # links in the summary (quarantine, appeal, release)
     dashboard_url: str = ""         # e.g. a Grafana URL with {id}
@@ -154,6 +159,6 @@ class GuardianSettings(BaseSettings):
             self.kafka.bootstrap_servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
         if not self.kafka.metrics_url:
             self.kafka.metrics_url = os.environ.get("KAFKA_METRICS_URL", "")
-        if not self.redis.url:
-            self.redis.url = os.environ.get("REDIS_URL", "")
+        if not self.redis.url.get_secret_value():
+            self.redis.url = SecretStr(os.environ.get("REDIS_URL", ""))
         return self

@@ -98,8 +98,8 @@ class ApiContext:
 
 
 def redis_url_for(settings: GuardianSettings) -> str:
-    if settings.redis.url:
-        return settings.redis.url
+    if settings.redis.url.get_secret_value():
+        return settings.redis.url.get_secret_value()
     from guardian.dev.stack import DevStack
 
     return DevStack(settings.dev).endpoints().redis_url

@@ -32,7 +32,7 @@ def _client(url: str | None, token: str | None) -> Any:
 
     api = GuardianSettings().api
     base = url or api.url or f"http://{api.host}:{api.port}"
-    tok = token or api.token
+    tok = token or api.token.get_secret_value()
     if not tok:
         raise ConfigError("no API token: pass --token or set GUARDIAN_API__TOKEN (issue one with "
                           "`guardian tokens create`)")

@@ -73,7 +73,7 @@ def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
 
             ssl_context = ssl.create_default_context(cafile=kafka.ssl_ca_location)
         opts["broker_credentials"] = faust.SASLCredentials(
-            username=kafka.sasl_username or "", password=kafka.sasl_password or "",
+            username=kafka.sasl_username or "", password=kafka.sasl_password.get_secret_value(),
             mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=ssl_context)
     elif proto == "SSL":
         import ssl

@@ -12,7 +12,7 @@ from guardian.api.cli import appeals_app, quarantines_app, tokens_app
 def test_cli_appeal_and_review_round_trip(harness, served):
     h = harness
     runner = CliRunner()
-    env = {"GUARDIAN_REDIS__URL": h.settings.redis.url, "GUARDIAN_REDIS__PREFIX": h.settings.redis.prefix,
+    env = {"GUARDIAN_REDIS__URL": h.settings.redis.url.get_secret_value(), "GUARDIAN_REDIS__PREFIX": h.settings.redis.prefix,
            "GUARDIAN_API__URL": served.url}
 
     def run(app, *args, token=None):

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from guardian.errors import ConfigError
 from guardian.escalation import Links, escalation_for
 from guardian.escalation_senders import (AgentChannel, PagerDutyChannel, SignedWebhookChannel, SlackChannel,
                                          sign, slack_escape, verify_signature)
@@ -102,5 +103,5 @@ def test_channels_filter_by_event_and_by_the_escalations_own_channel_list():
 @pytest.mark.parametrize("make", [lambda: SignedWebhookChannel("https://h", ""), lambda: PagerDutyChannel(""),
                                   lambda: AgentChannel("https://h", "")])
 def test_channels_refuse_empty_credentials(make):
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         make()
