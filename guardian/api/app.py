@@ -31,6 +31,7 @@ from fastapi.concurrency import run_in_threadpool
 from guardian.api.limits import IdempotencyStore, RateLimiter
 from guardian.api.service import DetectionEvidence, ReviewService, SeriesSource
 from guardian.auth import AccessPolicy, Identity, Role, TokenStore
+from guardian.errors import ConfigError
 from guardian.settings import GuardianSettings
 
 log = logging.getLogger(__name__)
@@ -98,11 +99,15 @@ class ApiContext:
 
 
 def redis_url_for(settings: GuardianSettings) -> str:
-    if settings.redis.url.get_secret_value():
-        return settings.redis.url.get_secret_value()
-    from guardian.dev.stack import DevStack
+    """The ledger's Redis: ``GUARDIAN_REDIS__URL`` or ``REDIS_URL``, never silently the dev stack's.
 
-    return DevStack(settings.dev).endpoints().redis_url
+    The dev stack's tools (``guardian dev env``, the demo and the drill) hand its URL over as
+    ``REDIS_URL``; a production process without one stops with a ``ConfigError``."""
+    url = settings.redis.url.get_secret_value()
+    if not url:
+        raise ConfigError("no Redis configured for the ledger: set GUARDIAN_REDIS__URL or REDIS_URL "
+                          "(for the local dev stack: eval \"$(guardian dev env)\")")
+    return url
 
 
 def build_engine(settings: GuardianSettings, redis_client: Any, clock: Callable[[], float]) -> Any:
