@@ -1,6 +1,7 @@
 """One contract suite run against every actuator, on the real cluster.
 
-For each actuator case: applying twice equals applying once; revert after
+The checks themselves are the testing kit's (``guardian.testing.check_*``), so
+any actuator's tests can run them. For each actuator case: applying twice equals applying once; revert after
 apply restores the original; verify is true after apply and false after
 revert; reverting twice is harmless; revert before any apply changes nothing;
 and a restarted guardian (a fresh actuator, the plan and the recorded state
@@ -25,6 +26,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from actions.base import ActionPlan, Actuator
+from guardian.testing import (check_apply_twice_equals_apply_once, check_restart_finishes_from_the_ledger,
+                              check_revert_after_apply_restores, check_revert_before_apply_changes_nothing,
+                              check_revert_twice_is_harmless, check_verify_follows_apply)
 
 
 @dataclass
@@ -150,63 +154,27 @@ def _wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 10.0) -> N
         time.sleep(0.05)
 
 
-def _ledger_round_trip(value: Any) -> Any:
-    """What comes back from the ledger: JSON, nothing else."""
-    return json.loads(json.dumps(value))
-
-
-# -- the contract ------------------------------------------------------------------------------
+# -- the contract: the checks live in the testing kit (guardian/testing.py) --------------------
 
 def test_apply_twice_equals_apply_once(case: Case):
-    case.actuator.apply(case.plan)
-    once = case.snapshot()
-    case.actuator.apply(case.plan)
-    assert case.snapshot() == once
-    assert case.actuator.verify(case.plan)
+    check_apply_twice_equals_apply_once(case.actuator, case.plan, case.snapshot)
 
 
 def test_revert_after_apply_restores_the_original(case: Case):
-    original, before = case.snapshot(), case.actuator.observe(case.plan)
-    case.actuator.apply(case.plan)
-    assert case.snapshot() != original, "apply changed nothing the snapshot can see"
-    case.actuator.revert(case.plan, before)
-    assert case.snapshot() == original
-    assert case.actuator.observe(case.plan) == before
+    check_revert_after_apply_restores(case.actuator, case.plan, case.snapshot)
 
 
 def test_verify_is_true_after_apply_and_false_after_revert(case: Case):
-    before = case.actuator.observe(case.plan)
-    assert not case.actuator.verify(case.plan)
-    case.actuator.apply(case.plan)
-    assert case.actuator.verify(case.plan)
-    case.actuator.revert(case.plan, before)
-    assert not case.actuator.verify(case.plan)
+    check_verify_follows_apply(case.actuator, case.plan, case.snapshot)
 
 
 def test_revert_twice_is_harmless(case: Case):
-    original, before = case.snapshot(), case.actuator.observe(case.plan)
-    case.actuator.apply(case.plan)
-    case.actuator.revert(case.plan, before)
-    case.actuator.revert(case.plan, before)
-    assert case.snapshot() == original
+    check_revert_twice_is_harmless(case.actuator, case.plan, case.snapshot)
 
 
 def test_revert_before_any_apply_changes_nothing(case: Case):
-    original, before = case.snapshot(), case.actuator.observe(case.plan)
-    case.actuator.revert(case.plan, before)
-    assert case.snapshot() == original
+    check_revert_before_apply_changes_nothing(case.actuator, case.plan, case.snapshot)
 
 
 def test_a_restarted_guardian_finishes_from_the_ledger(case: Case):
-    original = case.snapshot()
-    before = _ledger_round_trip(case.actuator.observe(case.plan))
-    stored_plan = _ledger_round_trip(case.plan.to_dict())
-    case.actuator.apply(case.plan)
-
-    restarted = case.fresh_actuator()
-    plan = ActionPlan.from_dict(stored_plan)
-    assert plan.idempotency_key == case.plan.idempotency_key
-    restarted.apply(plan)          # the reconciler replays the step it cannot prove finished
-    assert restarted.verify(plan)
-    restarted.revert(plan, before)
-    assert case.snapshot() == original
+    check_restart_finishes_from_the_ledger(case.actuator, case.plan, case.snapshot, case.fresh_actuator)

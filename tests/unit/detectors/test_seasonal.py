@@ -14,6 +14,7 @@ from detectors.fast import FastTierDetector, TierParams
 from detectors.pipeline import DetectorPipeline
 from detectors.seasonal import DAY, DailyProfile, SeasonalParams
 from guardian.samples import Metric, Sample, Workload
+from guardian.testing import DETECTOR_CHECKS
 
 RES = 10.0  # seconds between samples in these traces (the profile's bins are 30 minutes wide)
 
@@ -305,11 +306,6 @@ def _seasonal_tier(seed: int) -> FastTierDetector:
     return det
 
 
-@pytest.mark.parametrize("contract", [
-    "test_deterministic_with_a_seed", "test_scores_are_in_unit_interval_and_the_step_is_seen",
-    "test_snapshot_then_restore_gives_identical_scores", "test_score_does_not_change_state",
-    "test_missing_and_nan_inputs_do_not_crash_or_poison", "test_memory_per_series_is_bounded"])
-def test_the_detector_contract_holds_with_a_ready_profile(contract: str) -> None:
-    from tests.unit.detectors import test_contract
-
-    getattr(test_contract, contract)(_seasonal_tier)
+@pytest.mark.parametrize("check", DETECTOR_CHECKS, ids=lambda c: c.__name__.removeprefix("check_detector_"))
+def test_the_detector_contract_holds_with_a_ready_profile(check) -> None:
+    check(_seasonal_tier)

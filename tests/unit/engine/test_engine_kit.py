@@ -1,0 +1,153 @@
+"""The action engine on the testing kit (guardian/testing.py): the in-memory ledger, the fake clock
+and the recording actuator. The same behaviours run against the real broker and Redis under
+tests/integration/engine; these are the fast, pure versions a contributor runs first."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from detectors.detection import Detection, Severity, Signature
+from guardian.engine.engine import ActionEngine
+from guardian.engine.model import Outcome, QState, StepStatus
+from guardian.errors import ConflictError
+from guardian.policy import parse_policy
+from guardian.testing import FakeClock, MemoryLedger, RecordingActuator, pressure_blaming, without_harm_test
+
+POLICY = """
+global:
+  max_concurrent_quarantines: {cap}
+  probation: {{duration_s: 600}}
+  harm: {{watch_ttl_s: 900}}
+policies:
+  - name: tenants
+    match: {{principals: ["User:*"]}}
+    min_severity: high
+    ladder:
+      - {{action: throttle, multiple_of_baseline: 4, floor: 1024, evidence_s: 5, cooldown_s: 30, ttl_s: 300}}
+"""
+
+
+def policies(cap: int = 5, harm: bool = False):
+    p = parse_policy(POLICY.format(cap=cap), "kit.yaml")
+    return p if harm else without_harm_test(p)
+
+
+def detection(client_id: str, ts: float, principal: str = "User:tenant-a") -> Detection:
+    return Detection(id=f"det-{uuid.uuid4().hex[:8]}", ts=ts, signature=Signature.RUNAWAY_PRODUCER,
+                     severity=Severity.CRITICAL, confidence=0.95,
+                     workload={"principal": principal, "client_id": client_id},
+                     metric="produce_byte_rate", baseline=100_000.0, observed=2_000_000.0, ratio=20.0,
+                     duration_s=20.0)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def ledger(clock) -> MemoryLedger:
+    return MemoryLedger(clock)
+
+
+@pytest.fixture
+def quota() -> RecordingActuator:
+    return RecordingActuator("quota")
+
+
+def make(ledger, quota, clock, **kw) -> ActionEngine:
+    pol = kw.pop("policies", None) or policies()
+    return ActionEngine(ledger, pol, {"quota": quota}, clock=clock, **kw)
+
+
+def throttled(quota: RecordingActuator, client_id: str) -> bool:
+    return any(f'"{client_id}"' in target and values for target, values in quota.state.items())
+
+
+def test_a_detection_opens_a_quarantine_and_the_throttle_is_applied_and_verified(ledger, quota, clock):
+    engine = make(ledger, quota, clock)
+    d = engine.handle(detection("loader", clock()))
+    assert d.outcome is Outcome.QUARANTINED
+    q = ledger.get(d.quarantine_id)
+    assert q.state is QState.ACTIVE and q.version >= 1
+    (rec,) = ledger.actions(q)
+    assert rec.status is StepStatus.VERIFIED and rec.before == {"values": {}}
+    assert [m for m, _ in quota.calls] == ["observe", "apply", "verify"]
+    assert quota.effective_applies == 1 and throttled(quota, "loader")
+    assert ledger.dirty() == [], "a converged quarantine is no longer dirty"
+    assert ledger.outbox_len() > 0, "the decision and every step are in the audit outbox"
+
+
+def test_a_harmless_runaway_is_watched_and_nothing_is_applied(ledger, quota, clock):
+    calm = lambda: pressure_blaming([], ts=clock(), idle=0.9)   # noqa: E731 - the cluster is fine
+    engine = make(ledger, quota, clock, policies=policies(harm=True), cluster_pressure=calm)
+    d = engine.handle(detection("loader", clock()))
+    assert d.outcome is Outcome.WATCH and not d.acts
+    q = ledger.get(d.quarantine_id)
+    assert q.state is QState.WATCHING and not q.throttles
+    engine.tick()
+    assert quota.steps("apply") == 0 and quota.state == {}
+    assert ledger.open_counting() == [], "a watch takes no place under the caps"
+
+
+def test_a_runaway_that_hurts_is_quarantined(ledger, quota, clock):
+    hurting = lambda: pressure_blaming([("User:tenant-a", "loader")], ts=clock())   # noqa: E731
+    engine = make(ledger, quota, clock, policies=policies(harm=True), cluster_pressure=hurting)
+    d = engine.handle(detection("loader", clock()))
+    assert d.outcome is Outcome.QUARANTINED and d.harm["harmful"] is True
+    assert quota.steps("apply") == 1 and quota.steps("verify") == 1
+
+
+def test_release_reverts_and_starts_probation(ledger, quota, clock):
+    engine = make(ledger, quota, clock)
+    d = engine.handle(detection("loader", clock()))
+    engine.release(d.quarantine_id, by="sre", reason="tenant fixed it")
+    q = ledger.get(d.quarantine_id)
+    assert q.state is QState.RELEASED
+    assert [r.status for r in ledger.actions(q)] == [StepStatus.REVERTED]
+    assert quota.state == {}, "revert put back what was there before: nothing"
+    assert ledger.probation(q.workload_key)["policy"] == "tenants"
+    assert ledger.open_for(q.workload_key) is None
+
+
+def test_ttl_expiry_reverts(ledger, quota, clock):
+    engine = make(ledger, quota, clock)
+    d = engine.handle(detection("loader", clock()))
+    clock.advance(299)
+    assert engine.tick()["expired"] == 0
+    clock.advance(1)
+    assert engine.tick()["expired"] == 1
+    q = ledger.get(d.quarantine_id)
+    assert q.state is QState.EXPIRED and quota.state == {} and quota.effective_reverts == 1
+
+
+def test_pause_holds_new_actions_and_resume_lets_them_through(ledger, quota, clock):
+    engine = make(ledger, quota, clock)
+    engine.pause(by="sre", reason="incident review")
+    d = engine.handle(detection("loader", clock()))
+    assert d.outcome is Outcome.PAUSED and quota.steps("apply") == 0
+    engine.resume(by="sre")
+    assert engine.handle(detection("loader", clock())).outcome is Outcome.QUARANTINED
+    assert quota.effective_applies == 1
+
+
+def test_the_cap_holds(ledger, quota, clock):
+    engine = make(ledger, quota, clock, policies=policies(cap=1))
+    assert engine.handle(detection("first", clock())).outcome is Outcome.QUARANTINED
+    assert engine.handle(detection("second", clock())).outcome is Outcome.CAPPED
+    assert len(ledger.open_counting()) == 1 and quota.effective_applies == 1
+
+
+def test_a_stale_version_is_a_conflict_as_in_redis(ledger, quota, clock):
+    engine = make(ledger, quota, clock)
+    d = engine.handle(detection("loader", clock()))
+    mine, theirs = ledger.get(d.quarantine_id), ledger.get(d.quarantine_id)
+    theirs.expires_at += 60
+    ledger.save_quarantine(theirs)
+    mine.expires_at += 3600
+    with pytest.raises(ConflictError):
+        ledger.save_quarantine(mine)
+    assert ledger.get(d.quarantine_id).expires_at == theirs.expires_at
+    assert mine.version == theirs.version - 1, "a failed save leaves the caller's version as it was"
