@@ -127,7 +127,7 @@ def test_rendered_environment_is_accepted_by_guardian_settings(render, variant, 
         assert settings.kafka.security_protocol == values["kafka"]["securityProtocol"]
         assert settings.topics.metrics == values["topics"]["metrics"]
         assert settings.topics.retention_ms == values["topics"]["retentionMs"]
-        assert settings.redis.url.startswith(("redis://", "rediss://", "from-secret-"))
+        assert settings.redis.url.get_secret_value().startswith(("redis://", "rediss://", "from-secret-"))
         assert str(settings.policy_file) == "/etc/guardian/policies/policies.yaml"
         component = dep["metadata"]["labels"]["app.kubernetes.io/component"]
         if component == "api":
