@@ -202,7 +202,7 @@ class HarmTest(_Strict):
     # path shows it, so they are budgeted: partitions created per second by one principal,
     # rebalances per second of one group.
     budgets: dict[str, float] = Field(default_factory=lambda: {"partition_creation_rate": 10.0,
-                                                               "topic_creation_rate": 2.0,
+                                                               "topic_creation_rate": 1.0,
                                                                "rebalance_rate": 0.1})
     pressure: PressureTargets = Field(default_factory=PressureTargets)
     # pressure signals missing or stale: "watch" (only budgets and extremes act) or "act" (as if harmed)

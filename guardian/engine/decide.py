@@ -73,13 +73,6 @@ def traffic_of(detection: Detection) -> float:
     return max(0.0, float(detection.extra.get("byte_rate", 0.0) or 0.0))
 
 
-def excess_of(detection: Detection) -> float:
-    """Bytes/s the workload runs above its normal, when the detection measures bytes."""
-    if detection.metric in BYTE_RATE_METRICS:
-        return max(0.0, float(detection.observed) - max(0.0, float(detection.baseline)))
-    return 0.0
-
-
 def _quota_key(rung: ThrottleRung, detection: Detection) -> str:
     if rung.quota != "auto":
         return rung.quota
@@ -290,12 +283,12 @@ def _capped(rung: Any, detection: Detection, policies: PolicySet, view: View) ->
         if g.on_unknown_traffic == "hold":
             return "cluster traffic unknown and on_unknown_traffic is 'hold'"
         return None
-    # the cluster's normal traffic: what it carries now less this runaway's excess
-    normal = max(view.cluster_traffic - excess_of(detection), view.throttled_traffic + mine, 1e-9)
-    share = (view.throttled_traffic + mine) / normal
+    # normal traffic (baselines) against what the cluster carries now: subtracting the runaway's excess
+    # from a cluster rate averaged over 10 s, which lags a sudden rise, could leave ~0 and read 100 %
+    share = (view.throttled_traffic + mine) / max(view.cluster_traffic, view.throttled_traffic + mine, 1e-9)
     if share > g.max_throttled_traffic_share:
-        return (f"throttling it would put {share:.0%} of the cluster's normal traffic under throttle; "
-                f"the cap is {g.max_throttled_traffic_share:.0%}")
+        return (f"throttling it would put {share:.0%} of the cluster's traffic under throttle (at the "
+                f"workloads' normal rates); the cap is {g.max_throttled_traffic_share:.0%}")
     return None
 
 

@@ -94,6 +94,19 @@ def test_latency_pressure_is_relative_to_its_normal_and_above_the_floor(ps):
     assert decide(det(), ps, View(pressure=broker(p99=200.0, normal=100.0, mine=80)), NOW).outcome is Outcome.WATCH  # 2x
 
 
+def test_fetch_total_time_is_a_long_poll_not_pressure(ps):
+    p = broker(mine=80)
+    b = p.brokers["b1"]
+    signals = {**b.signals, "request_total_time_p99:Fetch": 800.0}
+    normals = {**b.normals, "request_total_time_p99:Fetch": 50.0}
+    quiet_topic = Pressure(NOW, {"b1": BrokerPressure("b1", NOW, signals, normals, b.clients, b.total)})
+    assert decide(det(), ps, View(pressure=quiet_topic), NOW).outcome is Outcome.WATCH
+    queued = Pressure(NOW, {"b1": BrokerPressure("b1", NOW, {**signals, "request_queue_time_p99:Fetch": 400.0},
+                                                 {**normals, "request_queue_time_p99:Fetch": 2.0}, b.clients, b.total)})
+    d = decide(det(), ps, View(pressure=queued), NOW)
+    assert d.outcome is Outcome.QUARANTINED and "Fetch p99 queue time 400 ms" in d.harm["line"]
+
+
 def test_under_replicated_partitions_are_pressure(ps):
     d = decide(det(), ps, View(pressure=broker(urp=3, mine=80)), NOW)
     assert d.outcome is Outcome.QUARANTINED and "3 under-replicated partitions" in d.harm["line"]
