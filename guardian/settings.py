@@ -91,11 +91,6 @@ class DevSettings(_Section):
     kafka_metrics_port: int = 0
     redis_port: int = 0
     start_timeout_s: float = 120.0
-
-
-class ApiSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
     # the local broker's capacity (server.properties); Kafka's defaults are 8, 3 and 500
     kafka_io_threads: int = Field(default=4, ge=1, le=64)          # num.io.threads: request handlers
     kafka_network_threads: int = Field(default=3, ge=1, le=64)     # num.network.threads: socket processors
@@ -103,6 +98,11 @@ class ApiSettings(_Section):
     kafka_flush_interval_messages: int = Field(default=0, ge=0)    # log.flush.interval.messages; 0 = the OS's
     kafka_compression_type: str = "producer"                       # compression.type: the broker's codec
     kafka_compression_gzip_level: int = Field(default=-1, ge=-1, le=9)  # compression.gzip.level; -1 = default
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
     url: str = ""                   # the CLI's API base URL; empty = http://<host>:<port>
     token: SecretStr = SecretStr("")  # the CLI's bearer token
     rate_per_s: float = Field(default=10.0, gt=0)       # per token, token bucket refill
