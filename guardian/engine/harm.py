@@ -72,7 +72,7 @@ def breaches(b: BrokerPressure, cfg: HarmTest) -> list[str]:
         if name in LONG_POLL_SIGNALS:
             continue
         value = b.signals.get(name)
-        if value is not None and value >= max(t.latency_floor_ms, t.latency_factor * normal):
+        if value is not None and value > t.latency_floor_ms and value >= t.latency_factor * normal:
             metric, _, req = name.partition(":")
             kind = "queue" if "queue" in metric else "total"
             out.append(f"{req or 'request'} p99 {kind} time {value:.0f} ms (normal {normal:.0f} ms)")
