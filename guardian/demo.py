@@ -5,11 +5,12 @@
    subprocess: collectors scraping the broker every second, the stream
    processors with the detectors, the action engine and the HTTP API.
 2. Drives the built-in scenario with real clients (``guardian.drill``):
-   tenant-b produces steadily (two confluent-kafka producers and Kafka's
-   ProducerPerformance), tenant-c produces in bursts; then tenant-a's
-   ``orders`` producer falls into a retry storm (30x its messages, one
-   request each) and tenant-c's ``replay`` consumer starts rewinding to the
-   beginning of its topic every 5 s and re-reading it.
+   tenant-b produces steadily (two confluent-kafka producers), tenant-c
+   produces in bursts; then tenant-a's ``orders`` application (6 producers,
+   one client-id) runs away in a tight loop (20x its rate) and tenant-c's ``replay`` consumer starts rewinding to the
+   beginning of its topic every 5 s and re-reading it. The broker is the
+   demo's own, small on purpose (one I/O and one network thread, see
+   ``DEMO_BROKER``), so the runaway hurts the other tenants and is throttled.
 3. Prints the timeline as it happens: onset, detection, throttle applied
    and verified, the escalation summary the receiver got, tenant-a's appeal
    through the API with a tenant token, the SRE's approval through the API,
@@ -36,20 +37,43 @@ from guardian.drill.runner import DrillHooks, Incident, RunContext, free_port, o
 Say = Callable[[str], None]
 
 
+# One request-handler and one network thread, a 16-request queue, and gzip-9 recompression of every
+# produced batch on that one I/O thread (configs/scenarios/drill-*.yaml; docs/demo.md).
+DEMO_BROKER = {"io_threads": 1, "network_threads": 1, "queued_max_requests": 16, "compression_type": "gzip",
+               "compression_gzip_level": 9}
+
+
+def demo_stack(scenario: Any, run_dir: Path | None = None) -> Any:
+    """The demo's own local broker and Redis, with ``scenario.broker``'s capacity (``<home>/run-demo``
+    by default, on free ports: the dev broker others may use is never restarted)."""
+    from guardian.dev.stack import DevStack
+    from guardian.settings import DevSettings, GuardianSettings
+
+    dev: DevSettings = GuardianSettings().dev
+    b = scenario.broker
+    dev = dev.model_copy(update={"kafka_io_threads": b.io_threads, "kafka_network_threads": b.network_threads,
+                                 "kafka_queued_max_requests": b.queued_max_requests,
+                                 "kafka_flush_interval_messages": b.flush_interval_messages,
+                                 "kafka_compression_type": b.compression_type,
+                                 "kafka_compression_gzip_level": b.compression_gzip_level,
+                                 "kafka_port": 0, "kafka_sasl_port": 0, "kafka_controller_port": 0,
+                                 "kafka_metrics_port": 0, "redis_port": 0})
+    return DevStack(dev, run_dir=run_dir or dev.home / "run-demo", use_environment=False, use_docker=False)
+
+
 def demo_scenario(quick: bool = False) -> Any:
     from guardian.drill.scenario import parse_scenario
 
-    phases = {"before_s": 25, "during_s": 45, "after_s": 3} if quick else \
+    phases = {"before_s": 30, "during_s": 40, "after_s": 3} if quick else \
         {"before_s": 40, "during_s": 60, "after_s": 10}
     return parse_scenario({
         "name": "demo",
-        "description": "a retry storm and a rewinding consumer among steady and bursty tenants",
+        "description": "a runaway producer application and a rewinding consumer among steady and bursty tenants, on a small broker",
         "repeats": 1, "phases": phases,
-        "guardian": {
-            "scrape_interval_s": 1, "admin_interval_s": 2,
-            "detectors": {"tiers": {"produce_byte_rate": {"warm_n": 15}, "fetch_byte_rate": {"warm_n": 15}}},
-            "policy": {"max_throttled_traffic_share": 1.0, "evidence_s": 4},
-        },
+        # The guardian throttles on harm, not on change: on a big idle broker these runaways would only
+        # be watched. The demo's own broker is small enough (as the incident drills') that they hurt.
+        "broker": DEMO_BROKER,
+        "guardian": {"scrape_interval_s": 1, "admin_interval_s": 2},   # the shipped detector and policy defaults
         "tenants": [
             {"name": "tenant-b", "role": "benign", "clients": [
                 {"kind": "producer", "count": 2, "rate": 100, "size": 1000, "client_id": "checkout"}]},
@@ -59,8 +83,9 @@ def demo_scenario(quick: bool = False) -> Any:
                 {"kind": "consumer", "rate": 20, "size": 10000, "client_id": "replay",
                  "runaway": {"pattern": "rewind", "every_s": 5, "prefill_mb": 30}}]},
             {"name": "tenant-a", "role": "runaway", "clients": [
-                {"kind": "producer", "rate": 20, "size": 10000, "client_id": "orders",
-                 "runaway": {"pattern": "retry_storm", "factor": 25}}]},
+                # 6 instances of one application (one client-id): 480 KB/s, then 9.6 MB/s
+                {"kind": "producer", "count": 6, "shared_client_id": True, "rate": 10, "size": 8000,
+                 "partitions": 6, "client_id": "orders", "runaway": {"pattern": "step", "factor": 20}}]},
         ],
     })
 
@@ -150,14 +175,14 @@ class DemoHooks(DrillHooks):
         self.say(f"  API      {ctx.guardian.api_url}/v1/docs")
         self.say(f"  metrics  {ctx.guardian.metrics_url}")
         self.say("  benign: tenant-b checkout x2 (100 msg/s each), tenant-c clicks (bursty 100-300 msg/s); "
-                 "tenant-a orders at 200 KB/s, tenant-c replay tailing its topic")
+                 "tenant-a orders x6 at 480 KB/s, tenant-c replay tailing its topic")
         self.say(f"  warming up {ctx.scenario.phases.before_s:.0f}s so the detectors learn each client's normal ...")
         self._watch = threading.Thread(target=self._watch_detections, args=(ctx,), daemon=True)
         self._watch.start()
 
     def on_onset(self, ctx: RunContext, incident: Incident) -> None:
         self.onset = incident.onset
-        self.note("ONSET  tenant-a 'orders' falls into a retry storm (25x its messages, linger.ms=0: 5 MB/s); "
+        self.note("ONSET  tenant-a 'orders' (6 producers) runs away in a tight loop (20x: 9.6 MB/s); "
                   "tenant-c 'replay' rewinds to offset 0 every 5 s and re-reads 30 MB")
 
     def on_tick(self, ctx: RunContext, now: float) -> None:
@@ -297,20 +322,18 @@ def _num(x: Any) -> str:
 def run_demo(say: Say = print, quick: bool = False, keep: bool = False, out_dir: Path | None = None,
              stack: Any | None = None) -> dict[str, Any]:
     """The whole demo; returns the report summary (and where the files are). ``stack``: a ``DevStack``
-    (default: the embedded one of ``guardian dev``)."""
-    from guardian.dev.stack import DevStack
+    with the demo's small broker (default: ``demo_stack``)."""
     from guardian.drill.cli import machine
     from guardian.drill.report import markdown, summarize, write_report
-    from guardian.settings import GuardianSettings
 
     out_dir = out_dir or Path.cwd() / "demo-report"
-    stack = stack or DevStack(GuardianSettings().dev)
+    scenario = demo_scenario(quick)
+    stack = stack or demo_stack(scenario)
     was_running = all(v.get("running") for v in stack.status().values())
-    say("1/4 local Kafka + Redis (guardian dev up) ...")
+    say("1/4 local Kafka (small on purpose: 1 I/O thread, 1 network thread) + Redis ...")
     ep = stack.up(progress=lambda m: say(f"  {m}"))
     hooks = DemoHooks(say)
     receiver = EscalationReceiver(hooks.on_escalation).start()
-    scenario = demo_scenario(quick)
     say("2/4 guardian run --api (collectors at 1 s, stream processors + detectors, action engine, API) ...")
     ctx = None
     try:
