@@ -52,6 +52,17 @@ def _no_crash(step: str) -> None:
     return None
 
 
+def _read(provider: Callable[[], Any] | None, what: str) -> Any:
+    """A cluster provider's value now, or None (unknown) when there is none or it failed."""
+    if provider is None:
+        return None
+    try:
+        return provider()
+    except GuardianError as exc:
+        log.warning("cluster %s unknown: %s", what, exc)
+        return None
+
+
 class ActionEngine:
     def __init__(self, ledger: Ledger, policies: PolicySet, actuators: dict[str, Actuator], *,
                  audit_sink: AuditSink | None = None, lease: Any | None = None,
@@ -92,22 +103,10 @@ class ActionEngine:
         key = workload_key(detection.workload)
         counting = self.ledger.open_counting()
         throttled = sum(q.traffic for q in counting if q.throttles)
-        traffic = None
-        if self.cluster_traffic is not None:
-            try:
-                traffic = self.cluster_traffic()
-            except GuardianError as exc:
-                log.warning("cluster traffic unknown: %s", exc)
-        pressure = None
-        if self.cluster_pressure is not None:
-            try:
-                pressure = self.cluster_pressure()
-            except GuardianError as exc:
-                log.warning("cluster pressure unknown: %s", exc)
         return View(paused=self.ledger.pause_state() is not None, open_quarantines=len(counting),
-                    throttled_traffic=throttled, cluster_traffic=traffic,
+                    throttled_traffic=throttled, cluster_traffic=_read(self.cluster_traffic, "traffic"),
                     existing=self.ledger.open_for(key), probation=self.ledger.probation(key),
-                    pressure=pressure)
+                    pressure=_read(self.cluster_pressure, "pressure"))
 
     def _plans(self, decision: Decision) -> list[dict[str, Any]] | str:
         plans = []
