@@ -78,18 +78,20 @@ def test_guardian_run_exits_non_zero_when_the_engine_dies(monkeypatch, caplog):
 
     def fake_worker(app: Any, loglevel: str) -> None:
         # what faust does: SIGTERM stops the worker and run_worker returns (here at the latest after 10 s)
-        previous = signal.signal(signal.SIGTERM, lambda *_: terminated.set())
-        try:
-            for _ in range(200):
-                if terminated.wait(0.05):
-                    break
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        for _ in range(200):
+            if terminated.wait(0.05):
+                break
 
     monkeypatch.setattr(guardian.ingest.worker, "run_worker", fake_worker)
     caplog.set_level(logging.CRITICAL, logger="guardian.run")
-    with pytest.raises(SystemExit) as exited:
-        run_mod.run(collectors=[], stage_factory=lambda *a: None)
+    # the handler is in place before run() starts the engine thread: a thread that dies at once must
+    # not reach the default SIGTERM action, which would end the test process itself
+    previous = signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    try:
+        with pytest.raises(SystemExit) as exited:
+            run_mod.run(collectors=[], stage_factory=lambda *a: None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert terminated.is_set(), "the worker was never told to stop"
     assert exited.value.code == 1
     (line,) = [r for r in caplog.records if r.levelno == logging.CRITICAL]
