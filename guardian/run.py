@@ -43,6 +43,7 @@ from typing import Any, Callable
 import typer
 
 from guardian.engine.pressure import ClusterPressure
+from guardian.ingest.cluster_series import ClusterSeries
 from guardian.ingest.processor import SampleStage
 from guardian.settings import GuardianSettings
 
@@ -122,16 +123,30 @@ class DetectorStage:
     fast_phase_s: float = 60.0
     slow_reemit_s: float = 30.0
     evict_every_s: float = 60.0      # how often (sample time) series unseen for idle_evict_s are forgotten
+    cluster_series: ClusterSeries = field(default_factory=ClusterSeries)
     _episodes: dict[tuple[Any, str], _Episode] = field(default_factory=dict)
     _batches: int = 0
     _last_evict: float | None = None
     evicted: int = 0                 # series forgotten so far (bounded memory: every client-id ever seen is not kept)
 
     def process(self, batch: Any) -> list[Any]:
+        # per-broker batches feed the pressure and traffic views as they are (harm is per broker) ...
         if self.traffic is not None:
             self.traffic.observe(batch)
         if self.pressure is not None:
             self.pressure.observe(batch)
+        # ... and reach the detectors as cluster-wide series (guardian.ingest.cluster_series)
+        out: list[Any] = []
+        for whole in self.cluster_series.combine(batch):
+            out.extend(self._detect(whole))
+        self._batches += 1
+        self._evict(max(batch.ts) if len(batch) else time.time())
+        # samples and detections are counted by the processor (guardian.ingest.processor)
+        if self.metrics is not None and self._batches % 200 == 0:
+            self.metrics.set_tracked_workloads(self.pipeline.tracked_series())
+        return out
+
+    def _detect(self, batch: Any) -> list[Any]:
         detections = list(self.pipeline.process(batch))
         newest = max(batch.ts) if len(batch) else time.time()
         fresh = set()
@@ -139,13 +154,18 @@ class DetectorStage:
             key = (batch.workload, d.signature.value)
             self._episodes[key] = _Episode(first=d, onset=d.ts - d.duration_s, last_emit=d.ts)
             fresh.add(key)
-        out = detections + self._continuing(batch.workload, newest, fresh)
-        self._batches += 1
-        self._evict(newest)
-        # samples and detections are counted by the processor (guardian.ingest.processor)
-        if self.metrics is not None and self._batches % 200 == 0:
-            self.metrics.set_tracked_workloads(self.pipeline.tracked_series())
-        return out
+        return [self._with_brokers(d, batch.workload)
+                for d in detections + self._continuing(batch.workload, newest, fresh)]
+
+    def _with_brokers(self, d: Any, workload: Any) -> Any:
+        """The detection with its metric's per-broker values (``extra["brokers"]``), when it has parts on brokers."""
+        try:
+            detail = self.cluster_series.detail(workload, _metric(d.metric))
+        except ValueError:
+            return d
+        if not detail:
+            return d
+        return dataclasses.replace(d, extra={**d.extra, "brokers": {b: round(v, 3) for b, v in sorted(detail.items())}})
 
     def _evict(self, now: float) -> None:
         """Every ``evict_every_s``: the pipeline forgets series unseen for its ``idle_evict_s``, and an
@@ -157,6 +177,7 @@ class DetectorStage:
         self._last_evict = now
         self.evicted += self.pipeline.evict_idle()
         idle_s = self.pipeline.config.idle_evict_s
+        self.cluster_series.forget_idle(now, idle_s)
         for key in [k for k, ep in self._episodes.items() if now - ep.last_emit > idle_s]:
             del self._episodes[key]
 

@@ -121,6 +121,21 @@ class Workload:
         return "|".join(parts) or "cluster"
 
     @property
+    def partition_key(self) -> str:
+        """The metrics topic's record key: the principal (``principal=User:x``), or ``cluster`` without one.
+
+        Keyed by tenant, not by the narrowest identity, so every series of a tenant reaches the same
+        stream-processor worker and the detectors' tenant-level state (a new client's peers) is
+        whole with any number of workers; a client's per-broker parts arrive together too. Samples
+        without a principal (the brokers' own, groups and topics from the admin poller) share one
+        partition, as they share one peer set in the detectors.
+
+        >>> Workload(principal="User:a", client_id="x", broker="1").partition_key, Workload(broker="1").partition_key
+        ('principal=User:a', 'cluster')
+        """
+        return f"principal={self.principal}" if self.principal is not None else "cluster"
+
+    @property
     def tenant(self) -> str | None:
         """The tenant is the principal's name without the ``User:`` prefix."""
         if self.principal is None:

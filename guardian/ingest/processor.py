@@ -172,8 +172,10 @@ class MetricsProcessor:
             m.observe_records()
         try:
             batch = decode_batch(value)  # type: ignore[arg-type]
-            if key is not None and key.decode("utf-8", "replace") != batch.key:
-                raise BatchDecodeError("key", f"record key {key[:200]!r} is not the batch workload key {batch.key!r}")
+            # keyed by tenant (Workload.partition_key); records keyed by workload (0.1.0 and before) are still read
+            if key is not None and key.decode("utf-8", "replace") not in (batch.workload.partition_key, batch.key):
+                raise BatchDecodeError("key", f"record key {key[:200]!r} is not the batch's partition key "
+                                              f"{batch.workload.partition_key!r}")
         except BatchDecodeError as exc:
             return self._dead(exc.reason, exc.detail, value, key, topic, partition, offset)
         except DecodeError as exc:

@@ -1,4 +1,4 @@
-"""Puts sample batches on the metrics topic, keyed by ``Workload.key`` (the Kafka edge of every source)."""
+"""Puts sample batches on the metrics topic, keyed by ``Workload.partition_key`` (the tenant; the Kafka edge of every source)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class SamplePublisher:
             value = encode_batch(batch)
             while True:
                 try:
-                    self._producer.produce(self.topic, value=value, key=batch.key.encode(),
+                    self._producer.produce(self.topic, value=value, key=batch.workload.partition_key.encode(),
                                            on_delivery=self._on_delivery)
                     break
                 except BufferError:

@@ -28,7 +28,7 @@ def read_samples(env: IngestEnv, timeout: float = 20.0, want: int = 1) -> list[S
     out: list[Sample] = []
     for m in records:
         batch = decode_batch(m.value())
-        assert m.key().decode() == batch.key   # keyed by workload
+        assert m.key().decode() == batch.workload.partition_key   # keyed by tenant
         out.extend(batch)
     return out
 

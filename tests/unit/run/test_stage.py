@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from detectors.config import DetectorConfig
 from detectors.pipeline import DetectorPipeline
 from guardian.ingest.codec import SampleBatch
@@ -109,10 +111,12 @@ def test_the_stage_forgets_series_and_episodes_of_workloads_gone_quiet() -> None
         stage.process(_batch(PEER, float(t), 200_000.0))
         stage.process(_batch(gone, float(t), 200_000.0 if t < 60 else 5_000_000.0))
     assert stage.pipeline.tracked_series() == 2
-    assert any(k[0] == gone for k in stage._episodes), "its runaway is an open episode"
+    whole = dataclasses.replace(gone, broker=None)   # episodes are of the cluster-wide series
+    assert any(k[0] == whole for k in stage._episodes), "its runaway is an open episode"
     # the batch job ends; its peer goes on for longer than idle_evict_s
     for t in range(120, 900):
         now[0] = float(t)
         stage.process(_batch(PEER, float(t), 200_000.0))
     assert stage.pipeline.tracked_series() == 1 and stage.evicted == 1
-    assert not any(k[0] == gone for k in stage._episodes)
+    assert not any(k[0] == whole for k in stage._episodes)
+    assert len(stage.cluster_series) == 1, "the combiner forgets the quiet workload too"
