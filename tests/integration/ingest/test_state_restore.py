@@ -160,3 +160,30 @@ def test_a_killed_workers_workloads_are_judged_warm_by_the_next_worker(ingest_en
     # the killed worker after its last snapshot are missing from the restored state)
     assert onset[0]["ts"] - (t0 + RUN) <= expected_delay + 2, (onset[0]["ts"] - t0, expected_delay)
     assert "restored detector state" in (env.tmp / "state-w2.log").read_text(errors="replace")
+
+
+def test_a_clean_stop_saves_every_partition_it_owns(ingest_env: IngestEnv, redis_url: str, redis_client,
+                                                    unique: str, tmp_path: Path) -> None:
+    # no periodic save (interval far beyond the samples): what is in Redis was saved at shutdown
+    env = ingest_env
+    prefix = f"t-{unique}:"
+    extra = {"GUARDIAN_REDIS__URL": redis_url, "GUARDIAN_REDIS__PREFIX": prefix, "GUARDIAN_STATE__INTERVAL_S": "1e9",
+             "GUARDIAN_TOPICS__DECISIONS": f"t-{unique}.decisions"}
+    worker = start_guardian(env, "state-stop", extra)
+    env.wait_assigned(1, timeout=120)
+    t0 = time.time() - 3600
+    p = Producer({"bootstrap.servers": env.bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    for t in range(30):
+        for b in group_samples(samples(t0, t)):
+            p.produce(env.topics.metrics, encode_batch(b), key=b.workload.partition_key.encode())
+    assert p.flush(30) == 0
+    wait_for(lambda: worker.poll() is not None or consumed_all(env), 120, "the worker to process every record")
+    store = RedisSnapshotStore(redis_client, prefix, env.settings.ingest.app_id, env.topics.metrics, ttl_s=60)
+    assert store.load(list(range(env.topics.partitions))) == {}
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0, env.log_of("state-stop")
+    [(partition, blob)] = store.load(list(range(env.topics.partitions))).items()
+    snap = decode_snapshot(blob, env.topics.metrics, partition)
+    assert snap.sample_ts == t0 + 29 and snap.keys == {RUNAWAY.partition_key}
+    rows = snap.state["pipeline"]["tables"]["produce_byte_rate"]
+    assert sorted(w["client_id"] for w, _ in rows) == ["billing", "orders"]
