@@ -181,6 +181,45 @@ class DetectorStage:
         for key in [k for k, ep in self._episodes.items() if now - ep.last_emit > idle_s]:
             del self._episodes[key]
 
+    # -- state (saved and restored per stream partition by guardian.ingest.state) -------
+    def snapshot(self, select: Callable[[Any], bool]) -> dict[str, Any]:
+        """Everything this stage knows about the workloads ``select`` accepts, as plain data: the
+        pipeline's series, the open cluster-wide rounds and the episodes being re-emitted."""
+        episodes = [[w.as_dict(), sig, ep.first.to_dict(), ep.onset, ep.last_emit]
+                    for (w, sig), ep in self._episodes.items() if select(w)]
+        return {"pipeline": self.pipeline.snapshot_workloads(select),
+                "cluster_series": self.cluster_series.snapshot(select), "episodes": episodes}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put back what ``snapshot`` saved. ``SnapshotError`` if it does not fit; the caller then
+        ``forget``s the partition, so a half-restored one starts cold rather than inconsistent."""
+        from detectors.detection import Detection
+        from guardian.errors import SnapshotError
+        from guardian.samples import Workload
+
+        try:
+            episodes = {(Workload(**wd), str(sig)): _Episode(first=Detection.from_dict(first), onset=float(onset),
+                                                              last_emit=float(last))
+                        for wd, sig, first, onset, last in state["episodes"]}
+            rounds = state["cluster_series"]
+            pipeline = state["pipeline"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"malformed stage state: {type(exc).__name__}: {exc}") from exc
+        self.pipeline.restore_workloads(pipeline)
+        try:
+            self.cluster_series.restore(rounds)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SnapshotError(f"malformed cluster-wide rounds: {type(exc).__name__}: {exc}") from exc
+        self._episodes.update(episodes)
+
+    def forget(self, select: Callable[[Any], bool]) -> int:
+        """Drop the workloads ``select`` accepts (their partition moved away); returns the series dropped."""
+        dropped = self.pipeline.forget_workloads(select)
+        self.cluster_series.forget(select)
+        for key in [k for k in self._episodes if select(k[0])]:
+            del self._episodes[key]
+        return dropped
+
     def _continuing(self, workload: Any, now: float, fresh: set) -> list[Any]:
         mine = [k for k in self._episodes if k[0] == workload and k not in fresh]
         if not mine:
@@ -246,6 +285,26 @@ def build_stage(settings: GuardianSettings, traffic: ClusterTraffic | None = Non
 
     return DetectorStage(DetectorPipeline(detector_config(settings)), traffic=traffic, metrics=metrics,
                          pressure=pressure)
+
+
+def build_state_keeper(settings: GuardianSettings, stage: Any) -> tuple[Any, Callable[[], None]]:
+    """(keeper, close) saving ``stage``'s detector state per metrics partition in the ledger's Redis;
+    (None, no-op) when ``GUARDIAN_STATE__ENABLED`` is false or the stage keeps no state."""
+    from guardian.ingest.state import PartitionStateKeeper, RedisSnapshotStore, StatefulStage
+
+    if not settings.state.enabled or not isinstance(stage, StatefulStage):
+        return None, lambda: None
+    import redis
+
+    from guardian.api.app import redis_url_for
+
+    client = redis.Redis.from_url(redis_url_for(settings), socket_timeout=5, socket_connect_timeout=5)
+    st = settings.state
+    store = RedisSnapshotStore(client, settings.redis.prefix, settings.ingest.app_id, settings.topics.metrics,
+                               ttl_s=st.ttl_s)
+    keeper = PartitionStateKeeper(stage, store, settings.topics.metrics, interval_s=st.interval_s,
+                                  max_bytes=st.max_bytes)
+    return keeper, client.close
 
 
 # ------------------------------------------------------------------------------- the engine
@@ -532,11 +591,13 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         api_server, t = start_api(settings, handle.engine)
         threads.append(t)
         log.warning("API on http://%s:%d (docs /v1/docs)", settings.api.host, settings.api.port)
-    app, _stats = create_app(settings, stage_factory(settings, traffic, metrics, pressure), registry, worker_id,
-                             metrics=metrics)
+    stage = stage_factory(settings, traffic, metrics, pressure)
+    state, close_state = build_state_keeper(settings, stage)
+    app, _stats = create_app(settings, stage, registry, worker_id, metrics=metrics, state=state)
     try:
         run_worker(app, loglevel)
     finally:
+        close_state()
         stop.set()
         if api_server is not None:
             api_server.should_exit = True

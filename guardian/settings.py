@@ -80,6 +80,16 @@ class IngestSettings(_Section):
     metrics_port: int = 0                           # processor /metrics port; 0 = not served
 
 
+class StateSettings(_Section):
+    """Detector state saved per partition of the metrics topic to the ledger's Redis, so a worker that
+    restarts or takes over a partition resumes its workloads warm (guardian/ingest/state.py)."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=30.0, gt=0)          # sample time between two saves of a partition
+    ttl_s: int = Field(default=24 * 3600, ge=60)           # a snapshot not rewritten for this long expires
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # a bigger snapshot is not written (logged)
+
+
 class DevSettings(_Section):
     home: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "guardian")
     kafka_version: str = "4.1.1"
@@ -148,6 +158,7 @@ class GuardianSettings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     policy_file: Path | None = None
     detector_file: Path | None = None   # YAML overriding detectors.config defaults (DetectorConfig.from_dict)
