@@ -504,9 +504,11 @@ class DetectorPipeline:
             del self._rows[w]
         return dropped
 
-    def evict_idle(self) -> int:
-        """Forget series not seen for ``idle_evict_s``; returns how many were dropped."""
-        now = self.clock()
+    def evict_idle(self, now: float | None = None) -> int:
+        """Forget series not seen for ``idle_evict_s`` before ``now`` (the sample time the caller is
+        at; default the clock); returns how many were dropped. A caller replaying old samples passes
+        their time, or every series would look idle by the wall clock."""
+        now = self.clock() if now is None else now
         dropped = 0
         for metric, table in self._tables.items():
             c = table.detector.state.cols

@@ -175,7 +175,7 @@ class DetectorStage:
         if now - self._last_evict < self.evict_every_s:
             return
         self._last_evict = now
-        self.evicted += self.pipeline.evict_idle()
+        self.evicted += self.pipeline.evict_idle(now)
         idle_s = self.pipeline.config.idle_evict_s
         self.cluster_series.forget_idle(now, idle_s)
         for key in [k for k, ep in self._episodes.items() if now - ep.last_emit > idle_s]:

@@ -120,3 +120,13 @@ def test_the_stage_forgets_series_and_episodes_of_workloads_gone_quiet() -> None
     assert stage.pipeline.tracked_series() == 1 and stage.evicted == 1
     assert not any(k[0] == whole for k in stage._episodes)
     assert len(stage.cluster_series) == 1, "the combiner forgets the quiet workload too"
+
+
+def test_eviction_goes_by_sample_time_so_replayed_old_samples_are_not_all_idle() -> None:
+    """The stage schedules eviction by the samples' time; the pipeline must judge idleness by it too.
+    By a wall clock a day ahead of the samples, every series looked idle and was dropped each pass."""
+    config = DetectorConfig.from_dict({"idle_evict_s": 600, "tiers": {"produce_byte_rate": {"warm_n": 20}}})
+    stage = DetectorStage(DetectorPipeline(config, clock=lambda: 86_400.0), evict_every_s=60.0)
+    for t in range(0, 300):
+        stage.process(_batch(PEER, float(t), 200_000.0))
+    assert stage.evicted == 0 and stage.pipeline.tracked_series() == 1
