@@ -342,10 +342,10 @@ class LocalKafka:
             # one JVM each; in parallel, the cluster's formatting costs about one node's
             running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                        for c in to_format]
-            for fmt in running:
-                out, _ = fmt.communicate()
-                if fmt.returncode != 0:
-                    raise SetupError(f"formatting Kafka storage failed:\n{out[-2000:]}")
+            outputs = [fmt.communicate()[0] for fmt in running]   # every one ends before any is judged
+            failed = [out for fmt, out in zip(running, outputs) if fmt.returncode != 0]
+            if failed:
+                raise SetupError(f"formatting Kafka storage failed:\n{failed[0][-2000:]}")
         for node in nodes:
             where = "" if len(nodes) == 1 else f" of node {node.node_id}"
             for name, port in ((f"Kafka PLAINTEXT{where}", node.port), (f"Kafka SASL{where}", node.sasl_port),
