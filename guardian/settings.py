@@ -93,6 +93,7 @@ class StateSettings(_Section):
 class DevSettings(_Section):
     home: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "guardian")
     kafka_version: str = "4.1.1"
+    brokers: int = Field(default=1, ge=1, le=9)   # `dev up --brokers N`: N combined broker+controller nodes
     tenants: list[str] = Field(default_factory=lambda: ["tenant-a", "tenant-b", "tenant-c"])
     # 0 = pick a free port at `dev up`
     kafka_port: int = 0
@@ -169,7 +170,8 @@ class GuardianSettings(BaseSettings):
         if not self.kafka.bootstrap_servers:
             self.kafka.bootstrap_servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
         if not self.kafka.metrics_url:
-            self.kafka.metrics_url = os.environ.get("KAFKA_METRICS_URL", "")
+            # every broker's exporter (`guardian dev env`), else the one named
+            self.kafka.metrics_url = os.environ.get("KAFKA_METRICS_URLS") or os.environ.get("KAFKA_METRICS_URL", "")
         if not self.redis.url.get_secret_value():
             self.redis.url = SecretStr(os.environ.get("REDIS_URL", ""))
         return self
