@@ -26,6 +26,13 @@ engine's ``cluster_pressure`` provider for the harm test. In one process
 that is the whole cluster; with several workers the engine's process knows
 it only when its worker owns the partition of the broker-level samples, and
 the policy's ``on_unknown_traffic`` decides otherwise.
+
+It feeds ``FollowedRates`` too (``guardian.engine.effect``): the cluster-wide
+rate of each client the engine follows after a throttle is verified, with its
+per-broker parts, which is how the engine judges the throttle's effect
+without scraping anything itself. With several workers the engine's process
+sees only its own worker's clients; a throttle on another's is recorded as
+``unmeasured``.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from typing import Any, Callable
 
 import typer
 
+from guardian.engine.effect import FollowedRates
 from guardian.engine.pressure import ClusterPressure
 from guardian.ingest.cluster_series import ClusterSeries
 from guardian.ingest.processor import SampleStage
@@ -119,6 +127,7 @@ class DetectorStage:
     traffic: ClusterTraffic | None = None
     metrics: Any | None = None
     pressure: Any | None = None      # guardian.engine.pressure.ClusterPressure
+    rates: Any | None = None         # guardian.engine.effect.FollowedRates
     reemit_s: float = 2.0
     fast_phase_s: float = 60.0
     slow_reemit_s: float = 30.0
@@ -138,6 +147,8 @@ class DetectorStage:
         # ... and reach the detectors as cluster-wide series (guardian.ingest.cluster_series)
         out: list[Any] = []
         for whole in self.cluster_series.combine(batch):
+            if self.rates is not None:
+                self._follow(whole)
             out.extend(self._detect(whole))
         self._batches += 1
         self._evict(max(batch.ts) if len(batch) else time.time())
@@ -156,6 +167,14 @@ class DetectorStage:
             fresh.add(key)
         return [self._with_brokers(d, batch.workload)
                 for d in detections + self._continuing(batch.workload, newest, fresh)]
+
+    def _follow(self, whole: Any) -> None:
+        """Hand a cluster-wide sample to the engine's followed rates (each scrape in the batch)."""
+        w = whole.workload
+        detail = lambda metric: self.cluster_series.detail(w, _metric(metric))  # noqa: E731
+        for ts in sorted(set(whole.ts)):
+            values = {m.value: v for m, t, v in zip(whole.metrics, whole.ts, whole.values) if t == ts}
+            self.rates.observe(w.principal, w.client_id, values, ts, detail)
 
     def _with_brokers(self, d: Any, workload: Any) -> Any:
         """The detection with its metric's per-broker values (``extra["brokers"]``), when it has parts on brokers."""
@@ -279,12 +298,12 @@ def detector_config(settings: GuardianSettings) -> Any:
 
 
 def build_stage(settings: GuardianSettings, traffic: ClusterTraffic | None = None,
-                metrics: Any | None = None, pressure: Any | None = None) -> SampleStage:
+                metrics: Any | None = None, pressure: Any | None = None, rates: Any | None = None) -> SampleStage:
     """The detector stage the processors hand each workload's batch to."""
     from detectors.pipeline import DetectorPipeline
 
     return DetectorStage(DetectorPipeline(detector_config(settings)), traffic=traffic, metrics=metrics,
-                         pressure=pressure)
+                         pressure=pressure, rates=rates)
 
 
 def build_state_keeper(settings: GuardianSettings, stage: Any) -> tuple[Any, Callable[[], None]]:
@@ -406,7 +425,8 @@ class EngineHandle:
 
 def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[], float | None] | None,
                  owner: str, extra_hooks: list[Callable[..., None]] | None = None,
-                 pressure: Callable[[], Any] | None = None) -> tuple[Any, list[Callable]]:
+                 pressure: Callable[[], Any] | None = None,
+                 rates: Any | None = None) -> tuple[Any, list[Callable]]:
     """The acting engine: ledger, policies, instrumented actuators, audit sink, lease, escalation."""
     import redis
 
@@ -461,18 +481,28 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
                         audit_sink=sink, lease=_MeteredLease(lease, metrics), cluster_traffic=traffic,
                         cluster_pressure=pressure,
                         on_event=on_event, name=owner, pod_resolver=pod_resolver,
-                        group_members=GroupMembers(conf))
+                        group_members=GroupMembers(conf), client_rates=rates.read if rates is not None else None)
     engine.metrics = metrics
     return engine, closers
 
 
 def _metered_engine_class() -> type:
+    from guardian.engine.effect import RESULTS as EFFECT_RESULTS
     from guardian.engine.engine import ActionEngine
 
     class MeteredEngine(ActionEngine):
-        """Counts every decision (``run_forever`` drops ``handle``'s return value)."""
+        """Counts every decision (``run_forever`` drops ``handle``'s return value) and every throttle
+        effect ``tick`` recorded."""
 
         metrics: Any = None
+
+        def tick(self, now: float | None = None) -> dict[str, int]:
+            counts = super().tick(now)
+            if self.metrics is not None:
+                for result in EFFECT_RESULTS:
+                    if counts.get(result):
+                        self.metrics.observe_throttle_effect(result, counts[result])
+            return counts
 
         def handle(self, detection: Any) -> Any:
             d = super().handle(detection)
@@ -522,14 +552,15 @@ class EngineDeath:
 def start_action_engine(settings: GuardianSettings, stop: threading.Event, metrics: Any,
                         traffic: Callable[[], float | None] | None = None,
                         owner: str | None = None, pressure: Callable[[], Any] | None = None,
-                        on_death: Callable[[BaseException], None] | None = None) -> EngineHandle:
+                        on_death: Callable[[BaseException], None] | None = None,
+                        rates: Any | None = None) -> EngineHandle:
     """Start the engine over ``guardian.detections`` in a thread; it acts only while it holds the lease.
 
     ``on_death`` is called if the engine thread dies (default: ``EngineDeath``, which stops the process)."""
     from guardian.engine.source import KafkaDetectionSource
 
     owner = owner or f"guardian-{socket.gethostname()}-{os.getpid()}"
-    engine, closers = build_engine(settings, metrics, traffic, owner, pressure=pressure)
+    engine, closers = build_engine(settings, metrics, traffic, owner, pressure=pressure, rates=rates)
     source = KafkaDetectionSource(settings.kafka.client_config(), settings.topics.detections,
                                   group_id=f"{settings.ingest.app_id}-engine")
     t = threading.Thread(target=run_engine, args=(engine, source, stop, on_death or EngineDeath()),
@@ -577,6 +608,7 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     metrics = GuardianMetrics(registry, component="engine")   # one registry: every guardian_* metric once
     traffic = ClusterTraffic(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
     pressure = ClusterPressure(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
+    rates = FollowedRates()
     server = None
     if settings.ingest.metrics_port:
         server = serve_metrics(registry, settings.ingest.metrics_port)
@@ -584,14 +616,14 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     threads = start_collectors(settings, stop, collectors)
     death = EngineDeath()
     handle = start_action_engine(settings, stop, metrics, traffic, owner=f"guardian-{worker_id}",
-                                 pressure=pressure, on_death=death)
+                                 pressure=pressure, on_death=death, rates=rates)
     threads += handle.threads
     api_server = None
     if api:
         api_server, t = start_api(settings, handle.engine)
         threads.append(t)
         log.warning("API on http://%s:%d (docs /v1/docs)", settings.api.host, settings.api.port)
-    stage = stage_factory(settings, traffic, metrics, pressure)
+    stage = stage_factory(settings, traffic, metrics, pressure, rates)
     state, close_state = build_state_keeper(settings, stage)
     app, _stats = create_app(settings, stage, registry, worker_id, metrics=metrics, state=state)
     try:
