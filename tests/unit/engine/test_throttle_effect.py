@@ -94,6 +94,12 @@ def test_a_throttle_the_client_obeys_is_recorded_effective_once_a_whole_window_a
     steps = [r for r in kit.ledger.outbox_peek(1000) if r["type"] == "step" and r.get("effect")]
     assert [s["effect"] for s in steps] == ["effective"]
     assert NOT_EFFECTIVE_EVENT not in kit.events, "an effective throttle is not escalated"
+    # the API's quarantine view shows the effect step on its action
+    from guardian.api.routes import summary_fields
+
+    q = kit.ledger.get(qid)
+    (view,) = summary_fields(q, {r.key: r for r in kit.ledger.actions(q)})["actions"]
+    assert view.status == "verified" and view.effect["result"] == "effective" and view.effect["line"]
     # recorded once: later ticks, even with the client far over R again, change nothing
     version = rec.version
     kit.run(40, 5 * R)
