@@ -10,14 +10,22 @@ detector stage already builds (``guardian.ingest.cluster_series``): ``producer_b
 with and are recorded as ``skipped``, as are plans on more than one client (scope ``user`` or
 ``default_client``).
 
-The rule (``EffectRule``): Kafka enforces a quota as an average over its quota window (11 x 1 s by
-default), and its byte-rate sensor is that windowed rate. The throttle is **effective** when,
-within ``deadline_windows`` windows of the verification (3: 33 s; the first window after a quota
-still carries the pre-quota excess), the client's cluster-wide samples over some whole window
-average at most ``tolerance`` x R (1.25: Kafka lets a client run ~15 % over on a broker while its
-in-flight requests land). Past the deadline it is **not effective**, measured over the last whole
-window, or **unmeasured** when no window had enough samples (the client went silent, or, with
-several workers, its series is on another worker's partition).
+The rule (``EffectRule``): Kafka enforces a quota as an average over its quota window W (11 x 1 s
+by default), and its byte-rate sensor is that windowed rate. The first two windows after the
+verification settle: the sensor still carries the pre-quota excess, and the first throttle pays
+it back with up to a window of silence, which would read as success. The third window decides:
+the throttle is **effective** when the client's cluster-wide samples in (2 W, 3 W] after the
+verification average at most ``tolerance`` x R (1.25: Kafka lets a client run ~15 % over on a
+broker while its in-flight requests land, and a throttled client on a busy host goes in bursts),
+**not effective** when they average more, and **unmeasured** when that window has too few samples
+(the client went silent, or, with several workers, its series is on another worker's partition).
+The verdict is recorded ``grace_s`` after the window ends (samples reach the engine through the
+metrics topic a little late): 38 s after the verification by default.
+
+A client far over R pays its excess back for longer than a window (on the 3-broker test cluster a
+3x runaway was silent for about two): its silence can still reach into the judged window. The
+verdict is then true of that window (held back as a whole, the client stayed under R) but says
+less about its steady rate; one that later breaks out is still detected at its cluster-wide rate.
 
 A not-effective throttle names its brokers, and says whether its spread **moved**: the busiest
 broker now carries a share at least 0.1 smaller than the one q was planned from, so its load sits
@@ -27,13 +35,13 @@ on brokers where it is under q and no broker holds it back.
     >>> plan = {"kind": "quota", "target": {"principal": "User:a", "user": "a", "client_id": "x"},
     ...         "params": {"scope": "client", "producer_byte_rate": 300.0, "cluster_rate": 900.0,
     ...                    "broker_share": 1 / 3}}
-    >>> pts = [RatePoint(100.0 + i, 880.0, {"1": 300.0, "2": 290.0, "3": 290.0}) for i in range(12)]
-    >>> judge(plan, pts, start=100.0, now=112.0, rule=rule).result
-    'effective'
-    >>> pts = [RatePoint(100.0 + i, 1800.0, {"1": 600.0, "2": 600.0, "3": 600.0}) for i in range(34)]
+    >>> pts = [RatePoint(100.0 + i, 880.0, {"1": 300.0, "2": 290.0, "3": 290.0}) for i in range(34)]
     >>> judge(plan, pts[:20], start=100.0, now=120.0, rule=rule) is None    # not yet: keep following
     True
-    >>> e = judge(plan, pts, start=100.0, now=133.0, rule=rule)
+    >>> judge(plan, pts, start=100.0, now=138.0, rule=rule).result
+    'effective'
+    >>> pts = [RatePoint(100.0 + i, 1800.0, {"1": 600.0, "2": 600.0, "3": 600.0}) for i in range(34)]
+    >>> e = judge(plan, pts, start=100.0, now=138.0, rule=rule)
     >>> e.result, e.measured, e.moved
     ('not_effective', 1800.0, False)
 """
@@ -64,12 +72,19 @@ class EffectRule:
     """When a throttle to R counts as effective; see the module docstring."""
 
     window_s: float = 11.0          # Kafka's quota window: quota.window.num 11 x quota.window.size.seconds 1
-    tolerance: float = 1.25         # effective: a whole window averages at most tolerance x R
-    deadline_windows: float = 3.0   # judged within this many windows of the verification
+    tolerance: float = 1.25         # effective: the judged window averages at most tolerance x R
+    settle_windows: float = 2.0     # windows after the verification that do not count
+    grace_s: float = 5.0            # how long after the judged window ends the verdict waits for its samples
+
+    def judged(self, start: float) -> tuple[float, float]:
+        """The window (from, to] whose samples decide, for a throttle followed since ``start``."""
+        begin = start + self.settle_windows * self.window_s
+        return begin, begin + self.window_s
 
     @property
     def deadline_s(self) -> float:
-        return self.window_s * self.deadline_windows
+        """From the verification to the verdict."""
+        return (self.settle_windows + 1) * self.window_s + self.grace_s
 
 
 @dataclass(frozen=True)
@@ -121,10 +136,6 @@ def series_of(plan: Mapping[str, Any]) -> tuple[str, str, str] | Effect:
     return key, str(plan["target"]["client_id"]), QUOTA_SERIES[key]
 
 
-def _window(points: Sequence[RatePoint], end: float, rule: EffectRule) -> list[RatePoint]:
-    return [p for p in points if end - rule.window_s < p.ts <= end]
-
-
 def _whole(window: Sequence[RatePoint], rule: EffectRule) -> bool:
     """Enough samples to stand for the window: two or more, spanning at least half of it."""
     return len(window) >= 2 and window[-1].ts - window[0].ts >= rule.window_s / 2
@@ -146,7 +157,7 @@ def judge(plan: Mapping[str, Any], points: Sequence[RatePoint], start: float, no
 
     ``points``: the client's cluster-wide series for the plan's key; ``start``: when following
     began (the verification, or later if the engine started following later); ``now``: the engine's
-    clock. Only samples in [start, start + deadline] count."""
+    clock. Only the samples in ``rule.judged(start)`` count."""
     found = series_of(plan)
     if isinstance(found, Effect):
         return found
@@ -155,27 +166,20 @@ def judge(plan: Mapping[str, Any], points: Sequence[RatePoint], start: float, no
     q = float(params[key])
     r = float(params.get("cluster_rate", q))
     share = float(params.get("broker_share", 1.0))
-    end = start + rule.deadline_s
-    pts = sorted((p for p in points if start <= p.ts <= end), key=lambda p: p.ts)
-    for p in pts:
-        if p.ts - start < rule.window_s:
-            continue
-        window = _window(pts, p.ts, rule)
-        if not _whole(window, rule):
-            continue
-        measured, brokers = _mean(window)
-        if measured <= rule.tolerance * r:
-            return Effect("effective", key, f"throttle to {_num(r)} effective: client at {_num(measured)} "
-                                            f"cluster-wide, brokers {_brokers_text(brokers)}",
-                          r, q, measured, brokers, (window[0].ts, window[-1].ts))
-    if now < end:
+    if now < start + rule.deadline_s:
         return None
-    window = _window(pts, pts[-1].ts, rule) if pts else []
-    if not pts or pts[-1].ts - start < rule.window_s or not _whole(window, rule):
-        return Effect("unmeasured", key, f"throttle to {_num(r)} not measured: {len(pts)} cluster-wide "
-                                         f"samples of the client within {rule.deadline_s:.0f}s of the "
-                                         "verification (silent, or its series is on another worker)", r, q)
+    begin, end = rule.judged(start)
+    window = sorted((p for p in points if begin < p.ts <= end), key=lambda p: p.ts)
+    if not _whole(window, rule):
+        return Effect("unmeasured", key, f"throttle to {_num(r)} not measured: {len(window)} cluster-wide "
+                                         f"samples of the client in the window {begin - start:.0f}-"
+                                         f"{end - start:.0f}s after the verification (silent, or its series "
+                                         "is on another worker)", r, q)
     measured, brokers = _mean(window)
+    if measured <= rule.tolerance * r:
+        return Effect("effective", key, f"throttle to {_num(r)} effective: client at {_num(measured)} "
+                                        f"cluster-wide, brokers {_brokers_text(brokers)}",
+                      r, q, measured, brokers, (window[0].ts, window[-1].ts))
     busiest = max(brokers.values(), default=0.0) / measured if measured > 0 else 1.0
     moved = busiest < share - _MOVED_BY
     line = (f"throttle to {_num(r)} not effective: client at {_num(measured)} cluster-wide, "
