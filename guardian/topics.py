@@ -15,8 +15,9 @@ move workloads between processor partitions, so it stays a human decision).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from guardian.errors import PermanentError, TemporaryError
 from guardian.settings import TopicSettings
@@ -87,4 +88,40 @@ def ensure_topics(client_config: dict[str, Any], topics: TopicSettings, timeout_
                               KafkaError.POLICY_VIOLATION):
                 raise PermanentError(f"cannot create topic {name}: {err.str()}") from exc
             raise TemporaryError(f"cannot create topic {name}: {err.str()}", delay=5.0) from exc
+    wait_until_visible(lambda: _leaders(admin), {s.name: s.partitions for s in missing if s.name in created}, timeout_s)
     return created
+
+
+def wait_until_visible(leaders: Callable[[], dict[str, list[int]]], partitions: dict[str, int], timeout_s: float,
+                       clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait until ``leaders()`` (topic -> each partition's leader id, -1 for none) shows each topic of
+    ``partitions`` with that many partitions, every one with a leader.
+
+    CreateTopics answers when the controller has the topic, not when brokers serve it: on a busy
+    cluster (one still deleting thousands of partitions) a consumer that subscribes at once finds
+    no such topic, and faust then ignores the topic until the next rebalance, so the worker sat idle.
+
+    >>> seen = iter([{}, {"t": [-1, 1]}, {"t": [1, 1]}])
+    >>> wait_until_visible(lambda: next(seen), {"t": 2}, 10.0, clock=lambda: 0.0, sleep=lambda s: None)
+    """
+    deadline = clock() + timeout_s
+    while True:
+        why = ""
+        try:
+            meta = leaders()
+        except Exception as exc:  # noqa: BLE001 - the admin client raises KafkaException; retried until the deadline
+            meta, why = {}, f" ({exc})"
+        waiting = sorted(name for name, n in partitions.items()
+                         if len(meta.get(name, [])) < n or any(leader < 0 for leader in meta.get(name, [])))
+        if not waiting:
+            return
+        if clock() >= deadline:
+            raise TemporaryError(f"topics created but not served by the brokers after {timeout_s:.0f}s: "
+                                 f"{', '.join(waiting)}{why}", delay=5.0)
+        log.info("waiting for the brokers to serve %s", ", ".join(waiting))
+        sleep(0.5)
+
+
+def _leaders(admin: Any) -> dict[str, list[int]]:
+    """Topic -> each partition's leader (-1: none), from the cluster's metadata."""
+    return {name: [p.leader for p in t.partitions.values()] for name, t in admin.list_topics(timeout=5).topics.items()}

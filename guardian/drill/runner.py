@@ -375,7 +375,9 @@ def leftover_quotas(bootstrap: str, tenants: list[str]) -> dict[str, dict[str, f
     return {t: q for t, q in found.items() if q}
 
 
-def delete_topics(bootstrap: str, topics: list[str]) -> None:
+def delete_topics(bootstrap: str, topics: list[str], wait_s: float = 0.0) -> None:
+    """Delete ``topics`` (best effort); with ``wait_s``, wait up to that long until metadata no longer
+    lists them, so the next run does not start on a broker still busy removing thousands of partitions."""
     from confluent_kafka.admin import AdminClient
 
     if not topics:
@@ -386,6 +388,14 @@ def delete_topics(bootstrap: str, topics: list[str]) -> None:
             f.result(timeout=60)
         except Exception:  # noqa: BLE001 - cleanup is best effort
             pass
+    deadline, gone = time.monotonic() + wait_s, set(topics)
+    while wait_s > 0 and time.monotonic() < deadline:
+        try:
+            if not gone & set(admin.list_topics(timeout=5).topics):
+                return
+        except Exception:  # noqa: BLE001 - a busy broker: ask again until the deadline
+            pass
+        time.sleep(1.0)
 
 
 def prefill(bootstrap: str, topic: str, megabytes: float, size: int = 10_000) -> None:
@@ -601,7 +611,7 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
                       [t for t in ctx.topics if not (keep_guardian and t.startswith(f"drill-{ctx.run_id}."))])
         for t in threads:
             if isinstance(t, TopicStormClient):
-                delete_topics(endpoints.kafka_bootstrap_servers, t.created)
+                delete_topics(endpoints.kafka_bootstrap_servers, t.created, wait_s=120.0)
     return ctx
 
 
