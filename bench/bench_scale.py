@@ -176,7 +176,8 @@ def _stage() -> Any:
     return DetectorStage(DetectorPipeline(clock=lambda: START_TS))
 
 
-def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, say: Say = print) -> dict[str, Any]:
+def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, chunk: int = 1000,
+                say: Say = print) -> dict[str, Any]:
     """Records of ``brokers`` brokers' scrapes through the processor with the real detector stage, one core.
 
     The first ``warm`` scrapes allocate every series (not timed); the next ``steps`` are timed. Then a
@@ -203,6 +204,19 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, s
     series = proc.stage.pipeline.tracked_series()
     del proc
 
+    # the same rounds decoded as the processor does, then handed to the stage 1,000 records at a time
+    from guardian.ingest.codec import decode_batch
+
+    stage = _stage()
+    chunked = 0.0
+    for step, records in enumerate(rounds):
+        t0 = time.perf_counter()
+        for i in range(0, len(records), chunk):
+            stage.process_many([decode_batch(value) for _, value in records[i:i + chunk]])
+        if step >= warm:
+            chunked += time.perf_counter() - t0
+    del stage
+
     tracemalloc.start()
     gc.collect()
     before = tracemalloc.take_snapshot()
@@ -223,11 +237,41 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, s
     return {"brokers": brokers, "records_per_round": len(rounds[0]), "series": series,
             "samples_per_s": samples / elapsed, "records_per_s": len(rounds[0]) * steps / elapsed,
             "s_per_round": elapsed / steps,
+            "chunked": {"records": chunk, "samples_per_s": samples / chunked, "s_per_round": chunked / steps},
             "heap_bytes_per_client": total / clients,
             "heap_bytes_per_client_by_part": {k: v / clients for k, v in by_part.items()},
             "rss_bytes_per_client": rss / clients}
 
 
+
+
+def detector_calls(clients: int, steps: int = 4) -> dict[str, Any]:
+    """The detectors alone on cluster-wide batches: one ``process_batches`` call per workload record (what
+    the worker does now) against one call per scrape round (the same samples, vectorised across workloads)."""
+    from detectors.pipeline import DetectorPipeline
+    from guardian.ingest.codec import SampleBatch
+    from guardian.samples import Metric, Workload
+
+    wls = [Workload(principal=f"User:{u}", client_id=c) for u, c in map(_client, range(clients))]
+    metrics = [(Metric.PRODUCE_BYTE_RATE if i % 2 == 0 else Metric.FETCH_BYTE_RATE, Metric.REQUEST_TIME_SHARE)
+               for i in range(clients)]
+    rounds = [[SampleBatch(w, metrics[i], (START_TS + step,) * 2, (_rate(i, step), 0.01 * (1 + i % 50)))
+               for i, w in enumerate(wls)] for step in range(steps)]
+    out = {}
+    for mode in ("per_record", "per_round"):
+        pipe = DetectorPipeline(clock=lambda: START_TS)
+        elapsed = 0.0
+        for step, batches in enumerate(rounds):
+            t0 = time.perf_counter()
+            if mode == "per_record":
+                for b in batches:
+                    pipe.process_batches([b])
+            else:
+                pipe.process_batches(batches)
+            if step:   # the first round allocates
+                elapsed += time.perf_counter() - t0
+        out[f"{mode}_samples_per_s"] = 2 * clients * (steps - 1) / elapsed
+    return out
 
 # ---------------------------------------------------------------- engine and API: many quarantines
 
@@ -448,10 +492,13 @@ def capacity(parse: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
     scrape (collector) and detect (worker), each alone and both on the same core."""
     per_part_scrape = parse["scrape"]["core_share_per_broker"] / parse["clients"]
     per_part_plugin = parse["plugin"]["core_share_per_broker"] / parse["clients"]
-    per_part_worker = worker["s_per_round"] / (parse["clients"] * worker["brokers"])
-    return {"worker_parts_per_s": 1 / per_part_worker, "scrape_parts_per_s": 1 / per_part_scrape,
-            "plugin_parts_per_s": 1 / per_part_plugin,
-            "scrape_and_worker_parts_per_s": 1 / (per_part_scrape + per_part_worker)}
+    parts = parse["clients"] * worker["brokers"]
+    per_part_worker = worker["s_per_round"] / parts
+    per_part_chunked = worker["chunked"]["s_per_round"] / parts
+    return {"worker_parts_per_s": 1 / per_part_worker, "worker_chunked_parts_per_s": 1 / per_part_chunked,
+            "scrape_parts_per_s": 1 / per_part_scrape, "plugin_parts_per_s": 1 / per_part_plugin,
+            "scrape_and_worker_parts_per_s": 1 / (per_part_scrape + per_part_worker),
+            "scrape_and_chunked_worker_parts_per_s": 1 / (per_part_scrape + per_part_chunked)}
 
 
 def run(clients: Iterable[int] = (10_000, 50_000), brokers: int = 3, quarantines: int = 1000,
@@ -465,9 +512,12 @@ def run(clients: Iterable[int] = (10_000, 50_000), brokers: int = 3, quarantines
         say(f"  scrape {parse['scrape']['parse_s']:.3f} s + encode {parse['scrape']['encode_s']:.3f} s; "
             f"plugin {parse['plugin']['decode_s']:.3f} s + {parse['plugin']['encode_s']:.3f} s")
         say(f"{n:,} clients: worker (decode, cluster-wide series, detectors) on one core ...")
-        worker = worker_cost(n, brokers, say=say)
-        say(f"  {worker['samples_per_s']:,.0f} samples/s, {worker['s_per_round']:.2f} s per 1 s round, "
-            f"{worker['heap_bytes_per_client']:,.0f} B heap per client")
+        worker = {**worker_cost(n, brokers, say=say), "detectors_alone": detector_calls(n)}
+        say(f"  {worker['samples_per_s']:,.0f} samples/s ({worker['chunked']['samples_per_s']:,.0f} in chunks of "
+            f"{worker['chunked']['records']}), {worker['s_per_round']:.2f} s per 1 s round, "
+            f"{worker['heap_bytes_per_client']:,.0f} B heap per client; detectors alone "
+            f"{worker['detectors_alone']['per_record_samples_per_s']:,.0f} samples/s called per record, "
+            f"{worker['detectors_alone']['per_round_samples_per_s']:,.0f} called per round")
         out["by_clients"][str(n)] = {"parse": parse, "worker": worker, "capacity": capacity(parse, worker),
                                      "load_average": os.getloadavg()}
     if quarantines:

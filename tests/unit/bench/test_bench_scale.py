@@ -36,11 +36,13 @@ def test_a_tiny_run_reports_every_figure() -> None:
     for key in ("bytes", "records", "decode_s", "encode_s", "core_share_per_broker"):
         assert _positive(parse["plugin"][key]), key
     assert worker["brokers"] == 2 and worker["series"] >= 2 * 60
+    assert _positive(worker["chunked"]["samples_per_s"]) and _positive(worker["chunked"]["s_per_round"])
     for key in ("samples_per_s", "records_per_s", "s_per_round", "heap_bytes_per_client"):
         assert _positive(worker[key]), key
     assert _positive(worker["heap_bytes_per_client_by_part"]["pipeline"])
     assert _positive(worker["heap_bytes_per_client_by_part"]["cluster_series"])
     assert all(_positive(v) for v in cap.values())
+    assert all(_positive(v) for v in worker["detectors_alone"].values())
     assert "ledger_api" not in out and "real_broker" not in out
 
 
