@@ -451,8 +451,8 @@ def real_scrape(clients: int, repeats: int = 3, say: Say = print) -> dict[str, A
     try:
         ep = stack.up(progress=say)
         topic = "tenant-a.bench-scale"
-        for fut in AdminClient({"bootstrap.servers": ep.kafka_bootstrap_servers}).create_topics(
-                [NewTopic(topic, 3, 1)]).values():
+        admin = AdminClient({"bootstrap.servers": ep.kafka_bootstrap_servers})   # kept until the topic exists
+        for fut in admin.create_topics([NewTopic(topic, 3, 1)]).values():
             fut.result(30)
 
         def connect(i: int) -> None:
