@@ -361,28 +361,154 @@ class DetectorPipeline:
 
     def restore_workload(self, state: dict[str, Any]) -> Workload:
         workload = Workload(**state["workload"])
-        tenant = workload.tenant
-        ti = self._tenants.setdefault(tenant, len(self._tenants))
         for name, snap in state["series"].items():
-            metric = Metric(name)
-            table = self._tables[metric]
-            slot = self.slot(workload, metric)
-            table.grow_tenants(len(self._tenants))
-            c = table.detector.state.cols
-            table.detector._ensure(slot)
-            old_f, old_b, had = c["fast"][slot], c["base"][slot], c["n"][slot] > 0
-            table.detector.restore(slot, snap)
-            has = c["n"][slot] > 0
-            table.tenant_fast[ti] += np.nan_to_num(c["fast"][slot]) - (np.nan_to_num(old_f) if had else 0.0)
-            table.tenant_base[ti] += np.nan_to_num(c["base"][slot]) - (np.nan_to_num(old_b) if had else 0.0)
-            table.tenant_count[ti] += float(has) - float(had)
+            self._restore_series(workload, Metric(name), snap)
         for sig, metrics in state.get("active", {}).items():
             self._active[(workload, Signature(sig))] = {Metric(m) for m in metrics}
         return workload
 
-    def evict_idle(self) -> int:
-        """Forget series not seen for ``idle_evict_s``; returns how many were dropped."""
-        now = self.clock()
+    def _restore_series(self, workload: Workload, metric: Metric, snap: dict[str, Any]) -> None:
+        table = self._tables[metric]
+        ti = self._tenants.setdefault(workload.tenant, len(self._tenants))
+        slot = self.slot(workload, metric)
+        table.grow_tenants(len(self._tenants))
+        c = table.detector.state.cols
+        table.detector._ensure(slot)
+        old_f, old_b, had = c["fast"][slot], c["base"][slot], c["n"][slot] > 0
+        table.detector.restore(slot, snap)
+        has = c["n"][slot] > 0
+        table.tenant_fast[ti] += np.nan_to_num(c["fast"][slot]) - (np.nan_to_num(old_f) if had else 0.0)
+        table.tenant_base[ti] += np.nan_to_num(c["base"][slot]) - (np.nan_to_num(old_b) if had else 0.0)
+        table.tenant_count[ti] += float(has) - float(had)
+
+    def workloads(self) -> list[Workload]:
+        """Every workload with at least one tracked series."""
+        seen: dict[Workload, None] = {}
+        for table in self._tables.values():
+            seen.update(dict.fromkeys(table.slot_of))
+        return list(seen)
+
+    def snapshot_workloads(self, select: Callable[[Workload], bool]) -> dict[str, Any]:
+        """The state of every tracked series whose workload ``select`` accepts, as plain data.
+
+        This is how the stream processor saves a partition (``select`` = the partition's workloads):
+        per metric, the series in slot order, the episodes in alarm, and the tenant sums of the
+        tenants involved, so that ``restore_workloads`` into a pipeline without those tenants scores
+        the next samples exactly as this one. Evicted series are not tracked, so not saved: the size
+        is bounded by the live series (``DetectorConfig.idle_evict_s``).
+        """
+        tables: dict[str, list[list[Any]]] = {}
+        tenants: dict[str, list[list[Any]]] = {}
+        index = {ti: tenant for tenant, ti in self._tenants.items()}
+        for metric, table in self._tables.items():
+            rows: list[list[Any]] = []
+            mine: dict[int, int] = {}      # tenant index -> series of it selected (that have a sample)
+            n = table.detector.state.cols["n"]
+            for slot, w in enumerate(table.workloads):
+                if w is not None and select(w):
+                    rows.append([w.as_dict(), table.detector.snapshot(slot)])
+                    ti = int(table.tenant[slot])
+                    mine[ti] = mine.get(ti, 0) + int(n[slot] > 0)
+            if rows:
+                tables[metric.value] = rows
+                table.grow_tenants(len(self._tenants))
+                # only a tenant saved whole: sums of a tenant split over partitions are rebuilt on restore
+                tenants[metric.value] = [[index[ti], float(table.tenant_fast[ti]), float(table.tenant_base[ti]),
+                                          float(table.tenant_count[ti])]
+                                         for ti, k in sorted(mine.items()) if k == table.tenant_count[ti]]
+        active = [[w.as_dict(), sig.value, sorted(m.value for m in ms)]
+                  for (w, sig), ms in self._active.items() if select(w)]
+        return {"tables": tables, "tenants": tenants, "active": active}
+
+    def restore_workloads(self, state: dict[str, Any]) -> list[Workload]:
+        """Put back what ``snapshot_workloads`` saved; returns the workloads restored.
+
+        Checked whole before anything changes: a snapshot that does not fit this pipeline (an
+        unknown metric, another evidence length, a malformed row) raises ``SnapshotError`` and
+        leaves the pipeline as it was. A tenant this pipeline does not know yet gets its saved
+        sums back exactly; one it already knows (it was split over partitions) has the restored
+        series added to its sums.
+        """
+        plan = self._check_snapshot(state)
+        fresh: dict[tuple[Metric, str | None], bool] = {}
+        for metric, rows in plan:
+            table = self._tables[metric]
+            for w, _ in rows:
+                ti = self._tenants.get(w.tenant)
+                key = (metric, w.tenant)
+                if key not in fresh:
+                    fresh[key] = ti is None or ti >= len(table.tenant_count) or table.tenant_count[ti] == 0
+        restored: dict[Workload, None] = {}
+        for metric, rows in plan:
+            for w, snap in rows:
+                self._restore_series(w, metric, snap)
+                restored[w] = None
+        for name, sums in state.get("tenants", {}).items():
+            metric = Metric(name)
+            table = self._tables[metric]
+            for tenant, fast, base, count in sums:
+                if fresh.get((metric, tenant)):
+                    ti = self._tenants[tenant]
+                    table.tenant_fast[ti], table.tenant_base[ti], table.tenant_count[ti] = fast, base, count
+        for wd, sig, metrics in state.get("active", []):
+            self._active[(Workload(**wd), Signature(sig))] = {Metric(m) for m in metrics}
+        return list(restored)
+
+    def _check_snapshot(self, state: dict[str, Any]) -> list[tuple[Metric, list[tuple[Workload, dict[str, Any]]]]]:
+        from guardian.errors import SnapshotError
+
+        try:
+            plan = []
+            for name, rows in state["tables"].items():
+                metric = Metric(name)
+                if metric not in self._tables:
+                    raise SnapshotError(f"metric {name!r} has no fast tier in this detector configuration")
+                params = self._tables[metric].detector.params
+                checked = []
+                for wd, snap in rows:
+                    for key in ("ev_ts", "ev_val"):
+                        if key in snap and len(snap[key]) != params.evidence:
+                            raise SnapshotError(f"{name}: {len(snap[key])} evidence samples saved, "
+                                                f"this configuration keeps {params.evidence}")
+                    if not all(isinstance(v, (int, float)) for k, v in snap.items()
+                               if k not in ("ev_ts", "ev_val", "seasonal")):
+                        raise SnapshotError(f"{name}: a series column is not a number")
+                    checked.append((Workload(**wd), snap))
+                plan.append((metric, checked))
+            for name, sums in state.get("tenants", {}).items():
+                for tenant, fast, base, count in sums:
+                    float(fast), float(base), float(count)
+                    if Metric(name) not in self._tables:
+                        raise SnapshotError(f"tenant sums of unknown metric {name!r}")
+            for wd, sig, metrics in state.get("active", []):
+                Workload(**wd), Signature(sig), [Metric(m) for m in metrics]
+        except SnapshotError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SnapshotError(f"malformed detector state: {type(exc).__name__}: {exc}") from exc
+        return plan
+
+    def forget_workloads(self, select: Callable[[Workload], bool]) -> int:
+        """Drop every series (and episode) of the workloads ``select`` accepts; returns how many series.
+
+        The stream processor calls it for a partition that moved to another worker."""
+        dropped = 0
+        for metric, table in self._tables.items():
+            slots = np.array(sorted(s for w, s in table.slot_of.items() if select(w)), dtype=np.int64)
+            if len(slots):
+                self._drop(metric, table, slots)
+                dropped += len(slots)
+        for key in [k for k in self._active if select(k[0])]:
+            del self._active[key]
+        for w in [w for w in self._rows if select(w)]:
+            del self._rows[w]
+        return dropped
+
+    def evict_idle(self, now: float | None = None) -> int:
+        """Forget series not seen for ``idle_evict_s`` before ``now`` (the sample time the caller is
+        at; default the clock); returns how many were dropped. A caller replaying old samples passes
+        their time, or every series would look idle by the wall clock."""
+        now = self.clock() if now is None else now
         dropped = 0
         for metric, table in self._tables.items():
             c = table.detector.state.cols
@@ -390,24 +516,30 @@ class DetectorPipeline:
             stale = np.nonzero((c["n"][:n] > 0) & (now - c["last_ts"][:n] > self.config.idle_evict_s))[0]
             if not len(stale):
                 continue
-            tix = table.tenant[stale]
-            np.add.at(table.tenant_fast, tix, -np.nan_to_num(c["fast"][stale]))
-            np.add.at(table.tenant_base, tix, -np.nan_to_num(c["base"][stale]))
-            np.add.at(table.tenant_count, tix, -1.0)
-            for slot in stale.tolist():
-                w = table.workloads[slot]
-                self._recover(metric, slot)
-                del table.slot_of[w]
-                row = self._rows.get(w)
-                if row is not None:
-                    row.pop(metric.value, None)
-                    if not row:
-                        del self._rows[w]
-                table.workloads[slot] = None
-                table.free.append(slot)
-            table.detector.reset(stale)
+            self._drop(metric, table, stale)
             dropped += len(stale)
         return dropped
+
+    def _drop(self, metric: Metric, table: _MetricTable, slots: np.ndarray) -> None:
+        """Forget the series in ``slots`` of ``table``: out of the tenant sums, episodes closed, slots freed."""
+        c = table.detector.state.cols
+        seen = slots[c["n"][slots] > 0]
+        tix = table.tenant[seen]
+        np.add.at(table.tenant_fast, tix, -np.nan_to_num(c["fast"][seen]))
+        np.add.at(table.tenant_base, tix, -np.nan_to_num(c["base"][seen]))
+        np.add.at(table.tenant_count, tix, -1.0)
+        for slot in slots.tolist():
+            w = table.workloads[slot]
+            self._recover(metric, slot)
+            del table.slot_of[w]
+            row = self._rows.get(w)
+            if row is not None:
+                row.pop(metric.value, None)
+                if not row:
+                    del self._rows[w]
+            table.workloads[slot] = None
+            table.free.append(slot)
+        table.detector.reset(slots)
 
     def tracked_series(self) -> int:
         return sum(len(t.slot_of) for t in self._tables.values())

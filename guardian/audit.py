@@ -11,7 +11,7 @@ Record shapes (all have ``id``, ``ts``, ``type``, ``key``)::
 
     {"type": "decision",   "decision": Decision.to_dict(), "detection": {...}}
     {"type": "quarantine", "quarantine": Quarantine.to_dict(), "event": "created|approved|..."}
-    {"type": "step",       "action": ActionRecord.to_dict(), "quarantine_id": ...}
+    {"type": "step",       "action": ActionRecord.to_dict(), "quarantine_id": ..., "effect"?: "effective|..."}
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ def quarantine_record(q: Any, event: str, ts: float, by: str = "", reason: str =
             "event": event, "by": by, "reason": reason, "quarantine": q.to_dict()}
 
 
-def step_record(rec: Any, ts: float) -> dict[str, Any]:
-    return {"id": f"step:{rec.key}:{rec.version + 1}", "ts": ts, "type": "step", "key": rec.quarantine_id,
-            "quarantine_id": rec.quarantine_id, "status": rec.status.value, "action": rec.to_dict()}
+def step_record(rec: Any, ts: float, effect: str | None = None) -> dict[str, Any]:
+    """``effect``: the step records a verified throttle's effect (``effective``, ``not_effective``, ...)."""
+    out = {"id": f"step:{rec.key}:{rec.version + 1}", "ts": ts, "type": "step", "key": rec.quarantine_id,
+           "quarantine_id": rec.quarantine_id, "status": rec.status.value, "action": rec.to_dict()}
+    if effect is not None:
+        out["effect"] = effect
+    return out
 
 
 def _wl_key(workload: dict[str, str]) -> str:

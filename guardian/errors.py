@@ -37,6 +37,11 @@ class DecodeError(PermanentError):
     """A record could not be decoded into samples; it goes to the dead-letter topic."""
 
 
+class SnapshotError(PermanentError):
+    """Saved detector state that cannot be restored (corrupt, another format version, another detector
+    configuration); the partition starts cold instead."""
+
+
 class ConflictError(PermanentError):
     """Someone else changed the record first (optimistic concurrency), or the change is not allowed in its state."""
 

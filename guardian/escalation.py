@@ -114,7 +114,8 @@ def _num(x: Any) -> str:
     return f"{v:#.3g}".rstrip(".")
 
 
-def _bytes_rate(x: float) -> str:
+def bytes_rate(x: float) -> str:
+    """``786432.0`` -> ``768 KiB/s``: a byte rate as a person reads it."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if x >= scale:
             return f"{x / scale:#.3g}".rstrip(".") + f" {unit}/s"
@@ -151,7 +152,7 @@ def action_text(action: Mapping[str, Any]) -> str:
         parts = []
         for key, label in (("producer_byte_rate", "producer"), ("consumer_byte_rate", "consumer")):
             if key in params:
-                parts.append(f"{label} {_bytes_rate(float(params[key]))}")
+                parts.append(f"{label} {bytes_rate(float(params[key]))}")
         if "request_percentage" in params:
             parts.append(f"request time {_num(params['request_percentage'])}%")
         return "quota " + ", ".join(parts)
@@ -247,6 +248,7 @@ def _verb(event: str, actions: Sequence[Mapping[str, Any]], dry_run: bool) -> st
             "escalated": f"ESCALATED: {doing}",
             "released": "RELEASED", "expired": "EXPIRED", "appealed": "APPEALED",
             "appeal_granted": "APPEAL GRANTED, RELEASED", "appeal_denied": "APPEAL DENIED, STILL " + doing,
+            "throttle_not_effective": "THROTTLE NOT EFFECTIVE on",
             }.get(event, doing)
 
 
@@ -290,6 +292,8 @@ def summarize(record: Mapping[str, Any]) -> str:
     actions, links = record.get("actions") or [], record.get("links") or {}
     lines = [record["summary"]["headline"] if "summary" in record else
              _headline(record["event"], record.get("workload") or {}, det, actions, q["id"], q.get("dry_run", False))]
+    if record.get("note"):
+        lines.append(f"Effect: {quote(record['note'], 400)[1:-1]}")
     lines.append(f"Who: {_who(record.get('workload') or {})}")
     if det:
         lines.append(f"What: {quote(det.get('signature'), 32)[1:-1]} ({quote(det.get('severity'), 16)[1:-1]}, "
@@ -416,6 +420,11 @@ def build_record(quarantine: Mapping[str, Any], detection: Mapping[str, Any] | N
     }
     if extra:
         record["extra"] = dict(extra)
+    # what the engine wrote into the history with this event (a throttle that did not work says why)
+    note = next((h.get("reason") for h in reversed(quarantine.get("history") or [])
+                 if isinstance(h, Mapping) and h.get("event") == event and h.get("reason")), None)
+    if note:
+        record["note"] = str(note)
     headline = _headline(event, workload, det, actions, qid, dry_run)
     record["summary"] = {"headline": headline}
     record["summary"]["text"] = summarize(record)

@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 from actions.base import ActionPlan, Actuator
 from detectors.detection import Severity, Signature
 from guardian import errors as _errors
+from guardian.engine.effect import RESULTS as _EFFECT_RESULTS
 from guardian.engine.model import OPEN_STATES, Outcome, QState, StepStatus
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +70,7 @@ DEAD_LETTER_REASONS: tuple[str, ...] = ("empty", "json", "metric", "shape", "siz
 ACTUATOR_OPERATIONS: tuple[str, ...] = ("observe", "apply", "verify", "revert")
 CHANNELS: tuple[str, ...] = ("slack", "webhook", "pagerduty", "agent", "log")
 RESULTS: tuple[str, ...] = ("ok", "failed")
+EFFECT_RESULTS: tuple[str, ...] = _EFFECT_RESULTS   # effective, not_effective, unmeasured, skipped
 COMPONENTS: tuple[str, ...] = ("api", "engine", "workers", "cli", "test")
 METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -303,6 +305,9 @@ class GuardianMetrics:
                                 registry=r)
         self.lease_losses = Counter("guardian_engine_lease_losses_total",
                                     "Times this engine lost the action lease it held", registry=r)
+        self.throttle_effects = Counter("guardian_engine_throttle_effect_total",
+                                        "Verified throttles judged on the client's cluster-wide rate, by result "
+                                        "(effective, not_effective, unmeasured, skipped)", ["result"], registry=r)
         self.quarantine_cap = Gauge("guardian_engine_max_open_quarantines",
                                     "The configured cap on concurrently open (non-dry-run) quarantines", registry=r)
 
@@ -403,6 +408,10 @@ class GuardianMetrics:
     def observe_sequestered(self, action: str, seconds: float) -> None:
         """An action was verified ``seconds`` after the first anomalous sample."""
         self.time_to_sequester.labels(bounded(action, ACTIONS)).observe(max(0.0, seconds))
+
+    def observe_throttle_effect(self, result: str, count: int = 1) -> None:
+        """The engine recorded ``count`` throttle effects with this result (guardian.engine.effect)."""
+        self.throttle_effects.labels(bounded(result, EFFECT_RESULTS)).inc(count)
 
     def set_lease_held(self, held: bool) -> None:
         """Call after every take/renew attempt; a held -> not held change counts as a loss."""

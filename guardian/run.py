@@ -26,6 +26,13 @@ engine's ``cluster_pressure`` provider for the harm test. In one process
 that is the whole cluster; with several workers the engine's process knows
 it only when its worker owns the partition of the broker-level samples, and
 the policy's ``on_unknown_traffic`` decides otherwise.
+
+It feeds ``FollowedRates`` too (``guardian.engine.effect``): the cluster-wide
+rate of each client the engine follows after a throttle is verified, with its
+per-broker parts, which is how the engine judges the throttle's effect
+without scraping anything itself. With several workers the engine's process
+sees only its own worker's clients; a throttle on another's is recorded as
+``unmeasured``.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from typing import Any, Callable
 
 import typer
 
+from guardian.engine.effect import FollowedRates
 from guardian.engine.pressure import ClusterPressure
 from guardian.ingest.cluster_series import ClusterSeries
 from guardian.ingest.processor import SampleStage
@@ -119,6 +127,7 @@ class DetectorStage:
     traffic: ClusterTraffic | None = None
     metrics: Any | None = None
     pressure: Any | None = None      # guardian.engine.pressure.ClusterPressure
+    rates: Any | None = None         # guardian.engine.effect.FollowedRates
     reemit_s: float = 2.0
     fast_phase_s: float = 60.0
     slow_reemit_s: float = 30.0
@@ -147,7 +156,10 @@ class DetectorStage:
             if self.pressure is not None:
                 self.pressure.observe(batch)
             # ... and reach the detectors as cluster-wide series (guardian.ingest.cluster_series)
-            wholes += [(i, whole) for whole in self.cluster_series.combine(batch)]
+            for whole in self.cluster_series.combine(batch):
+                if self.rates is not None:
+                    self._follow(whole)
+                wholes.append((i, whole))
         found: dict[Any, list[Any]] = {}
         for d in self.pipeline.process_batches([whole for _, whole in wholes]):
             found.setdefault(_workload(d.workload), []).append(d)
@@ -174,6 +186,14 @@ class DetectorStage:
             fresh.add(key)
         return [self._with_brokers(d, workload) for d in detections + self._continuing(workload, newest, fresh)]
 
+    def _follow(self, whole: Any) -> None:
+        """Hand a cluster-wide sample to the engine's followed rates (each scrape in the batch)."""
+        w = whole.workload
+        detail = lambda metric: self.cluster_series.detail(w, _metric(metric))  # noqa: E731
+        for ts in sorted(set(whole.ts)):
+            values = {m.value: v for m, t, v in zip(whole.metrics, whole.ts, whole.values) if t == ts}
+            self.rates.observe(w.principal, w.client_id, values, ts, detail)
+
     def _with_brokers(self, d: Any, workload: Any) -> Any:
         """The detection with its metric's per-broker values (``extra["brokers"]``), when it has parts on brokers."""
         try:
@@ -192,11 +212,50 @@ class DetectorStage:
         if now - self._last_evict < self.evict_every_s:
             return
         self._last_evict = now
-        self.evicted += self.pipeline.evict_idle()
+        self.evicted += self.pipeline.evict_idle(now)
         idle_s = self.pipeline.config.idle_evict_s
         self.cluster_series.forget_idle(now, idle_s)
         for key in [k for k, ep in self._episodes.items() if now - ep.last_emit > idle_s]:
             del self._episodes[key]
+
+    # -- state (saved and restored per stream partition by guardian.ingest.state) -------
+    def snapshot(self, select: Callable[[Any], bool]) -> dict[str, Any]:
+        """Everything this stage knows about the workloads ``select`` accepts, as plain data: the
+        pipeline's series, the open cluster-wide rounds and the episodes being re-emitted."""
+        episodes = [[w.as_dict(), sig, ep.first.to_dict(), ep.onset, ep.last_emit]
+                    for (w, sig), ep in self._episodes.items() if select(w)]
+        return {"pipeline": self.pipeline.snapshot_workloads(select),
+                "cluster_series": self.cluster_series.snapshot(select), "episodes": episodes}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put back what ``snapshot`` saved. ``SnapshotError`` if it does not fit; the caller then
+        ``forget``s the partition, so a half-restored one starts cold rather than inconsistent."""
+        from detectors.detection import Detection
+        from guardian.errors import SnapshotError
+        from guardian.samples import Workload
+
+        try:
+            episodes = {(Workload(**wd), str(sig)): _Episode(first=Detection.from_dict(first), onset=float(onset),
+                                                              last_emit=float(last))
+                        for wd, sig, first, onset, last in state["episodes"]}
+            rounds = state["cluster_series"]
+            pipeline = state["pipeline"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"malformed stage state: {type(exc).__name__}: {exc}") from exc
+        self.pipeline.restore_workloads(pipeline)
+        try:
+            self.cluster_series.restore(rounds)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SnapshotError(f"malformed cluster-wide rounds: {type(exc).__name__}: {exc}") from exc
+        self._episodes.update(episodes)
+
+    def forget(self, select: Callable[[Any], bool]) -> int:
+        """Drop the workloads ``select`` accepts (their partition moved away); returns the series dropped."""
+        dropped = self.pipeline.forget_workloads(select)
+        self.cluster_series.forget(select)
+        for key in [k for k in self._episodes if select(k[0])]:
+            del self._episodes[key]
+        return dropped
 
     def _continuing(self, workload: Any, now: float, fresh: set) -> list[Any]:
         mine = [k for k in self._episodes if k[0] == workload and k not in fresh]
@@ -263,12 +322,32 @@ def detector_config(settings: GuardianSettings) -> Any:
 
 
 def build_stage(settings: GuardianSettings, traffic: ClusterTraffic | None = None,
-                metrics: Any | None = None, pressure: Any | None = None) -> SampleStage:
+                metrics: Any | None = None, pressure: Any | None = None, rates: Any | None = None) -> SampleStage:
     """The detector stage the processors hand each workload's batch to."""
     from detectors.pipeline import DetectorPipeline
 
     return DetectorStage(DetectorPipeline(detector_config(settings)), traffic=traffic, metrics=metrics,
-                         pressure=pressure)
+                         pressure=pressure, rates=rates)
+
+
+def build_state_keeper(settings: GuardianSettings, stage: Any) -> tuple[Any, Callable[[], None]]:
+    """(keeper, close) saving ``stage``'s detector state per metrics partition in the ledger's Redis;
+    (None, no-op) when ``GUARDIAN_STATE__ENABLED`` is false or the stage keeps no state."""
+    from guardian.ingest.state import PartitionStateKeeper, RedisSnapshotStore, StatefulStage
+
+    if not settings.state.enabled or not isinstance(stage, StatefulStage):
+        return None, lambda: None
+    import redis
+
+    from guardian.api.app import redis_url_for
+
+    client = redis.Redis.from_url(redis_url_for(settings), socket_timeout=5, socket_connect_timeout=5)
+    st = settings.state
+    store = RedisSnapshotStore(client, settings.redis.prefix, settings.ingest.app_id, settings.topics.metrics,
+                               ttl_s=st.ttl_s)
+    keeper = PartitionStateKeeper(stage, store, settings.topics.metrics, interval_s=st.interval_s,
+                                  max_bytes=st.max_bytes)
+    return keeper, client.close
 
 
 # ------------------------------------------------------------------------------- the engine
@@ -370,7 +449,8 @@ class EngineHandle:
 
 def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[], float | None] | None,
                  owner: str, extra_hooks: list[Callable[..., None]] | None = None,
-                 pressure: Callable[[], Any] | None = None) -> tuple[Any, list[Callable]]:
+                 pressure: Callable[[], Any] | None = None,
+                 rates: Any | None = None) -> tuple[Any, list[Callable]]:
     """The acting engine: ledger, policies, instrumented actuators, audit sink, lease, escalation."""
     import redis
 
@@ -425,18 +505,28 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
                         audit_sink=sink, lease=_MeteredLease(lease, metrics), cluster_traffic=traffic,
                         cluster_pressure=pressure,
                         on_event=on_event, name=owner, pod_resolver=pod_resolver,
-                        group_members=GroupMembers(conf))
+                        group_members=GroupMembers(conf), client_rates=rates.read if rates is not None else None)
     engine.metrics = metrics
     return engine, closers
 
 
 def _metered_engine_class() -> type:
+    from guardian.engine.effect import RESULTS as EFFECT_RESULTS
     from guardian.engine.engine import ActionEngine
 
     class MeteredEngine(ActionEngine):
-        """Counts every decision (``run_forever`` drops ``handle``'s return value)."""
+        """Counts every decision (``run_forever`` drops ``handle``'s return value) and every throttle
+        effect ``tick`` recorded."""
 
         metrics: Any = None
+
+        def tick(self, now: float | None = None) -> dict[str, int]:
+            counts = super().tick(now)
+            if self.metrics is not None:
+                for result in EFFECT_RESULTS:
+                    if counts.get(result):
+                        self.metrics.observe_throttle_effect(result, counts[result])
+            return counts
 
         def handle(self, detection: Any) -> Any:
             d = super().handle(detection)
@@ -486,14 +576,15 @@ class EngineDeath:
 def start_action_engine(settings: GuardianSettings, stop: threading.Event, metrics: Any,
                         traffic: Callable[[], float | None] | None = None,
                         owner: str | None = None, pressure: Callable[[], Any] | None = None,
-                        on_death: Callable[[BaseException], None] | None = None) -> EngineHandle:
+                        on_death: Callable[[BaseException], None] | None = None,
+                        rates: Any | None = None) -> EngineHandle:
     """Start the engine over ``guardian.detections`` in a thread; it acts only while it holds the lease.
 
     ``on_death`` is called if the engine thread dies (default: ``EngineDeath``, which stops the process)."""
     from guardian.engine.source import KafkaDetectionSource
 
     owner = owner or f"guardian-{socket.gethostname()}-{os.getpid()}"
-    engine, closers = build_engine(settings, metrics, traffic, owner, pressure=pressure)
+    engine, closers = build_engine(settings, metrics, traffic, owner, pressure=pressure, rates=rates)
     source = KafkaDetectionSource(settings.kafka.client_config(), settings.topics.detections,
                                   group_id=f"{settings.ingest.app_id}-engine")
     t = threading.Thread(target=run_engine, args=(engine, source, stop, on_death or EngineDeath()),
@@ -541,6 +632,7 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     metrics = GuardianMetrics(registry, component="engine")   # one registry: every guardian_* metric once
     traffic = ClusterTraffic(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
     pressure = ClusterPressure(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
+    rates = FollowedRates()
     server = None
     if settings.ingest.metrics_port:
         server = serve_metrics(registry, settings.ingest.metrics_port)
@@ -548,18 +640,20 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     threads = start_collectors(settings, stop, collectors)
     death = EngineDeath()
     handle = start_action_engine(settings, stop, metrics, traffic, owner=f"guardian-{worker_id}",
-                                 pressure=pressure, on_death=death)
+                                 pressure=pressure, on_death=death, rates=rates)
     threads += handle.threads
     api_server = None
     if api:
         api_server, t = start_api(settings, handle.engine)
         threads.append(t)
         log.warning("API on http://%s:%d (docs /v1/docs)", settings.api.host, settings.api.port)
-    app, _stats = create_app(settings, stage_factory(settings, traffic, metrics, pressure), registry, worker_id,
-                             metrics=metrics)
+    stage = stage_factory(settings, traffic, metrics, pressure, rates)
+    state, close_state = build_state_keeper(settings, stage)
+    app, _stats = create_app(settings, stage, registry, worker_id, metrics=metrics, state=state)
     try:
         run_worker(app, loglevel)
     finally:
+        close_state()
         stop.set()
         if api_server is not None:
             api_server.should_exit = True

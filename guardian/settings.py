@@ -80,9 +80,20 @@ class IngestSettings(_Section):
     metrics_port: int = 0                           # processor /metrics port; 0 = not served
 
 
+class StateSettings(_Section):
+    """Detector state saved per partition of the metrics topic to the ledger's Redis, so a worker that
+    restarts or takes over a partition resumes its workloads warm (guardian/ingest/state.py)."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=30.0, gt=0)          # sample time between two saves of a partition
+    ttl_s: int = Field(default=24 * 3600, ge=60)           # a snapshot not rewritten for this long expires
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # a bigger snapshot is not written (logged)
+
+
 class DevSettings(_Section):
     home: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "guardian")
     kafka_version: str = "4.1.1"
+    brokers: int = Field(default=1, ge=1, le=9)   # `dev up --brokers N`: N combined broker+controller nodes
     tenants: list[str] = Field(default_factory=lambda: ["tenant-a", "tenant-b", "tenant-c"])
     # 0 = pick a free port at `dev up`
     kafka_port: int = 0
@@ -148,6 +159,7 @@ class GuardianSettings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     policy_file: Path | None = None
     detector_file: Path | None = None   # YAML overriding detectors.config defaults (DetectorConfig.from_dict)
@@ -158,7 +170,8 @@ class GuardianSettings(BaseSettings):
         if not self.kafka.bootstrap_servers:
             self.kafka.bootstrap_servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
         if not self.kafka.metrics_url:
-            self.kafka.metrics_url = os.environ.get("KAFKA_METRICS_URL", "")
+            # every broker's exporter (`guardian dev env`), else the one named
+            self.kafka.metrics_url = os.environ.get("KAFKA_METRICS_URLS") or os.environ.get("KAFKA_METRICS_URL", "")
         if not self.redis.url.get_secret_value():
             self.redis.url = SecretStr(os.environ.get("REDIS_URL", ""))
         return self

@@ -31,6 +31,23 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 
 @pytest.fixture(scope="session")
+def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """A local 3-broker KRaft cluster (and its own Redis), as `guardian dev up --brokers 3` starts it.
+
+    Started on first use only (tests that need several brokers ask for it), always local: a cluster
+    named in the environment is not known to have three brokers.
+    """
+    run_dir = tmp_path_factory.mktemp("cluster3")
+    stack = DevStack(DevSettings(tenants=TENANTS, brokers=3), run_dir=run_dir, use_environment=False,
+                     use_docker=False)
+    try:
+        stack.up(progress=lambda msg: print(f"[cluster3] {msg}"))
+        yield stack
+    finally:
+        stack.down(progress=lambda msg: print(f"[cluster3] {msg}"), purge=True)
+
+
+@pytest.fixture(scope="session")
 def endpoints(dev_stack: DevStack) -> Endpoints:
     return dev_stack.endpoints()
 

@@ -52,6 +52,10 @@ class PlanView(_Out):
     status: str | None = Field(None, description="progress on the cluster: planned, applied, verified, reverted, "
                                                  "failed; null = not started")
     error: str | None = None
+    effect: dict[str, Any] | None = Field(None, description="a verified throttle's effect on the client's "
+                                                           "cluster-wide rate, judged once: result (effective, "
+                                                           "not_effective, unmeasured, skipped), line, target, "
+                                                           "per_broker, measured, brokers, window, moved")
 
 
 class HistoryEntry(_Out):

@@ -109,7 +109,8 @@ def summary_fields(q: Quarantine, records: dict[str, Any]) -> dict[str, Any]:
         rec = records.get(p.get("idempotency_key", ""))
         plans.append(PlanView(kind=p.get("kind", ""), target={k: str(v) for k, v in p.get("target", {}).items()},
                               params=p.get("params", {}), rung=p.get("rung"),
-                              status=rec.status.value if rec else None, error=rec.error if rec else None))
+                              status=rec.status.value if rec else None, error=rec.error if rec else None,
+                              effect=rec.effect if rec else None))
     return dict(id=q.id, state=q.state.value, principal=principal_of(q), workload=dict(q.workload),
                 policy=q.policy, rung=q.rung, dry_run=q.dry_run, created_at=q.created_at,
                 updated_at=q.updated_at, expires_at=q.expires_at, version=q.version, explanation=explain(q),

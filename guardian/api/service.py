@@ -318,13 +318,19 @@ class ReviewService:
             raise InvalidRequestError("`raised_limit` needs a quota throttle to relax; this quarantine has none")
         old = q.desired[idx]
         keys = [k for k in RATE_KEYS if k in old.get("params", {})]
+        # A throttle translated from a cluster-wide rate (several brokers) is relaxed cluster-wide too: the
+        # raised limit is the new cluster-wide rate, set on each broker at the same share as before.
+        share = old["params"].get("broker_share")
+        cluster = {"cluster_rate": raised, "broker_share": share} if share else {}
+        per_broker = raised * float(share) if share else raised
         # Byte-rate quotas are whole bytes/s (the broker refuses a fraction); percentages may be fractional.
-        rates = {k: (raised if k == "request_percentage" else float(max(1, int(raised)))) for k in keys}
-        low = [k for k in keys if float(old["params"][k]) >= rates[k]]
+        rates = {k: (per_broker if k == "request_percentage" else float(max(1, int(per_broker)))) for k in keys}
+        was = {k: float(old["params"].get("cluster_rate", old["params"][k])) for k in keys}
+        low = [k for k in keys if was[k] >= (raised if share else rates[k])]
         if low:
-            now_at = ", ".join(f"{k}={float(old['params'][k]):g}" for k in low)
+            now_at = ", ".join(f"{k}={was[k]:g}{' cluster-wide' if share else ''}" for k in low)
             raise InvalidRequestError(f"raised_limit {raised:g} is not above the throttle ({now_at})")
-        params = {"scope": old["params"].get("scope"), **rates}
+        params = {"scope": old["params"].get("scope"), **rates, **cluster}
         target = {k: v for k, v in old["target"].items() if k in ("principal", "client_id")}
         new = QuotaActuator(admin=None).plan(target, params, q.id).to_dict()
         new["rung"] = old.get("rung", q.rung)

@@ -8,14 +8,16 @@ import time
 
 import typer
 
+from guardian.dev.kafka import MAX_BROKERS
 from guardian.dev.stack import DevStack
+from guardian.errors import ConfigError
 from guardian.settings import GuardianSettings
 
 dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and Redis for development and tests.")
 
 
-def _stack(broker_plugin: bool = False, kubernetes: bool = False) -> DevStack:
-    return DevStack(GuardianSettings().dev, broker_plugin=broker_plugin, kubernetes=kubernetes)
+def _stack(broker_plugin: bool = False, kubernetes: bool = False, brokers: int | None = None) -> DevStack:
+    return DevStack(GuardianSettings().dev, broker_plugin=broker_plugin, kubernetes=kubernetes, brokers=brokers)
 
 
 def _say(msg: str) -> None:
@@ -26,12 +28,19 @@ def _say(msg: str) -> None:
 def up(broker_plugin: bool = typer.Option(False, "--broker-plugin",
                                           help="Build and load the guardian broker plugin (metrics + KIP-714)."),
        kubernetes: bool = typer.Option(False, "--kubernetes",
-                                       help="Also build (once) and start a local kube-apiserver + etcd.")) -> None:
+                                       help="Also build (once) and start a local kube-apiserver + etcd."),
+       brokers: int | None = typer.Option(None, "--brokers", show_default=False,
+                                          help=f"Brokers in the local cluster, 1 to {MAX_BROKERS} (default 1, "
+                                               "or GUARDIAN_DEV__BROKERS): KRaft combined broker+controller "
+                                               "nodes, one quorum, each with its own JMX exporter.")) -> None:
     """Start local Kafka and Redis (idempotent) and wait until a tenant can authenticate."""
+    if brokers is not None and not 1 <= brokers <= MAX_BROKERS:
+        raise ConfigError(f"--brokers must be 1 to {MAX_BROKERS}, got {brokers}")
     t0 = time.monotonic()
-    ep = _stack(broker_plugin, kubernetes).up(progress=_say)
+    ep = _stack(broker_plugin, kubernetes, brokers).up(progress=_say)
+    metrics = ep.kafka_metrics_url if len(ep.metrics_urls) <= 1 else ",".join(ep.metrics_urls)
     typer.echo(f"up in {time.monotonic() - t0:.1f}s: Kafka {ep.kafka_bootstrap_servers} ({ep.kafka_provider}), "
-               f"SASL {ep.kafka_sasl_bootstrap_servers}, metrics {ep.kafka_metrics_url}, "
+               f"SASL {ep.kafka_sasl_bootstrap_servers}, metrics {metrics}, "
                f"Redis {ep.redis_url} ({ep.redis_provider})")
     if ep.kubeconfig:
         typer.echo(f"Kubernetes: KUBECONFIG={ep.kubeconfig} (the guardian's service account)")
@@ -65,7 +74,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
         typer.echo(f"{name:6} {state:8} pid={info['pid'] or '-'} {where}")
         if name == "kubernetes" and info["running"]:
             typer.echo(f"{'':6} KUBECONFIG={info['kubeconfig']}")
-        if name == "kafka" and info["running"]:
+        if name == "kafka" and len(info.get("brokers") or []) > 1:
+            for b in info["brokers"]:
+                typer.echo(f"{'':6} broker {b['node_id']} {'running' if b['running'] else 'stopped':8} "
+                           f"pid={b['pid'] or '-'} {b['bootstrap']} sasl={b['sasl_bootstrap']} "
+                           f"metrics={b['metrics_url']} ({'answering' if b['metrics_up'] else 'not answering'}) "
+                           f"log={b['log']}")
+        elif name == "kafka" and info["running"]:
             typer.echo(f"{'':6} sasl={info['sasl_bootstrap']} metrics={info['metrics_url']} "
                        f"({'answering' if info['metrics_up'] else 'not answering'}) log={info['log']}")
 

@@ -78,6 +78,28 @@ def stop(pid: int | None, timeout: float = 20.0) -> None:
             time.sleep(0.1)
 
 
+def stop_all(pids: list[int], timeout: float = 20.0) -> None:
+    """``stop`` for several processes at once: SIGTERM every group, wait for all, then SIGKILL the rest."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        left = [p for p in pids if p and pid_alive(p)]
+        for pid in left:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while left and time.monotonic() < deadline:
+            for pid in left:
+                _reap(pid)
+            left = [p for p in left if pid_alive(p)]
+            if left:
+                time.sleep(0.1)
+        if not left:
+            break
+    for pid in pids:
+        _reap(pid)
+
+
 def _reap(pid: int | None) -> None:
     if not pid:
         return

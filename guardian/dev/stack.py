@@ -42,11 +42,18 @@ class Endpoints:
     admin_password: str = ""
     kubeconfig: str = ""  # the guardian's service account on the local kube-apiserver, when started
     kafka_capacity: dict[str, int] = field(default_factory=dict)  # the local broker's; {} = not known
+    kafka_metrics_urls: list[str] = field(default_factory=list)  # every broker's exporter; [] = the one above
+
+    @property
+    def metrics_urls(self) -> list[str]:
+        return list(self.kafka_metrics_urls) or ([self.kafka_metrics_url] if self.kafka_metrics_url else [])
 
     def exports(self) -> dict[str, str]:
+        # KAFKA_METRICS_URL stays the first broker's, for what reads one; KAFKA_METRICS_URLS names all
         out = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
                "KAFKA_SASL_BOOTSTRAP_SERVERS": self.kafka_sasl_bootstrap_servers,
                "KAFKA_METRICS_URL": self.kafka_metrics_url,
+               "KAFKA_METRICS_URLS": ",".join(self.metrics_urls),
                "REDIS_URL": self.redis_url}
         if self.kubeconfig:
             out["KUBECONFIG"] = self.kubeconfig
@@ -72,9 +79,11 @@ def external_endpoints() -> Endpoints | None:
     if not (boot and redis_url):
         return None
     tenants = json.loads(os.environ.get("KAFKA_TENANTS_JSON", "{}") or "{}")
+    urls = [u.strip() for u in os.environ.get("KAFKA_METRICS_URLS", "").split(",") if u.strip()]
     return Endpoints(kafka_bootstrap_servers=boot,
                      kafka_sasl_bootstrap_servers=os.environ.get("KAFKA_SASL_BOOTSTRAP_SERVERS", boot),
-                     kafka_metrics_url=os.environ.get("KAFKA_METRICS_URL", ""),
+                     kafka_metrics_url=os.environ.get("KAFKA_METRICS_URL", "") or (urls[0] if urls else ""),
+                     kafka_metrics_urls=urls,
                      redis_url=redis_url, kafka_provider="environment", redis_provider="environment",
                      tenants=tenants)
 
@@ -86,12 +95,13 @@ class DevStack:
                  use_environment: bool = True, use_docker: bool | None = None,
                  kafka_properties: dict[str, str] | None = None,
                  kafka_classpath: list[Path] | None = None, broker_plugin: bool = False,
-                 kubernetes: bool = False) -> None:
+                 kubernetes: bool = False, brokers: int | None = None) -> None:
         self.settings = settings or DevSettings()
         self.run_dir = run_dir or (self.settings.home / "run")
         self.use_environment = use_environment
         self.use_docker = docker_answers() if use_docker is None else use_docker
         s = self.settings
+        self.brokers = s.brokers if brokers is None else brokers
         self.kafka = LocalKafka(self.run_dir, s.home, s.kafka_version, s.tenants,
                                 ports={"kafka": s.kafka_port, "sasl": s.kafka_sasl_port,
                                        "controller": s.kafka_controller_port, "metrics": s.kafka_metrics_port},
@@ -100,7 +110,8 @@ class DevStack:
                                 capacity=BrokerCapacity(s.kafka_io_threads, s.kafka_network_threads,
                                                         s.kafka_queued_max_requests,
                                                         s.kafka_flush_interval_messages, s.kafka_compression_type,
-                                                        s.kafka_compression_gzip_level))
+                                                        s.kafka_compression_gzip_level),
+                                brokers=self.brokers)
         self.redis = LocalRedis(self.run_dir, s.redis_port)
         self.kubernetes = kubernetes
         self.endpoints_file = self.run_dir / "endpoints.json"
@@ -126,7 +137,9 @@ class DevStack:
             return ext
         self._check_configured_ports()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.use_docker:
+        if self.use_docker and self.brokers > 1:
+            progress(f"testcontainers runs one broker here; {self.brokers} brokers run as local processes")
+        if self.use_docker and self.brokers == 1:
             from guardian.dev.containers import ContainerStack
 
             ep = ContainerStack(self.kafka).up(progress)
@@ -136,7 +149,8 @@ class DevStack:
             ep = Endpoints(kafka_bootstrap_servers=ks.bootstrap, kafka_sasl_bootstrap_servers=ks.sasl_bootstrap,
                            kafka_metrics_url=ks.metrics_url, redis_url=rs.url,
                            kafka_provider="local", redis_provider="local", tenants=ks.tenants,
-                           admin_password=ks.users.get("admin", ""), kafka_capacity=ks.capacity)
+                           admin_password=ks.users.get("admin", ""), kafka_capacity=ks.capacity,
+                           kafka_metrics_urls=ks.metrics_urls)
         if self.kubernetes:
             ep.kubeconfig = str(self._start_kubernetes(progress))
         self.endpoints_file.write_text(json.dumps(asdict(ep), indent=2))
@@ -186,7 +200,12 @@ class DevStack:
                         "sasl_bootstrap": ks.sasl_bootstrap if ks else None,
                         "metrics_url": ks.metrics_url if ks else None,
                         "metrics_up": bool(ks and procs.port_open(ks.metrics_port)),
-                        "log": str(self.kafka.log_file)}
+                        "log": str(self.kafka.log_of(ks, 1) if ks else self.kafka.log_file),
+                        "brokers": [{"node_id": n.node_id, "running": procs.pid_alive(n.pid) and procs.port_open(n.port),
+                                     "pid": n.pid, "bootstrap": n.bootstrap, "sasl_bootstrap": n.sasl_bootstrap,
+                                     "metrics_url": n.metrics_url, "metrics_up": procs.port_open(n.metrics_port),
+                                     "log": str(self.kafka.log_of(ks, n.node_id))}
+                                    for n in (ks.node_states() if ks else [])]}
         out["redis"] = {"running": self.redis.is_running(), "pid": rs.pid if rs else None,
                         "url": rs.url if rs else None, "data_dir": str(self.redis.data_dir)}
         if (self.run_dir / "kubernetes").exists():

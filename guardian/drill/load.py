@@ -82,7 +82,11 @@ class ProducerClient(_Client):
         rec = self.rec
         acks = rec.acks
 
+        dropping = False
+
         def delivered(err: Any, msg: Any) -> None:
+            if dropping:
+                return
             if err is not None:
                 rec.errors += 1
                 rec.last_error = str(err)
@@ -110,7 +114,12 @@ class ProducerClient(_Client):
                 # latency is the broker's and not this loop's 20 ms tick
                 p.poll(0.02)
         finally:
-            p.flush(15)
+            if p.flush(15):
+                # what is still queued is a throttled runaway's backlog: a stopped application drops it
+                # (purged, not counted as errors) instead of librdkafka warning about it on the terminal
+                dropping = True
+                p.purge()
+                p.flush(1)
             rec.stopped_at = time.time()
 
 

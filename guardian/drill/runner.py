@@ -4,7 +4,7 @@ One run: create the clients' topics, (guardian on) start ``guardian run
 --api`` as a subprocess with its own topics, Redis prefix and the
 scenario's detector and policy settings, start the benign clients for the
 whole run, and for each repeat start a fresh runaway client at its base
-rate, let it run away ``before_s`` later for ``during_s`` and stop it. With
+rate, let it run away ``client_age_s`` (default ``before_s``) later for ``during_s`` and stop it. With
 the guardian on, the runaway's quarantine is released through the HTTP API
 when the incident ends (a hook the demo replaces with an appeal and an SRE
 approval). Afterwards the ledger and the detections topic say when the
@@ -439,7 +439,7 @@ def build_clients(ctx: RunContext, stop: threading.Event) -> list[threading.Thre
                 prefills.append((topic, change.prefill_mb))
             role = "runaway" if c.runaway else "surge"
             for inc in ctx.incidents:
-                start = inc.onset - ph.before_s
+                start = inc.onset - ph.age_s
                 for j in range(c.count):
                     cid = f"drill-{run}-{base}-r{inc.index}" + ("" if c.shared_client_id else f"-{j}")
                     rec = Recorder(cid, tenant.name, role, c.kind, {"principal": principal, "client_id": cid})

@@ -169,10 +169,25 @@ class Phases(_Strict):
     before_s: float = Field(default=30.0, gt=0)
     during_s: float = Field(default=30.0, gt=0)
     after_s: float = Field(default=15.0, ge=0)
+    # how long each repeat's fresh runaway (or surge) client has run at its base rate when its incident
+    # starts (default: before_s). A client younger than the detectors' warm_n samples is judged as a new
+    # one (against its peers, at cold_ratio); an established application that runs away is older
+    client_age_s: float | None = Field(default=None, gt=0)
 
     @property
     def window_s(self) -> float:
         return self.before_s + self.during_s + self.after_s
+
+    @property
+    def age_s(self) -> float:
+        return self.before_s if self.client_age_s is None else self.client_age_s
+
+    @model_validator(mode="after")
+    def _age_fits(self) -> "Phases":
+        if self.age_s > self.warmup_s + self.before_s:
+            raise ValueError(f"client_age_s {self.age_s:g} is longer than warmup_s + before_s "
+                             f"({self.warmup_s + self.before_s:g}): the first repeat's client cannot start before the run")
+        return self
 
 
 class PolicyOverrides(_Strict):

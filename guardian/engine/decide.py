@@ -21,12 +21,19 @@ probation) and returns a ``Decision``. The guardrails live here, in this order:
 When pressure is why a runaway is throttled, the throttle is proportionate: it
 keeps the share of the workload's current load that brings the broker back to
 its idle target (``Harm.scale``), never less than the workload's own baseline.
+
+Throttle rates are cluster-wide (detections measure a client summed over
+brokers), but Kafka enforces a client quota on each broker separately, with the
+same value on every broker. ``per_broker_quota`` turns the cluster-wide rate R
+into that value from the client's measured distribution over brokers
+(``extra["brokers"]``): see there for the rule.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from detectors.detection import Detection, Signature
 from guardian.engine.harm import Harm, assess
@@ -61,6 +68,62 @@ class View:
     existing: Quarantine | None = None  # this workload's open quarantine
     probation: dict[str, Any] | None = None  # {"until", "rung", "policy"} while on probation
     pressure: Pressure | None = None    # broker pressure and client loads now; None = unknown
+
+
+@dataclass(frozen=True)
+class QuotaSplit:
+    """A cluster-wide rate as the one quota value every broker enforces (see ``per_broker_quota``)."""
+
+    cluster_rate: float   # R: what the client may do over the whole cluster
+    per_broker: float     # q: the quota value, the same on every broker
+    share: float          # the largest share of the client's rate that one broker carried (1.0: one broker)
+    brokers: int          # brokers that carried some of the client's rate (1: one broker, or not known)
+
+    @property
+    def translated(self) -> bool:
+        return self.brokers > 1
+
+    @property
+    def ceiling(self) -> float:
+        """The most the client can do cluster-wide under ``per_broker`` on each of its brokers: the
+        bound if its load moved until every broker it uses is at the quota."""
+        return self.per_broker * self.brokers
+
+
+def per_broker_quota(rate: float, brokers: Mapping[str, float] | None) -> QuotaSplit:
+    """The per-broker quota value that holds a client to the cluster-wide ``rate`` R. Pure.
+
+    ``brokers``: the client's measured rate on each broker (the detection's ``extra["brokers"]``).
+    The rule: **q = R x s_max**, where s_max is the largest share of the client's rate that any one
+    broker carried. A client's spread over brokers is set by where its partitions' leaders are and
+    how it spreads records over them (partitioner, keys, assignment); while it holds, the busiest
+    broker reaches q first, and a client held back on one broker is held back as a whole (its
+    buffer for that broker fills), so the cluster-wide rate falls to q / s_max = R, and each broker
+    sees its own share of R. Evenly spread over N brokers, q = R / N; all on one broker, q = R.
+
+    Why not R / N: a skewed client (most of its partitions led by one broker) would be held to
+    R x (1/N) / s_max, far under R. The price of the rule on a skewed client is the ceiling: if
+    its load moves to brokers where it is under q (a partitioner that avoids slow brokers, a
+    leadership change), it can reach q x N_active = R x s_max x N_active before any broker throttles
+    it; verification reads the cluster-wide rate back (``actions.quota.QuotaActuator.measure``).
+
+    With no distribution, one broker, or no rate measured, the value is R unchanged (the
+    one-broker behaviour).
+
+    >>> per_broker_quota(900.0, {"b1": 300.0, "b2": 300.0, "b3": 300.0}).per_broker
+    300.0
+    >>> s = per_broker_quota(1000.0, {"b1": 600.0, "b2": 300.0, "b3": 100.0})
+    >>> s.per_broker, s.share, s.brokers, s.ceiling
+    (600.0, 0.6, 3, 1800.0)
+    >>> per_broker_quota(1000.0, {"b1": 5000.0}).per_broker, per_broker_quota(1000.0, None).translated
+    (1000.0, False)
+    """
+    parts = [float(v) for v in (brokers or {}).values() if math.isfinite(float(v)) and float(v) > 0]
+    total = math.fsum(parts)
+    if len(parts) < 2 or total <= 0:
+        return QuotaSplit(cluster_rate=rate, per_broker=rate, share=1.0, brokers=1)
+    share = max(parts) / total
+    return QuotaSplit(cluster_rate=rate, per_broker=rate * share, share=share, brokers=len(parts))
 
 
 def traffic_of(detection: Detection) -> float:
@@ -154,7 +217,7 @@ def intents_for(rung: Any, detection: Detection, harm: Harm | None = None) -> li
         targets = _throttle_targets(principal, wl, detection)
         if isinstance(targets, str):
             return targets
-        return [{"kind": "quota", "target": t, "params": {key: round(rate, 3)}} for t in targets]
+        return [{"kind": "quota", "target": t, "params": _quota_params(key, rate, detection)} for t in targets]
     if isinstance(rung, DenyAclRung):
         if not principal:
             return "a DENY ACL needs the workload's principal; the detection has none"
@@ -174,6 +237,20 @@ def intents_for(rung: Any, detection: Detection, harm: Harm | None = None) -> li
                 target[k] = wl[k]
         return [{"kind": "pod", "target": target, "params": {"scale_owner": rung.scale_owner}}]
     raise TypeError(f"unknown rung {rung!r}")  # pragma: no cover - pydantic's union is closed
+
+
+def _quota_params(key: str, rate: float, detection: Detection) -> dict[str, Any]:
+    """The quota plan's parameters for the cluster-wide ``rate``: the per-broker value, and, when it was
+    translated (the client is spread over brokers), the cluster-wide rate and the share behind it.
+
+    The distribution is the detection metric's (the same brokers lead the partitions a client's
+    bytes and requests go to); every target of the intent gets it. A key that is not
+    enforced per client on a broker (``controller_mutation_rate``) is never split."""
+    split = per_broker_quota(rate, detection.extra.get("brokers") if key != "controller_mutation_rate" else None)
+    if not split.translated:
+        return {key: round(rate, 3)}
+    per_broker = float(int(max(split.per_broker, 1.0))) if key in BYTE_RATE_QUOTAS else max(split.per_broker, 1.0)
+    return {key: round(per_broker, 3), "cluster_rate": round(rate, 3), "broker_share": round(split.share, 4)}
 
 
 def decide(detection: Detection, policies: PolicySet, view: View, now: float) -> Decision:

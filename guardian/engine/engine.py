@@ -3,8 +3,10 @@
 ``handle(detection)`` decides and records, then converges the quarantine it
 touched; ``tick(now)`` expires quarantines past their TTL, converges every
 quarantine still dirty (this is the crash recovery), re-verifies active
-actions now and then, and drains the audit outbox; ``run_forever`` loops over
-a detection source while holding the lease.
+actions now and then, judges the effect of verified throttles on the client's
+cluster-wide rate (``guardian.engine.effect``; with a ``client_rates``
+reader), and drains the audit outbox; ``run_forever`` loops over a detection
+source while holding the lease.
 
 The SRE/API verbs (approve, deny, appeal, release, extend, pause, resume,
 list, get) only write the ledger with optimistic concurrency; whichever
@@ -21,11 +23,12 @@ from typing import Any, Callable, Iterable
 
 from actions.base import ActionPlan, Actuator
 from detectors.detection import Detection
-from guardian.audit import AuditSink, decision_record, drain, quarantine_record
+from guardian.audit import AuditSink, decision_record, drain, quarantine_record, step_record
 from guardian.engine.decide import NEEDS_MEMBERS, NEEDS_POD, View, decide, traffic_of
+from guardian.engine.effect import NOT_EFFECTIVE_EVENT, Effect, EffectRule, RatePoint, judge, series_of
 from guardian.engine.lifecycle import move
-from guardian.engine.model import (OPEN_STATES, Decision, Outcome, QState, Quarantine,
-                                   workload_key)
+from guardian.engine.model import (OPEN_STATES, ActionRecord, Decision, Outcome, QState, Quarantine,
+                                   StepStatus, workload_key)
 from guardian.engine.reconcile import CrashHook, Reconciler
 from guardian.errors import ConflictError, GuardianError, NotLeaderError, PermanentError
 from guardian.ledger import Ledger
@@ -41,6 +44,9 @@ PodResolver = Callable[[dict[str, str]], "tuple[str, str] | None"]
 # group_members(group) -> the client-ids of its members now; consulted only when a group's throttle
 # cannot be planned because the detection names no member.
 GroupMembersResolver = Callable[[str], list[str]]
+# client_rates(principal, client_id, metric) -> the client's cluster-wide points seen since it was first
+# asked for (guardian.engine.effect.FollowedRates.read): how the engine follows a throttle's effect.
+ClientRatesReader = Callable[[str, str, str], "list[RatePoint]"]
 NEW_OUTCOMES = (Outcome.QUARANTINED, Outcome.AWAITING_APPROVAL, Outcome.SHADOW, Outcome.WATCH)
 _NEW_STATE = {Outcome.QUARANTINED: QState.ACTIVE, Outcome.AWAITING_APPROVAL: QState.AWAITING_APPROVAL,
               Outcome.SHADOW: QState.PROPOSED, Outcome.WATCH: QState.WATCHING}
@@ -72,7 +78,8 @@ class ActionEngine:
                  on_event: EventHook | None = None, crash_at: CrashHook | None = None,
                  drift_check_s: float = 30.0, name: str = "guardian",
                  pod_resolver: PodResolver | None = None,
-                 group_members: GroupMembersResolver | None = None) -> None:
+                 group_members: GroupMembersResolver | None = None,
+                 client_rates: ClientRatesReader | None = None, effect_rule: EffectRule | None = None) -> None:
         self.ledger = ledger
         self.policies = policies
         self.actuators = actuators
@@ -87,7 +94,11 @@ class ActionEngine:
         self.name = name
         self.pod_resolver = pod_resolver
         self.group_members = group_members
+        self.client_rates = client_rates
+        self.effect_rule = effect_rule or EffectRule()
         self._last_deep = float("-inf")
+        self._following: set[str] = set()          # quarantines with a verified throttle not judged yet
+        self._follow_start: dict[str, float] = {}  # action key -> when this engine began following it
         self.reconciler = Reconciler(ledger, actuators, clock, fence=self._fence, crash_at=self.crash_at)
 
     # ---------------------------------------------------------------- leadership
@@ -262,6 +273,8 @@ class ActionEngine:
         done = self.reconciler.converge(q, paused=paused, deep=deep)
         if done:
             self.ledger.mark_converged(q.id, q.version)
+            if self.client_rates is not None and q.throttles and q.state.enforcing and not q.dry_run:
+                self._following.add(q.id)   # its throttles are verified: tick judges their effect
         return done
 
     def _drain(self) -> int:
@@ -305,8 +318,78 @@ class ActionEngine:
                 counts["converged"] += 1
             else:
                 counts["pending"] += 1
+        counts.update(self._check_effects(now))
         counts["audited"] = self._drain()
         return counts
+
+    # ---------------------------------------------------------------- throttle effect
+    def _check_effects(self, now: float) -> dict[str, int]:
+        """Judge every verified throttle whose effect is not recorded yet; count what was recorded."""
+        counts: dict[str, int] = {}
+        for qid in sorted(self._following):
+            q = self.ledger.get(qid)
+            if q is None or not q.state.enforcing or q.dry_run:
+                self._forget(qid, q)
+                continue
+            waiting = False
+            for rec in self.ledger.actions(q):
+                if rec.plan.get("kind") != "quota" or rec.status is not StepStatus.VERIFIED or rec.effect:
+                    continue
+                effect, since = self._judge(rec, now)
+                if effect is None:
+                    waiting = True
+                    continue
+                try:
+                    self._record_effect(q, rec, effect, since, now)
+                except ConflictError as exc:
+                    log.info("effect of %s raced another writer (%s); next tick", rec.key, exc)
+                    waiting = True
+                    continue
+                counts[effect.result] = counts.get(effect.result, 0) + 1
+            if not waiting:
+                self._forget(qid, q)
+        return counts
+
+    def _forget(self, qid: str, q: Quarantine | None) -> None:
+        self._following.discard(qid)
+        for p in q.desired if q is not None else []:
+            self._follow_start.pop(p.get("idempotency_key", ""), None)
+
+    def _judge(self, rec: ActionRecord, now: float) -> tuple[Effect | None, float]:
+        """(the effect, or None while it is too early; when following began)."""
+        found = series_of(rec.plan)
+        if isinstance(found, Effect):
+            return found, now
+        assert self.client_rates is not None
+        _key, client_id, metric = found
+        verified = [float(h["ts"]) for h in rec.history if h.get("status") == StepStatus.VERIFIED.value]
+        # samples count from when this engine began reading them (after a restart: from then)
+        since = max(verified[-1] if verified else now, self._follow_start.setdefault(rec.key, now))
+        points = self.client_rates(str(rec.plan["target"].get("principal")), client_id, metric)
+        return judge(rec.plan, points, since, now, self.effect_rule), since
+
+    def _record_effect(self, q: Quarantine, rec: ActionRecord, effect: Effect, since: float, now: float) -> None:
+        """Once per action: the effect on its record (a step in the audit trail); a throttle that did not
+        work also goes into the quarantine's history and is escalated."""
+        rec.effect = {**effect.to_dict(), "since": since, "ts": now}
+        rec.history.append({"ts": now, "status": rec.status.value, "effect": effect.result})
+        self.ledger.put_action(rec, fence=self._fence(), audit=[step_record(rec, now, effect.result)])
+        self._follow_start.pop(rec.key, None)
+        if effect.result != "not_effective":
+            log.info("%s of %s: %s", rec.key, q.id, effect.line)
+            return
+        # Not re-planned here: a smaller q fitted to the moved spread would hold the client far under R once
+        # it moves back; a runaway the throttle does not hold keeps being detected and climbs the ladder.
+        log.warning("%s of %s: %s", rec.key, q.id, effect.line)
+        q.history.append({"ts": now, "from": q.state.value, "to": q.state.value, "by": self.name,
+                          "reason": effect.line, "event": NOT_EFFECTIVE_EVENT})
+        q.updated_at = now
+        try:
+            self.ledger.save_quarantine(q, fence=self._fence(),
+                                        audit=[quarantine_record(q, NOT_EFFECTIVE_EVENT, now, self.name, effect.line)])
+        except ConflictError as exc:   # the action record has it; only the history line is lost
+            log.warning("history of %s not updated with the throttle's effect: %s", q.id, exc)
+        self._emit(NOT_EFFECTIVE_EVENT, q, None)
 
     def run_forever(self, detections_source: Any, stop: threading.Event | None = None,
                     poll_s: float = 0.5, tick_s: float = 1.0) -> None:

@@ -105,6 +105,7 @@ class ActionRecord:
     error: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)   # {ts, status}
     version: int = 0
+    effect: dict[str, Any] | None = None    # a verified throttle's effect, judged once (guardian.engine.effect)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

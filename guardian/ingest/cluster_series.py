@@ -54,7 +54,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from guardian.ingest.codec import SampleBatch
 from guardian.samples import Metric, Workload
@@ -149,6 +149,45 @@ class ClusterSeries:
 
     def __len__(self) -> int:
         return len(self._series)
+
+    # -- state (moves with the stream partition; guardian.ingest.state) -------------------
+    def snapshot(self, select: Callable[[Workload], bool]) -> list[dict[str, Any]]:
+        """The open rounds of the workloads ``select`` accepts, as plain data."""
+        out = []
+        for (whole, source, cluster, labels), s in self._series.items():
+            if not select(whole):
+                continue
+            out.append({"workload": whole.as_dict(), "source": source, "cluster": cluster, "labels": dict(labels),
+                        "broker": s.template.workload.broker,
+                        "latest": {b: {m.value: list(p) for m, p in ms.items()} for b, ms in s.latest.items()},
+                        "heard": dict(s.heard), "pending": sorted(s.pending), "started": s.started,
+                        "last": {m.value: dict(bv) for m, bv in s.last.items()}})
+        return out
+
+    def restore(self, state: list[dict[str, Any]]) -> None:
+        """Put back what ``snapshot`` saved (raises ``KeyError``/``TypeError``/``ValueError`` if malformed,
+        before anything changes)."""
+        restored = []
+        for d in state:
+            whole = Workload(**d["workload"])
+            labels = {str(k): str(v) for k, v in d["labels"].items()}
+            template = SampleBatch(dataclasses.replace(whole, broker=d.get("broker")), (), (), (),
+                                   source=str(d["source"]), cluster=str(d["cluster"]), labels=labels)
+            series = _Series(template=template,
+                             latest={str(b): {Metric(m): (float(p[0]), float(p[1])) for m, p in ms.items()}
+                                     for b, ms in d["latest"].items()},
+                             heard={str(b): float(t) for b, t in d["heard"].items()},
+                             pending={str(b) for b in d["pending"]}, started=bool(d["started"]),
+                             last={Metric(m): {str(b): float(v) for b, v in bv.items()} for m, bv in d["last"].items()})
+            restored.append(((whole, template.source, template.cluster, tuple(sorted(labels.items()))), series))
+        self._series.update(restored)
+
+    def forget(self, select: Callable[[Workload], bool]) -> int:
+        """Drop the workloads ``select`` accepts (their partition moved to another worker)."""
+        gone = [k for k in self._series if select(k[0])]
+        for k in gone:
+            del self._series[k]
+        return len(gone)
 
     def _live(self, series: _Series) -> set[str]:
         newest = max(series.heard.values())

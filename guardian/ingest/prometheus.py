@@ -286,3 +286,73 @@ class PrometheusScraper:
         for failure in failures:
             log.warning("scrape failed: %s", failure)
         return out
+
+
+# The quota key that bounds each per-client quota gauge (``ClientRates``).
+QUOTA_KEY_GAUGES: dict[str, tuple[str, str]] = {
+    "producer_byte_rate": ("kafka_server_quota_byte_rate", "Produce"),
+    "consumer_byte_rate": ("kafka_server_quota_byte_rate", "Fetch"),
+    "request_percentage": ("kafka_server_quota_request_time", "Request"),
+}
+
+
+def client_rate_from_text(text: str, user: str, client_id: str | None, key: str) -> float | None:
+    """One broker's rate of one client for quota ``key`` (its quota sensor), or None when it has no
+    sensor or no observation yet. ``client_id`` None: the user-level sensor (empty client-id tag). Pure.
+
+    >>> text = 'kafka_server_quota_byte_rate{request="Produce",user="a",client_id="x",} 512.0\\n'
+    >>> client_rate_from_text(text, "a", "x", "producer_byte_rate"), client_rate_from_text(text, "a", "y", "producer_byte_rate")
+    (512.0, None)
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        name, request = QUOTA_KEY_GAUGES[key]
+    except KeyError:
+        from guardian.errors import PermanentError
+
+        raise PermanentError(f"no per-client sensor measures {key!r}; known: {', '.join(QUOTA_KEY_GAUGES)}") from None
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if (s.name == name and s.labels.get("request") == request and s.labels.get("user") == user
+                    and (s.labels.get("client_id") or None) == client_id):
+                return s.value if math.isfinite(s.value) else None
+    return None
+
+
+class ClientRates:
+    """One client's rate on every broker, read from each broker's exporter: the ``rates`` reader of
+    ``actions.quota.QuotaActuator`` (``measure`` sums it into the client's cluster-wide rate).
+
+    The broker's quota sensor is its own windowed rate (the quota window, 11 x 1 s by default),
+    the same figure the broker throttles on. Brokers without a sensor for the client are left out.
+    """
+
+    def __init__(self, urls: Iterable[str], timeout_s: float = 5.0) -> None:
+        import httpx
+
+        self.urls = [u.strip() for u in urls if u.strip()]
+        if not self.urls:
+            from guardian.errors import ConfigError
+
+            raise ConfigError("no Prometheus metrics URL configured (GUARDIAN_KAFKA__METRICS_URL / KAFKA_METRICS_URLS)")
+        self._http = httpx.Client(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __call__(self, user: str, client_id: str | None, key: str) -> dict[str, float]:
+        import httpx
+
+        out: dict[str, float] = {}
+        for url in self.urls:
+            try:
+                resp = self._http.get(url)
+                resp.raise_for_status()
+            except httpx.HTTPError as exc:
+                # a broker left out would make the sum look like a throttle that works
+                raise TemporaryError(f"metrics of {target_name(url)} unreadable: {exc}", delay=2.0) from exc
+            value = client_rate_from_text(resp.text, user, client_id, key)
+            if value is not None:
+                out[target_name(url)] = value
+        return out

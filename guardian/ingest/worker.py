@@ -31,6 +31,7 @@ from guardian.errors import ConfigError
 from guardian.ingest.processor import (DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, WORKER_HEADER, LimitStage,
                                        MetricsProcessor, ProcessorMetrics, SampleStage,
                                        IngestMetrics)
+from guardian.ingest.state import PartitionStateKeeper
 from guardian.settings import GuardianSettings, KafkaSettings
 from guardian.topics import DLQ_MAX_MESSAGE_BYTES
 
@@ -85,18 +86,23 @@ def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
 def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, worker_id: str,
                on_record: Callable[[WorkerStats], None] | None = None,
                commit_interval_s: float = 1.0, session_timeout_s: float = 30.0,
-               metrics: IngestMetrics | None = None) -> tuple[Any, WorkerStats]:
+               metrics: IngestMetrics | None = None,
+               state: PartitionStateKeeper | None = None) -> tuple[Any, WorkerStats]:
     """The faust app with the metrics agent. Returns ``(app, stats)``; running it is the caller's.
 
     ``metrics`` is where the processor reports (``guardian run`` passes its ``GuardianMetrics``);
-    without it a standalone ``ProcessorMetrics`` goes on ``registry``."""
+    without it a standalone ``ProcessorMetrics`` goes on ``registry``. ``state`` keeps the stage's
+    detector state per partition (``guardian.ingest.state``): restored on assignment before the
+    partition's first record, saved as it goes, on revocation and at shutdown."""
     import faust
 
     ing, topics = settings.ingest, settings.topics
     if ing.processing_guarantee not in ("exactly_once", "at_least_once"):
         raise ConfigError(f"processing_guarantee must be exactly_once or at_least_once, not {ing.processing_guarantee!r}")
     datadir = Path(tempfile.gettempdir()) / "guardian-faust" / f"{ing.app_id}-{worker_id}"
-    datadir.mkdir(parents=True, exist_ok=True)  # faust keeps only a version marker here (store is memory)
+    # faust keeps only a version marker here: no faust tables (store is memory); the detector state
+    # moves with its partition through ``state`` instead (guardian.ingest.state says why)
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         ing.app_id, **faust_broker_options(settings.kafka),
         key_serializer="raw", value_serializer="raw", web_enabled=False, store="memory://",
@@ -128,6 +134,24 @@ def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, wo
             tid = f"{app.conf.id}-{app.assignor.group_for_topic(msg.topic)}-{msg.partition}"
         await app.producer.send(topic, key, value, None, None, headers, transactional_id=tid)
 
+    if state is not None:
+        def mine(tps: Any) -> list[int]:
+            return [tp.partition for tp in tps if tp.topic == topics.metrics]
+
+        # faust sends these after the agents drained (revoked) and before the streams resume (assigned)
+        async def on_assigned(sender: Any, assigned: Any, signal: Any = None) -> None:
+            state.assign(mine(assigned))
+
+        async def on_revoked(sender: Any, revoked: Any, signal: Any = None) -> None:
+            state.revoke(mine(revoked))
+
+        async def on_shutdown(sender: Any, signal: Any = None) -> None:
+            state.save_all()
+
+        app.on_partitions_assigned.connect(on_assigned)
+        app.on_partitions_revoked.connect(on_revoked)
+        app.on_before_shutdown.connect(on_shutdown)
+
     @app.agent(metrics_topic, name="guardian-ingest-metrics")
     async def process(stream):  # noqa: ANN001 - faust's stream type
         async for event in stream.events():
@@ -137,7 +161,11 @@ def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, wo
                 stats.first_record_at = now
             stats.last_record_at = now
             stats.records += 1
+            if state is not None:
+                state.before(msg.partition)
             out = processor.handle(msg.value, msg.key, msg.topic, msg.partition, msg.offset)
+            if state is not None and out.batch is not None and len(out.batch):
+                state.after(msg.partition, msg.key, out.batch.workload, max(out.batch.ts))
             source = [(DLQ_TOPIC, msg.topic.encode()), (DLQ_PARTITION, str(msg.partition).encode()),
                       (DLQ_OFFSET, str(msg.offset).encode())]
             if out.dead_letter is not None:

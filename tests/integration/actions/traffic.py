@@ -1,7 +1,9 @@
 """Real confluent-kafka producers at a paced rate, for measuring what a throttle does.
 
 Each producer runs in its own thread, offers ``rate_bps`` bytes/s of
-``msg_size``-byte records and records every delivery (monotonic time, bytes)
+``msg_size``-byte records (to the partitions of ``partition_cycle`` in turn, so
+a test sets the client's spread over partition leaders; else the partitioner
+chooses) and records every delivery (monotonic time, bytes)
 and every throttle time the broker reports (librdkafka ``throttle_cb``, plus
 ``brokers.*.throttle`` from the statistics JSON).
 """
@@ -23,8 +25,9 @@ class ThrottleSeen:
 
 class PacedProducer:
     def __init__(self, conf: dict[str, Any], topic: str, rate_bps: float, msg_size: int = 4096,
-                 max_queued_bytes: int = 64 << 20) -> None:
+                 max_queued_bytes: int = 64 << 20, partition_cycle: tuple[int, ...] = ()) -> None:
         self.topic, self.rate_bps, self.msg_size = topic, rate_bps, msg_size
+        self.partition_cycle = partition_cycle
         self.max_queued_bytes = max_queued_bytes
         self.deliveries: list[tuple[float, int]] = []
         self.errors: list[str] = []
@@ -66,14 +69,18 @@ class PacedProducer:
         payload = b"x" * self.msg_size
         started = time.monotonic()
         offered = 0
+        sent = 0
+        cycle = self.partition_cycle
         try:
             while not self._stop.is_set():
                 due = self.rate_bps * (time.monotonic() - started)
                 while offered + self.msg_size <= due and self._queued < self.max_queued_bytes:
+                    kw = {"partition": cycle[sent % len(cycle)]} if cycle else {}
                     try:
-                        producer.produce(self.topic, payload, on_delivery=self._on_delivery)
+                        producer.produce(self.topic, payload, on_delivery=self._on_delivery, **kw)
                     except BufferError:
                         break
+                    sent += 1
                     with self._lock:
                         self._queued += self.msg_size
                     offered += self.msg_size

@@ -32,14 +32,17 @@ BASELINE = 100_000.0          # B/s: the workload's normal
 THROTTLE = 2 * BASELINE       # the default policy throttles to twice the baseline
 
 
-def detection(principal: str, client_id: str, now: float | None = None) -> Detection:
+def detection(principal: str, client_id: str, now: float | None = None,
+              brokers: dict[str, float] | None = None) -> Detection:
+    """``brokers``: the client's rate on each broker (a client spread over several brokers)."""
     now = time.time() if now is None else now
     return Detection(id=f"det-{uuid.uuid4().hex[:12]}", ts=now, signature=Signature.RUNAWAY_PRODUCER,
                      severity=Severity.HIGH, confidence=0.9,
                      workload={"principal": principal, "client_id": client_id},
                      metric="produce_byte_rate", baseline=BASELINE, observed=20 * BASELINE, ratio=20.0,
                      duration_s=30.0, evidence=[(now - 30 + i, BASELINE if i < 20 else 20 * BASELINE)
-                                                for i in range(30)], detector="test")
+                                                for i in range(30)], detector="test",
+                     extra={"brokers": brokers} if brokers else {})
 
 
 @dataclass
@@ -62,10 +65,11 @@ class Harness:
     def auth(token: str, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}", **extra}
 
-    def quarantine(self, principal: str = "User:tenant-a", client_id: str | None = None) -> Quarantine:
+    def quarantine(self, principal: str = "User:tenant-a", client_id: str | None = None,
+                   brokers: dict[str, float] | None = None) -> Quarantine:
         """A real quarantine: the runner decides a detection and throttles the client on the broker."""
         cid = client_id or f"api-{uuid.uuid4().hex[:8]}"
-        d = self.runner.handle(detection(principal, cid))
+        d = self.runner.handle(detection(principal, cid, brokers=brokers))
         assert d.quarantine_id, d
         q = self.ledger.get(d.quarantine_id)
         assert q is not None and q.state.value == "active", (d, q)

@@ -141,3 +141,30 @@ def test_granting_with_a_raised_limit_relaxes_then_restores_exactly(harness):
     assert r.status_code == 200, r.text
     h.runner.tick()
     assert admin.describe(_entity(cid)) == {}
+
+
+def test_a_raised_limit_on_a_throttle_spread_over_brokers_is_cluster_wide(harness):
+    """The throttle was translated (the client carried 60 % of its rate on its busiest broker): the
+    tenant's raised limit is a cluster-wide rate, set on each broker at the same share."""
+    h, c = harness, harness.client
+    cid = f"appeal-spread-{uuid.uuid4().hex[:8]}"
+    admin = h.quota._admin
+    q = h.quarantine("User:tenant-a", cid, brokers={"b1": 1_200_000.0, "b2": 400_000.0, "b3": 400_000.0})
+    (plan,) = q.desired
+    assert plan["params"]["cluster_rate"] == THROTTLE and plan["params"]["broker_share"] == 0.6
+    assert admin.describe(_entity(cid)) == {"producer_byte_rate": 0.6 * THROTTLE}
+    tenant, sre = h.token("tenant", "User:tenant-a"), h.token("sre")
+    c.post(f"/v1/quarantines/{q.id}/appeal", headers=h.auth(tenant), json={"justification": "backfill"})
+    # above the per-broker value but not above the cluster-wide throttle: not a raise
+    r = c.post(f"/v1/quarantines/{q.id}/approve", headers=h.auth(sre), json={"raised_limit": 0.8 * THROTTLE})
+    assert r.status_code == 422 and "cluster-wide" in r.text, r.text
+    r = c.post(f"/v1/quarantines/{q.id}/approve", headers=h.auth(sre),
+               json={"raised_limit": 500_000, "until": time.time() + 600})
+    assert r.status_code == 200, r.text
+    assert [a["params"]["producer_byte_rate"] for a in r.json()["actions"]] == [300_000.0]
+    h.runner.tick()
+    assert admin.describe(_entity(cid)) == {"producer_byte_rate": 300_000.0}
+    r = c.post(f"/v1/quarantines/{q.id}/release", headers=h.auth(sre), json={"reason": "done"})
+    assert r.status_code == 200, r.text
+    h.runner.tick()
+    assert admin.describe(_entity(cid)) == {}

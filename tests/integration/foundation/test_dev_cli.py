@@ -89,3 +89,40 @@ def test_busy_port_is_a_clear_error(home) -> None:
     assert "Traceback" not in out.stderr
     # Nothing was started before the port check refused.
     assert not (home / "run" / "kafka.json").exists()
+
+
+def test_three_brokers_up_env_status_and_down_handle_every_node(home) -> None:
+    import httpx
+
+    up = _guardian(home, "dev", "up", "--brokers", "3")
+    assert up.returncode == 0, up.stderr
+    pids = [n["pid"] for n in json.loads((home / "run" / "kafka.json").read_text())["nodes"]]
+    try:
+        assert len(set(pids)) == 3 and all(procs.pid_alive(p) for p in pids)
+        env = json.loads(_guardian(home, "dev", "env", "--json").stdout)
+        urls = env["KAFKA_METRICS_URLS"].split(",")
+        assert len(urls) == 3 and env["KAFKA_METRICS_URL"] == urls[0], env
+        assert len(env["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == 3
+        for url in urls:   # each broker its own exporter, each with the sensor-enabling default quota's sensors
+            assert "kafka_server_brokertopicmetrics" in httpx.get(url, timeout=10).text, url
+        status = json.loads(_guardian(home, "dev", "status", "--json").stdout)["kafka"]
+        assert status["running"] and [b["running"] for b in status["brokers"]] == [True, True, True]
+        assert [b["metrics_url"] for b in status["brokers"]] == urls
+        other = _guardian(home, "dev", "up")   # one broker asked of a running three
+        assert other.returncode == 2 and "3 broker(s)" in other.stderr and "Traceback" not in other.stderr
+    finally:
+        down = _guardian(home, "dev", "down")
+    assert down.returncode == 0, down.stderr
+    for pid in pids:
+        assert not procs.pid_alive(pid) and not _descendants_alive(pid)
+    # the stopped cluster's data holds a 3-voter quorum: one broker on it is refused, saying how to start over
+    one = _guardian(home, "dev", "up")
+    assert one.returncode == 2 and "--purge" in one.stderr and "Traceback" not in one.stderr
+    assert _guardian(home, "dev", "down", "--purge").returncode == 0
+
+
+def test_zero_brokers_is_a_clear_error(home) -> None:
+    out = _guardian(home, "dev", "up", "--brokers", "0")
+    assert out.returncode == 2 and "--brokers must be 1 to 9, got 0" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (home / "run" / "kafka.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -207,3 +208,48 @@ def test_a_snapshot_from_before_the_quiet_and_rise_columns_restores() -> None:
     b.restore_workload(state)
     dets = feed(b, 600, 700, {(w, BYTES): lambda t: 5e6 if t >= 650 else 1e6})
     assert len(dets) == 1 and dets[0].extra["tenant_excess_share"] > 0.9
+
+
+def test_a_partition_share_of_the_pipeline_moves_and_scores_exactly_as_before() -> None:
+    # two tenants; the one that moves has a peer, a runaway after the move, and its tenant sums
+    moved = {(wl("t12", "a"), BYTES): lambda t: 5e6 if t >= 1000 else 1e6, (wl("t12", "b"), BYTES): lambda t: 2e6}
+    stays = {(wl("t13", "c"), BYTES): lambda t: 3e6 if t >= 950 else 1e6}
+
+    def run(pipe: DetectorPipeline, t0: int, t1: int, series: dict) -> list[Detection]:
+        # each series' noise depends on the series and the second only, so split runs see the same values
+        out = []
+        for t in range(t0, t1):
+            out += pipe.process([Sample(ts=float(t), workload=w, metric=m,
+                                        value=fn(t) * random.Random(f"{w.key}|{t}").uniform(0.95, 1.05))
+                                 for (w, m), fn in series.items()])
+        return out
+
+    a = DetectorPipeline(clock=lambda: 0.0)
+    run(a, 0, 900, {**moved, **stays})
+    select = lambda w: w.tenant == "t12"   # noqa: E731
+    state = json.loads(json.dumps(a.snapshot_workloads(select)))
+    b = DetectorPipeline(clock=lambda: 0.0)
+    assert sorted(w.client_id for w in b.restore_workloads(state)) == ["a", "b"]
+    assert a.forget_workloads(select) == 2 and a.tracked_series() == 1
+    da, db = run(a, 900, 1100, stays), run(b, 900, 1100, moved)
+    ref = DetectorPipeline(clock=lambda: 0.0)
+    run(ref, 0, 900, {**moved, **stays})
+    expected = run(ref, 900, 1100, {**moved, **stays})
+    assert len(da) == 1 and len(db) == 1
+    assert sorted([d.to_dict() for d in da + db], key=lambda d: d["ts"]) == [d.to_dict() for d in expected]
+
+
+def test_a_snapshot_that_does_not_fit_is_refused_before_anything_changes() -> None:
+    from guardian.errors import SnapshotError
+
+    w = wl("t14", "x")
+    a = DetectorPipeline(clock=lambda: 0.0)
+    feed(a, 0, 200, {(w, BYTES): lambda t: 1e6})
+    good = a.snapshot_workloads(lambda _: True)
+    bad_metric = {**good, "tables": {**good["tables"], "no_such_metric": good["tables"]["produce_byte_rate"]}}
+    bad_row = {**good, "tables": {"produce_byte_rate": good["tables"]["produce_byte_rate"] + [[{"nope": 1}, {}]]}}
+    for state in (bad_metric, bad_row, {"tables": 3}):
+        b = DetectorPipeline(clock=lambda: 0.0)
+        with pytest.raises(SnapshotError):
+            b.restore_workloads(state)
+        assert b.tracked_series() == 0 and b.workloads() == []

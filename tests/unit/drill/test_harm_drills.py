@@ -61,6 +61,14 @@ def test_the_warm_up_comes_before_the_first_repeat() -> None:
     assert sc.duration_s == 15 + 2 * 60
 
 
+def test_a_repeats_client_runs_client_age_s_before_its_onset_which_must_fit_in_the_run() -> None:
+    phases = {"warmup_s": 120, "before_s": 30, "during_s": 20, "after_s": 10}
+    assert parse_scenario({**SURGE, "phases": phases}).phases.age_s == 30          # default: before_s
+    assert parse_scenario({**SURGE, "phases": {**phases, "client_age_s": 150}}).phases.age_s == 150
+    with pytest.raises(ConfigError, match="client_age_s"):
+        parse_scenario({**SURGE, "phases": {**phases, "client_age_s": 151}}, "s.yaml")
+
+
 def test_shipped_harm_drills_state_a_small_capacity_and_keep_no_unexplained_override() -> None:
     """Each runaway drill runs on a stated small broker; evidence_s is the shipped default's; an
     override that stays is explained in the file (issue 15)."""

@@ -119,3 +119,26 @@ def test_a_runaway_split_over_three_brokers_is_detected_with_its_cluster_wide_fi
     assert first_one.extra["brokers"].keys() == {"b1"}
     assert set(first_three.extra["brokers"]) == {"b1", "b2", "b3"}
     assert sum(first_three.extra["brokers"].values()) == pytest.approx(first_three.extra["brokers"]["b1"] * 3)
+
+
+def test_an_open_round_moves_with_its_partition() -> None:
+    import json
+
+    def batch(broker: str, ts: float, rate: float) -> SampleBatch:
+        return SampleBatch(Workload(principal="User:a", client_id="x", broker=broker), (Metric.PRODUCE_BYTE_RATE,),
+                           (ts,), (rate,), source="prometheus", labels={"k": "v"})
+
+    a = ClusterSeries()
+    for b in (batch("1", 10.0, 300.0), batch("2", 10.1, 100.0), batch("1", 11.0, 330.0)):
+        a.combine(b)
+    mine = lambda w: w.principal == "User:a"   # noqa: E731
+    b = ClusterSeries()
+    b.restore(json.loads(json.dumps(a.snapshot(mine))))
+    nxt = batch("2", 11.1, 90.0)                       # closes the round that was open at the move
+    out_a, out_b = a.combine(nxt), b.combine(nxt)
+    assert out_b == out_a and [x.values for x in out_b] == [(420.0,)]
+    whole = Workload(principal="User:a", client_id="x")
+    assert b.detail(whole, Metric.PRODUCE_BYTE_RATE) == a.detail(whole, Metric.PRODUCE_BYTE_RATE)
+    for later in (batch("1", 12.0, 310.0), batch("2", 12.1, 95.0)):
+        assert b.combine(later) == a.combine(later)
+    assert a.forget(mine) == 1 and len(a) == 0

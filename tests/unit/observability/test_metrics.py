@@ -17,8 +17,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from detectors.detection import Severity, Signature
 from guardian.engine.model import Outcome
 from guardian.errors import ConflictError, DecodeError, NotLeaderError, PermanentError, TemporaryError
-from guardian.metrics import (ACTIONS, APPEAL_STATES, CHANNELS, DEAD_LETTER_REASONS, ERROR_CLASSES, OTHER,
-                              OUTCOMES, SEVERITIES, SIGNATURES, SOURCES, GuardianMetrics, LedgerCollector,
+from guardian.metrics import (ACTIONS, APPEAL_STATES, CHANNELS, DEAD_LETTER_REASONS, EFFECT_RESULTS, ERROR_CLASSES,
+                              OTHER, OUTCOMES, SEVERITIES, SIGNATURES, SOURCES, GuardianMetrics, LedgerCollector,
                               error_class)
 
 AREAS = ("build", "ingest", "detector", "engine", "actuator", "escalation", "api", "ledger")
@@ -87,6 +87,7 @@ def test_label_values_stay_bounded_under_garbage() -> None:
         m.observe_notification(g, rng.random() < 0.5)
         m.observe_request(f"/v1/{g}/{i}", g or "GET", rng.randint(100, 599), 0.01)
         m.observe_appeal(g)
+        m.observe_throttle_effect(rng.choice([g, *EFFECT_RESULTS]))
 
     values: dict[str, set[str]] = {}
     series = 0
@@ -99,7 +100,7 @@ def test_label_values_stay_bounded_under_garbage() -> None:
         "source": set(SOURCES) | {OTHER}, "reason": set(DEAD_LETTER_REASONS) | {OTHER},
         "signature": set(SIGNATURES) | {OTHER}, "severity": set(SEVERITIES) | {OTHER},
         "outcome": set(OUTCOMES) | {OTHER}, "action": set(ACTIONS) | {OTHER}, "actuator": set(ACTIONS) | {OTHER},
-        "error": set(ERROR_CLASSES), "channel": set(CHANNELS) | {OTHER}, "result": {"ok", "failed"},
+        "error": set(ERROR_CLASSES), "channel": set(CHANNELS) | {OTHER}, "result": {"ok", "failed"} | set(EFFECT_RESULTS) | {OTHER},
         "state": set(APPEAL_STATES) | {OTHER}, "status": {"1xx", "2xx", "3xx", "4xx", "5xx"},
         "operation": {"observe", "apply", "verify", "revert", OTHER},
     }

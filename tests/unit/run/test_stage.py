@@ -146,3 +146,30 @@ def test_a_chunk_of_records_gives_the_detections_of_one_record_at_a_time() -> No
     for chunk, per in zip(rounds, chunked):                # with the workload's last record
         for b, dets in zip(chunk, per):
             assert all(d.workload["client_id"] == b.workload.client_id and b.workload.broker == "3" for d in dets)
+
+
+def test_eviction_goes_by_sample_time_so_replayed_old_samples_are_not_all_idle() -> None:
+    """The stage schedules eviction by the samples' time; the pipeline must judge idleness by it too.
+    By a wall clock a day ahead of the samples, every series looked idle and was dropped each pass."""
+    config = DetectorConfig.from_dict({"idle_evict_s": 600, "tiers": {"produce_byte_rate": {"warm_n": 20}}})
+    stage = DetectorStage(DetectorPipeline(config, clock=lambda: 86_400.0), evict_every_s=60.0)
+    for t in range(0, 300):
+        stage.process(_batch(PEER, float(t), 200_000.0))
+    assert stage.evicted == 0 and stage.pipeline.tracked_series() == 1
+
+
+def test_the_stage_hands_a_followed_clients_cluster_wide_rate_and_its_parts_to_the_engine() -> None:
+    from guardian.engine.effect import FollowedRates
+
+    rates = FollowedRates(clock=lambda: 10.0)
+    stage = dataclasses.replace(_stage(), rates=rates)
+    on_b2 = dataclasses.replace(RUNAWAY, broker="b2")
+    assert rates.read("User:tenant-a", "orders", "produce_byte_rate") == []   # the engine starts following
+    for ts in (1.0, 2.0, 3.0):
+        stage.process(_batch(RUNAWAY, ts, 300.0))
+        stage.process(_batch(on_b2, ts + 0.1, 100.0))
+        stage.process(_batch(PEER, ts, 50.0))                                   # not followed: not kept
+    points = rates.read("User:tenant-a", "orders", "produce_byte_rate")
+    assert len(points) >= 2 and {p.total for p in points} == {400.0}            # whole rounds: the sum
+    assert points[-1].brokers == {"b1": 300.0, "b2": 100.0}
+    assert {k[1] for k in rates._points} == {"orders"}
