@@ -217,7 +217,7 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, c
             chunked += time.perf_counter() - t0
     del stage
 
-    tracemalloc.start()
+    tracemalloc.start(16)   # frames enough to find which of our files asked (numpy allocates the state arrays)
     gc.collect()
     before = tracemalloc.take_snapshot()
     proc = MetricsProcessor(_stage())
@@ -228,10 +228,13 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, c
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     by_part = {"pipeline": 0, "cluster_series": 0, "other": 0}
-    for stat in after.compare_to(before, "filename"):
-        name = stat.traceback[0].filename.replace(os.sep, "/")
-        part = ("pipeline" if "/detectors/" in name else
-                "cluster_series" if name.endswith("cluster_series.py") else "other")
+    for stat in after.compare_to(before, "traceback"):
+        part = "other"
+        for frame in reversed(stat.traceback):   # the innermost of our frames says whose it is
+            name = frame.filename.replace(os.sep, "/")
+            if "/detectors/" in name or name.endswith("cluster_series.py"):
+                part = "pipeline" if "/detectors/" in name else "cluster_series"
+                break
         by_part[part] += stat.size_diff
     total = sum(by_part.values())
     return {"brokers": brokers, "records_per_round": len(rounds[0]), "series": series,
