@@ -53,6 +53,7 @@ def _register() -> None:
 
     app.add_typer(telemetry_app, name="telemetry")
     bench_app.command("plugin")(bench_plugin_command)
+    bench_app.command("scale")(bench_scale_command)
     from guardian.drill.cli import bench_drill_command
 
     bench_app.command("drill")(bench_drill_command)
@@ -77,6 +78,27 @@ def bench_plugin_command(as_json: bool = typer.Option(False, "--json", help="Pri
     else:
         typer.echo(f"plugin overhead: {result['overhead_pct']:.2f}% "
                    f"({result['median_records_per_s_on']:,.0f} vs {result['median_records_per_s_off']:,.0f} records/s)")
+
+
+def bench_scale_command(
+    clients: str = typer.Option("10000,50000", help="Client-id counts to measure, comma-separated."),
+    brokers: int = typer.Option(3, help="Brokers every client is on, for the worker figures."),
+    quarantines: int = typer.Option(1000, help="Active quarantines in the ledger for the engine and API figures (0: skip)."),
+    real_broker: int = typer.Option(0, help="Also scrape a private local broker given this many client sensors."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Scrape and parse cost, detector memory, worker samples/s per core, ledger and API latency at scale."""
+    import json
+
+    from bench.bench_scale import run
+
+    try:
+        counts = [int(x) for x in clients.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--clients takes comma-separated integers, not {clients!r}") from None
+    result = run(counts, brokers=brokers, quarantines=quarantines, real_broker_clients=real_broker,
+                 say=lambda m: typer.echo(m, err=True))
+    typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
 def demo(keep: bool = typer.Option(False, "--keep", help="Leave the guardian, Kafka and Redis running afterwards."),

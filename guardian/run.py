@@ -139,34 +139,52 @@ class DetectorStage:
     evicted: int = 0                 # series forgotten so far (bounded memory: every client-id ever seen is not kept)
 
     def process(self, batch: Any) -> list[Any]:
-        # per-broker batches feed the pressure and traffic views as they are (harm is per broker) ...
-        if self.traffic is not None:
-            self.traffic.observe(batch)
-        if self.pressure is not None:
-            self.pressure.observe(batch)
-        # ... and reach the detectors as cluster-wide series (guardian.ingest.cluster_series)
-        out: list[Any] = []
-        for whole in self.cluster_series.combine(batch):
-            if self.rates is not None:
-                self._follow(whole)
-            out.extend(self._detect(whole))
-        self._batches += 1
-        self._evict(max(batch.ts) if len(batch) else time.time())
+        return self.process_many([batch])[0]
+
+    def process_many(self, batches: list[Any]) -> list[list[Any]]:
+        """``process`` for several records at once; per input batch, the detections to emit with it.
+
+        The detectors are vectorised across workloads and cost ~0.3 ms a call whatever its size, so
+        one call per record held a worker core to a few thousand samples/s; here the cluster-wide
+        batches of every record go to the detectors in one call (docs/BENCHMARKS.md, "Scale").
+        A workload's detections go with the last of its records in ``batches``."""
+        wholes: list[tuple[int, Any]] = []
+        for i, batch in enumerate(batches):
+            # per-broker batches feed the pressure and traffic views as they are (harm is per broker) ...
+            if self.traffic is not None:
+                self.traffic.observe(batch)
+            if self.pressure is not None:
+                self.pressure.observe(batch)
+            # ... and reach the detectors as cluster-wide series (guardian.ingest.cluster_series)
+            for whole in self.cluster_series.combine(batch):
+                if self.rates is not None:
+                    self._follow(whole)
+                wholes.append((i, whole))
+        found: dict[Any, list[Any]] = {}
+        for d in self.pipeline.process_batches([whole for _, whole in wholes]):
+            found.setdefault(_workload(d.workload), []).append(d)
+        last: dict[Any, tuple[int, float]] = {}   # workload -> (its last record's index, newest sample time)
+        for i, whole in wholes:
+            newest = max(whole.ts) if len(whole) else time.time()
+            last[whole.workload] = (i, max(newest, last.get(whole.workload, (i, newest))[1]))
+        out: list[list[Any]] = [[] for _ in batches]
+        for workload, (i, newest) in last.items():
+            out[i].extend(self._episodes_of(workload, found.get(workload, []), newest))
+        before, self._batches = self._batches, self._batches + len(batches)
+        self._evict(max((max(b.ts) for b in batches if len(b)), default=time.time()))
         # samples and detections are counted by the processor (guardian.ingest.processor)
-        if self.metrics is not None and self._batches % 200 == 0:
+        if self.metrics is not None and before // 200 != self._batches // 200:
             self.metrics.set_tracked_workloads(self.pipeline.tracked_series())
         return out
 
-    def _detect(self, batch: Any) -> list[Any]:
-        detections = list(self.pipeline.process(batch))
-        newest = max(batch.ts) if len(batch) else time.time()
+    def _episodes_of(self, workload: Any, detections: list[Any], newest: float) -> list[Any]:
+        """The pipeline's new detections of ``workload`` open episodes; ongoing ones are re-emitted."""
         fresh = set()
         for d in detections:
-            key = (batch.workload, d.signature.value)
+            key = (workload, d.signature.value)
             self._episodes[key] = _Episode(first=d, onset=d.ts - d.duration_s, last_emit=d.ts)
             fresh.add(key)
-        return [self._with_brokers(d, batch.workload)
-                for d in detections + self._continuing(batch.workload, newest, fresh)]
+        return [self._with_brokers(d, workload) for d in detections + self._continuing(workload, newest, fresh)]
 
     def _follow(self, whole: Any) -> None:
         """Hand a cluster-wide sample to the engine's followed rates (each scrape in the batch)."""
@@ -279,6 +297,12 @@ def _metric(name: str) -> Any:
     from guardian.samples import Metric
 
     return Metric(name)
+
+
+def _workload(identity: dict[str, str]) -> Any:
+    from guardian.samples import Workload
+
+    return Workload(**identity)
 
 
 def detector_config(settings: GuardianSettings) -> Any:

@@ -76,6 +76,10 @@ class IngestSettings(_Section):
     app_id: str = "guardian-ingest"                 # faust app id = the processors' consumer group
     processing_guarantee: str = "exactly_once"      # exactly_once | at_least_once
     max_batch_samples: int = Field(default=1000, ge=1)
+    # the worker hands the detectors up to this many records at once, waiting at most chunk_wait_s for
+    # them: the detectors' cost is per call, so one record a call held a core to ~6,000 samples/s
+    chunk_records: int = Field(default=1000, ge=1)
+    chunk_wait_s: float = Field(default=0.05, gt=0)
     owner_prefixes: list[str] = Field(default_factory=list)  # "<tenant>." names -> User:<tenant>
     metrics_port: int = 0                           # processor /metrics port; 0 = not served
 

@@ -171,11 +171,7 @@ class MetricsProcessor:
         if m:
             m.observe_records()
         try:
-            batch = decode_batch(value)  # type: ignore[arg-type]
-            # keyed by tenant (Workload.partition_key); records keyed by workload (0.1.0 and before) are still read
-            if key is not None and key.decode("utf-8", "replace") not in (batch.workload.partition_key, batch.key):
-                raise BatchDecodeError("key", f"record key {key[:200]!r} is not the batch's partition key "
-                                              f"{batch.workload.partition_key!r}")
+            batch = self._decode(value, key)
         except BatchDecodeError as exc:
             return self._dead(exc.reason, exc.detail, value, key, topic, partition, offset)
         except DecodeError as exc:
@@ -189,6 +185,51 @@ class MetricsProcessor:
             for d in detections:
                 m.observe_detection(d)
         return Outcome(batch=batch, detections=detections)
+
+    def handle_many(self, records: list[tuple[bytes | None, bytes | None, str, int, int]]) -> list[Outcome]:
+        """``handle`` for a chunk of records, ``(value, key, topic, partition, offset)`` each, in order.
+
+        A stage with ``process_many`` (``guardian.run.DetectorStage``) gets every decoded batch of the
+        chunk in one call: the detectors are vectorised and their cost is per call, not per sample.
+        If that call fails, every record of the chunk is a dead letter (reason ``stage``)."""
+        many = getattr(self.stage, "process_many", None)
+        if many is None:
+            return [self.handle(*r) for r in records]
+        m = self.metrics
+        if m:
+            m.observe_records(len(records))
+        outcomes: list[Outcome] = []
+        decoded: list[tuple[int, SampleBatch]] = []
+        for value, key, topic, partition, offset in records:
+            try:
+                batch = self._decode(value, key)
+            except DecodeError as exc:
+                outcomes.append(self._dead(getattr(exc, "reason", "invalid"), getattr(exc, "detail", str(exc)),
+                                           value, key, topic, partition, offset))
+                continue
+            decoded.append((len(outcomes), batch))
+            outcomes.append(Outcome(batch=batch))
+        try:
+            found = many([batch for _, batch in decoded]) if decoded else []
+        except Exception as exc:  # noqa: BLE001 - a failing stage must not stop the stream
+            detail = f"{type(exc).__name__}: {exc}"
+            return [self._dead("stage", detail, *r) if outcomes[i].dead_letter is None else outcomes[i]
+                    for i, r in enumerate(records)]
+        for (i, batch), detections in zip(decoded, found):
+            outcomes[i].detections = list(detections)
+            if m:
+                m.observe_samples(len(batch), batch.source, max(batch.ts) if batch.ts else None)
+                for d in detections:
+                    m.observe_detection(d)
+        return outcomes
+
+    def _decode(self, value: bytes | None, key: bytes | None) -> SampleBatch:
+        batch = decode_batch(value)  # type: ignore[arg-type]
+        # keyed by tenant (Workload.partition_key); records keyed by workload (0.1.0 and before) are still read
+        if key is not None and key.decode("utf-8", "replace") not in (batch.workload.partition_key, batch.key):
+            raise BatchDecodeError("key", f"record key {key[:200]!r} is not the batch's partition key "
+                                          f"{batch.workload.partition_key!r}")
+        return batch
 
     def _dead(self, reason: str, detail: str, value: bytes | None, key: bytes | None, topic: str,
               partition: int, offset: int) -> Outcome:

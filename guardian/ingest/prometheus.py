@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Iterable
+import re
+from typing import Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
 from guardian.errors import TemporaryError
@@ -86,6 +87,56 @@ def _strip_total(name: str) -> str:
     return name[:-6] if name.endswith("_total") else name
 
 
+# One sample line of the text format: name, optional {labels}, value, optional timestamp.
+_LINE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:[ \t]+-?\d+)?[ \t]*")
+_PAIR_TEXT = r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"[ \t]*'
+_PAIR = re.compile(_PAIR_TEXT)
+_LABELS = re.compile(f"(?:{_PAIR_TEXT},)*(?:{_PAIR_TEXT})?[ \t]*")   # the whole label body, nothing else
+_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\[\\\"n]", lambda m: _UNESCAPE[m.group(0)], value) if "\\" in value else value
+
+
+def text_samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample line of a Prometheus text page, in order.
+
+    A small parser for what exporters serve (``# HELP``/``# TYPE`` lines skipped, label values
+    unescaped, a timestamp ignored). ``prometheus_client``'s parser, which this replaces on the
+    scrape path, took ~40 us a line: 1.7 s of a core per scrape of a broker with 10,000 clients
+    (docs/BENCHMARKS.md, "Scale"). A line this one cannot read goes to that parser on its own.
+
+    >>> list(text_samples('# TYPE x gauge\\nx{a="1",b="q\\\\"t",} 2.5\\ny NaN 1795000000000\\n'))
+    [('x', {'a': '1', 'b': 'q"t'}, 2.5), ('y', {}, nan)]
+    """
+    for line in text.splitlines():
+        if not line or line[0] == "#" or line.isspace():
+            continue
+        m = _LINE.fullmatch(line)
+        if m is None or (m.group(2) and not _LABELS.fullmatch(m.group(2))):
+            yield from _slow_samples(line)
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            yield from _slow_samples(line)
+            continue
+        body = m.group(2)
+        yield m.group(1), {k: _unescape(v) for k, v in _PAIR.findall(body)} if body else {}, value
+
+
+def _slow_samples(line: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        for family in text_string_to_metric_families(line + "\n"):
+            for s in family.samples:
+                yield s.name, s.labels, s.value
+    except ValueError:
+        log.debug("unreadable exporter line skipped: %.200s", line)
+
+
 class PrometheusSampler:
     """Turns successive scrapes of one or more targets into samples. Keeps counter state."""
 
@@ -98,8 +149,6 @@ class PrometheusSampler:
 
     def samples_from_text(self, text: str, ts: float, target: str) -> list[Sample]:
         """All samples one scrape of ``target`` (a broker name) yields at time ``ts``."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         out: list[Sample] = []
         counters: dict[tuple, float] = {}   # (metric, workload, labels) -> summed cumulative value
         connections: dict[str, float] = {}
@@ -107,62 +156,60 @@ class PrometheusSampler:
         idle_count: float | None = None
         idle_mean: float | None = None
         broker = Workload(broker=target)
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                name, labels, value = s.name, s.labels, s.value
-                if name.startswith("kafka_server_quota_"):
-                    metric = _QUOTA_GAUGES.get((name, labels.get("request", "")))
-                    if metric is None or not math.isfinite(value):
-                        continue  # NaN = the broker's window holds no observation yet
-                    user, cid = labels.get("user", ""), labels.get("client_id", "")
-                    w = Workload(principal=f"User:{user}" if user else None, client_id=cid or None,
-                                 broker=target)
-                    extra = {"request": labels["request"]} if metric is Metric.THROTTLE_TIME else {}
-                    out.append(self._sample(ts, w, metric, value, extra))
-                    continue
-                base = _strip_total(name)
-                if base in _TOPIC_COUNTERS:
-                    topic = labels.get("topic")
-                    w = Workload(topic=topic, broker=target) if topic else broker
-                    k = (_TOPIC_COUNTERS[base], w, ())
-                    counters[k] = counters.get(k, 0.0) + value
-                elif base == _REQUESTS:
-                    k = (Metric.REQUEST_RATE, broker, (("request", labels.get("request", "")),))
-                    counters[k] = counters.get(k, 0.0) + value
-                elif base == _ERRORS and labels.get("error", "NONE") != "NONE":
-                    k = (Metric.ERROR_RATE, broker, (("request", labels.get("request", "")),))
-                    counters[k] = counters.get(k, 0.0) + value
-                elif name == _REBALANCES:
-                    counters[(Metric.REBALANCE_RATE, broker, ())] = value
-                elif name == _CONNECTIONS and math.isfinite(value):
-                    listener = labels.get("listener", "")
-                    connections[listener] = connections.get(listener, 0.0) + value
-                elif name in _COUNT_GAUGES:
-                    rate = self._growth(target, name, ts, value)
-                    if rate is not None:
-                        out.append(self._sample(ts, broker, _COUNT_GAUGES[name], rate))
-                elif name == _START_TIME:
-                    prev = self._start_times.get(target)
-                    restarted = prev is not None and value != prev
-                    self._start_times[target] = value
-                elif base == _HANDLER_IDLE:
-                    idle_count = value
-                elif name == _HANDLER_IDLE_MEAN:
-                    idle_mean = value
-                elif name == _NETWORK_IDLE:
-                    ratio = clamp_ratio(value)
-                    if ratio is not None:
-                        out.append(self._sample(ts, broker, Metric.NETWORK_PROCESSOR_IDLE, ratio))
-                elif name in _P99:
-                    request = REQUEST_LABELS.get(labels.get("request", ""))
-                    if request and labels.get("quantile") in _P99_QUANTILES and math.isfinite(value):
-                        out.append(self._sample(ts, broker, _P99[name], value, {"request": request}))
-                elif name == _PURGATORY:
-                    operation = labels.get("delayedoperation", "")
-                    if operation in PURGATORIES and math.isfinite(value):
-                        out.append(self._sample(ts, broker, Metric.PURGATORY_SIZE, value, {"operation": operation}))
-                elif name == _URP and math.isfinite(value):
-                    out.append(self._sample(ts, broker, Metric.UNDER_REPLICATED_PARTITIONS, value))
+        for name, labels, value in text_samples(text):
+            if name.startswith("kafka_server_quota_"):
+                metric = _QUOTA_GAUGES.get((name, labels.get("request", "")))
+                if metric is None or not math.isfinite(value):
+                    continue  # NaN = the broker's window holds no observation yet
+                user, cid = labels.get("user", ""), labels.get("client_id", "")
+                w = Workload(principal=f"User:{user}" if user else None, client_id=cid or None,
+                             broker=target)
+                extra = {"request": labels["request"]} if metric is Metric.THROTTLE_TIME else {}
+                out.append(self._sample(ts, w, metric, value, extra))
+                continue
+            base = _strip_total(name)
+            if base in _TOPIC_COUNTERS:
+                topic = labels.get("topic")
+                w = Workload(topic=topic, broker=target) if topic else broker
+                k = (_TOPIC_COUNTERS[base], w, ())
+                counters[k] = counters.get(k, 0.0) + value
+            elif base == _REQUESTS:
+                k = (Metric.REQUEST_RATE, broker, (("request", labels.get("request", "")),))
+                counters[k] = counters.get(k, 0.0) + value
+            elif base == _ERRORS and labels.get("error", "NONE") != "NONE":
+                k = (Metric.ERROR_RATE, broker, (("request", labels.get("request", "")),))
+                counters[k] = counters.get(k, 0.0) + value
+            elif name == _REBALANCES:
+                counters[(Metric.REBALANCE_RATE, broker, ())] = value
+            elif name == _CONNECTIONS and math.isfinite(value):
+                listener = labels.get("listener", "")
+                connections[listener] = connections.get(listener, 0.0) + value
+            elif name in _COUNT_GAUGES:
+                rate = self._growth(target, name, ts, value)
+                if rate is not None:
+                    out.append(self._sample(ts, broker, _COUNT_GAUGES[name], rate))
+            elif name == _START_TIME:
+                prev = self._start_times.get(target)
+                restarted = prev is not None and value != prev
+                self._start_times[target] = value
+            elif base == _HANDLER_IDLE:
+                idle_count = value
+            elif name == _HANDLER_IDLE_MEAN:
+                idle_mean = value
+            elif name == _NETWORK_IDLE:
+                ratio = clamp_ratio(value)
+                if ratio is not None:
+                    out.append(self._sample(ts, broker, Metric.NETWORK_PROCESSOR_IDLE, ratio))
+            elif name in _P99:
+                request = REQUEST_LABELS.get(labels.get("request", ""))
+                if request and labels.get("quantile") in _P99_QUANTILES and math.isfinite(value):
+                    out.append(self._sample(ts, broker, _P99[name], value, {"request": request}))
+            elif name == _PURGATORY:
+                operation = labels.get("delayedoperation", "")
+                if operation in PURGATORIES and math.isfinite(value):
+                    out.append(self._sample(ts, broker, Metric.PURGATORY_SIZE, value, {"operation": operation}))
+            elif name == _URP and math.isfinite(value):
+                out.append(self._sample(ts, broker, Metric.UNDER_REPLICATED_PARTITIONS, value))
         if restarted:
             log.info("target %s restarted; counter rates restart from zero", target)
         for (metric, w, extra), total in counters.items():

@@ -92,3 +92,44 @@ def test_dead_letter_larger_than_the_dlq_allows_is_cut_and_says_how_long_it_was(
     assert dict(dl.headers())[DLQ_ORIGINAL_SIZE] == str(len(big)).encode()
     small = DeadLetter("json", "bad", b"{", None, "guardian.metrics", 0, 10)
     assert small.payload() == b"{" and DLQ_ORIGINAL_SIZE not in dict(small.headers())
+
+
+def test_a_chunk_goes_to_the_stage_in_one_call_with_each_records_outcome() -> None:
+    """``handle_many``: one ``process_many`` call per chunk (issue 16: the detectors' cost is per call);
+    a bad record is still its own dead letter, and the counters are those of record-by-record handling."""
+    from guardian.run import DetectorStage
+    from detectors.pipeline import DetectorPipeline
+
+    calls: list[int] = []
+
+    class Chunked(DetectorStage):
+        def process_many(self, batches):
+            calls.append(len(batches))
+            return super().process_many(batches)
+
+    good = (encode_batch(BATCH), W.partition_key.encode(), "guardian.metrics", 0, 7)
+    bad = (b"{not json", W.partition_key.encode(), "guardian.metrics", 0, 8)
+    proc, reg = make(Chunked(DetectorPipeline(clock=lambda: 0.0)))
+    outs = proc.handle_many([good, bad, good])
+    assert calls == [2]
+    assert [o.dead_letter.reason if o.dead_letter else len(o.batch) for o in outs] == [3, "json", 3]
+    assert outs[1].dead_letter.offset == 8
+    assert reg.get_sample_value("guardian_ingest_records_total") == 3
+    assert reg.get_sample_value("guardian_ingest_samples_total", {"source": "prometheus"}) == 6
+    assert reg.get_sample_value("guardian_ingest_dead_letters_total", {"reason": "json"}) == 1
+
+
+def test_a_failing_chunked_stage_dead_letters_the_chunk_and_a_stage_without_chunks_gets_records() -> None:
+    class ExplodingChunks:
+        def process(self, batch):
+            raise AssertionError("not called")
+
+        def process_many(self, batches):
+            raise RuntimeError("model state corrupt")
+
+    good = (encode_batch(BATCH), W.partition_key.encode(), "guardian.metrics", 0, 7)
+    outs = make(ExplodingChunks())[0].handle_many([good, good])
+    assert [o.dead_letter.reason for o in outs] == ["stage", "stage"]
+    assert "model state corrupt" in outs[0].dead_letter.detail
+    rec = Recorder()
+    assert [len(o.batch) for o in make(rec)[0].handle_many([good, good])] == [3, 3] and len(rec.batches) == 2

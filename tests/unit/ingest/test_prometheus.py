@@ -117,3 +117,39 @@ def test_rebalances_and_topic_growth_give_rates() -> None:
 
 def test_target_name_is_host_port() -> None:
     assert target_name("http://10.0.0.5:9404/metrics") == "10.0.0.5:9404"
+
+
+TRICKY = r"""# HELP kafka_server_quota_byte_rate Tracking byte-rate per user/client-id kafka.server:name=null,type=Produce
+# TYPE kafka_server_quota_byte_rate gauge
+kafka_server_quota_byte_rate{client_id="a,b=c}d",request="Produce",user="tenant-a"} 1.5E3
+kafka_server_quota_byte_rate{client_id="q\"uote\\back\nline",request="Fetch",user="tenant-b",} NaN
+kafka_server_quota_byte_rate{ client_id = "spaced" , request="Produce",user="t"} +Inf 1795000000000
+kafka_server_quota_throttle_time{client_id="",request="Request",user="u"} -Inf
+# TYPE kafka_network_requestmetrics_requests_total counter
+kafka_network_requestmetrics_requests_total{request="Produce",version="9"} 42.0
+kafka_network_requestmetrics_requests_total{} 7
+process_start_time_seconds 1.795E9
+"""
+
+
+def _same(a: list, b: list) -> bool:
+    return [(n, l, repr(float(v))) for n, l, v in a] == [(n, l, repr(float(v))) for n, l, v in b]
+
+
+def test_the_scrape_parser_reads_what_prometheus_client_reads() -> None:
+    """The scrape path's own text parser (issue 16: prometheus_client's cost 1.7 s a scrape at 10,000
+    clients) gives the same names, labels and values on escapes, odd spacing, NaN/Inf and timestamps."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from guardian.ingest.prometheus import text_samples
+
+    theirs = [(s.name, s.labels, s.value) for f in text_string_to_metric_families(TRICKY) for s in f.samples]
+    assert len(theirs) == 7
+    assert _same(list(text_samples(TRICKY)), theirs)
+
+
+def test_an_unreadable_line_is_skipped_not_the_whole_scrape() -> None:
+    from guardian.ingest.prometheus import text_samples
+
+    page = 'ok{a="1"} 1\nbroken{a="1" 2\nalso_ok 3\n'
+    assert [(n, v) for n, _, v in text_samples(page)] == [("ok", 1.0), ("also_ok", 3.0)]

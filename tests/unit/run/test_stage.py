@@ -122,6 +122,32 @@ def test_the_stage_forgets_series_and_episodes_of_workloads_gone_quiet() -> None
     assert len(stage.cluster_series) == 1, "the combiner forgets the quiet workload too"
 
 
+def test_a_chunk_of_records_gives_the_detections_of_one_record_at_a_time() -> None:
+    """``process_many`` (one detector call per chunk: issue 16's worker bottleneck) finds the same
+    episodes, with the same ids, evidence and re-emissions, as ``process`` record by record; each
+    workload's detections go with its last record of the chunk. Three brokers, so the cluster-wide
+    series are combined too."""
+    clients = [Workload(principal=f"User:tenant-{i % 2}", client_id=f"c{i}") for i in range(6)]
+    rounds = []
+    for t in range(120):
+        chunk = []
+        for i, w in enumerate(clients):
+            rate = 100_000.0 * (1 + i) * (12.0 if i == 3 and t >= 80 else 1.0)
+            chunk += [_batch(dataclasses.replace(w, broker=b), t + 0.1 * k, rate / 3) for k, b in enumerate("123")]
+        rounds.append(chunk)
+    one, many = _stage(), _stage()
+    singly = [[d for b in chunk for d in one.process(b)] for chunk in rounds]
+    chunked = [many.process_many(chunk) for chunk in rounds]
+    key = lambda d: (d.id, d.ts, d.workload["client_id"], d.signature, round(d.observed, 6), d.duration_s)  # noqa: E731
+    assert [[key(d) for d in r] for r in singly] == [[key(d) for per in r for d in per] for r in chunked]
+    found = [d for r in singly for d in r]
+    assert found and {d.workload["client_id"] for d in found} == {"c3"}
+    assert len({d.id for d in found}) < len(found)          # an ongoing episode was re-emitted
+    for chunk, per in zip(rounds, chunked):                # with the workload's last record
+        for b, dets in zip(chunk, per):
+            assert all(d.workload["client_id"] == b.workload.client_id and b.workload.broker == "3" for d in dets)
+
+
 def test_eviction_goes_by_sample_time_so_replayed_old_samples_are_not_all_idle() -> None:
     """The stage schedules eviction by the samples' time; the pipeline must judge idleness by it too.
     By a wall clock a day ahead of the samples, every series looked idle and was dropped each pass."""

@@ -1,0 +1,549 @@
+"""Scale benchmark: what 10,000 and 50,000 client-ids cost the guardian (issue 16).
+
+    guardian bench scale [--clients 10000,50000] [--json]     # or: python bench/bench_scale.py
+
+For each client count N (one synthetic broker's worth of client sensors):
+
+* ``scrape``: one broker's JMX-exporter text for N clients, in the exporter's format
+  (``guardian/dev/jmx_rules.yaml``, JMX exporter 1.0.1: families with HELP/TYPE, labels sorted,
+  ``NaN`` for a sensor whose window holds no observation) through ``PrometheusSampler`` into
+  samples, then into the records the collector publishes (``group_samples`` + ``encode_batch``).
+  At a 1 s scrape, seconds per scrape = the share of a core per broker.
+* ``plugin``: the broker plugin's snapshot record for the same N clients through
+  ``BrokerSnapshotDecoder``, then into records.
+* ``detectors``: heap (tracemalloc) and RSS growth per client of the worker's state, the
+  ``DetectorPipeline`` and the ``ClusterSeries`` that feed it, after a few scrapes.
+* ``end_to_end``: the records of ``brokers`` brokers' scrapes through ``MetricsProcessor``
+  (decode, validate) with the detector stage ``guardian run`` uses (``DetectorStage``: cluster-wide
+  series, then ``DetectorPipeline``), on one core: per-broker samples per second.
+
+Once: ``ledger_api`` with ``quarantines`` active quarantines in a real Redis (``REDIS_URL``, else a
+private ``redis-server`` in a temporary directory): ledger latency (create, get, open_counting,
+the engine's tick) and the HTTP API's list (every page) and show calls, p50/p99.
+
+A client here is what a real broker shows for a producer or a consumer: its own byte-rate
+sensor (Produce for even clients, Fetch for odd ones) and throttle-time sensor, plus the
+Request request-time and throttle-time sensors (4 lines; throttle times ``NaN`` unless
+throttled, as on a real broker; 1 client in 100 is throttled here).
+
+Figures go to docs/BENCHMARKS.md ("Scale"). Nothing is asserted on time.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import resource
+import statistics
+import time
+import tracemalloc
+from typing import Any, Callable, Iterable
+
+Say = Callable[[str], None]
+
+TENANTS = 50          # principals the clients belong to
+START_TS = 1_795_000_000.0
+
+
+def _one_core() -> list[int] | None:
+    """Pin this process to one CPU (the figures are per core); returns the affinity, None if unknown."""
+    try:
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _client(i: int) -> tuple[str, str]:
+    return f"tenant-{i % TENANTS}", f"client-{i:06d}"
+
+
+def _rate(i: int, step: int) -> float:
+    """A client's byte rate at scrape ``step``: its own level, a little noise, no runaway."""
+    level = 1_000.0 * (1 + (i * 7919) % 997)
+    return level * (1.0 + 0.05 * math.sin(i + step))
+
+
+def exporter_text(clients: int, step: int = 0) -> str:
+    """The quota-sensor part of one broker's JMX-exporter page for ``clients`` clients, as exporter 1.0.1
+    serves it with our rules (one family per metric name, labels in alphabetical order)."""
+    byte_rate, request_time, throttle = [], [], []
+    for i in range(clients):
+        user, cid = _client(i)
+        request = "Produce" if i % 2 == 0 else "Fetch"
+        byte_rate.append(f'kafka_server_quota_byte_rate{{client_id="{cid}",request="{request}",user="{user}"}} '
+                         f'{_rate(i, step)!r}')
+        request_time.append(f'kafka_server_quota_request_time{{client_id="{cid}",request="Request",user="{user}"}} '
+                            f'{0.01 * (1 + i % 50)!r}')
+        t = f"{float(i % 7)!r}" if i % 100 == 0 else "NaN"
+        throttle.append(f'kafka_server_quota_throttle_time{{client_id="{cid}",request="{request}",user="{user}"}} {t}')
+        throttle.append(f'kafka_server_quota_throttle_time{{client_id="{cid}",request="Request",user="{user}"}} {t}')
+    head = "# HELP {0} Tracking {1} per user/client-id kafka.server:name=null,type=Produce,attribute={1}\n# TYPE {0} gauge\n"
+    parts = ["# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+             "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1.795E9\n"]
+    for name, attr, lines in (("kafka_server_quota_byte_rate", "byte-rate", byte_rate),
+                              ("kafka_server_quota_request_time", "request-time", request_time),
+                              ("kafka_server_quota_throttle_time", "throttle-time", throttle)):
+        parts.append(head.format(name, attr) + "\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+def plugin_snapshot(clients: int, step: int = 0, broker: str = "1") -> bytes:
+    """The broker plugin's snapshot record (``broker-plugin/.../Snapshot.java``) with the same sensors."""
+    import orjson
+
+    metrics: list[list[Any]] = []
+    for i in range(clients):
+        user, cid = _client(i)
+        request = "Produce" if i % 2 == 0 else "Fetch"
+        tags = {"user": user, "client-id": cid}
+        t = float(i % 7) if i % 100 == 0 else None
+        metrics += [[request, "byte-rate", tags, _rate(i, step)], [request, "throttle-time", tags, t],
+                    ["Request", "request-time", tags, 0.01 * (1 + i % 50)], ["Request", "throttle-time", tags, t]]
+    return orjson.dumps({"v": 1, "kind": "broker_metrics", "ts": int((START_TS + step) * 1000), "broker": broker,
+                         "metrics": metrics, "yammer": [], "plugin": {"send_errors": 0}})
+
+
+def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Median seconds of ``repeats`` calls, and the last result."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _records(samples: list[Any]) -> list[tuple[bytes, bytes]]:
+    """What the collector publishes for ``samples`` (``SamplePublisher.publish`` without Kafka)."""
+    from guardian.ingest.codec import encode_batch, group_samples
+
+    return [(b.workload.partition_key.encode(), encode_batch(b)) for b in group_samples(samples)]
+
+
+def parse_cost(clients: int, repeats: int = 5) -> dict[str, Any]:
+    """Seconds of one core per scrape of one broker (= per broker per second at a 1 s scrape)."""
+    from guardian.ingest.broker_plugin import BrokerSnapshotDecoder
+    from guardian.ingest.prometheus import PrometheusSampler
+
+    text = exporter_text(clients)
+    sampler = PrometheusSampler()
+    step = [0]
+
+    def scrape() -> list[Any]:
+        step[0] += 1
+        return sampler.samples_from_text(text, START_TS + step[0], "broker-1:9404")
+
+    parse_s, samples = _timed(scrape, repeats)
+    encode_s, records = _timed(lambda: _records(samples), repeats)
+
+    snapshot = plugin_snapshot(clients)
+    decoder = BrokerSnapshotDecoder()
+    plugin_s, psamples = _timed(lambda: decoder.decode(snapshot), repeats)
+    pencode_s, precords = _timed(lambda: _records(psamples), repeats)
+    return {"scrape": {"bytes": len(text), "lines": text.count("\n"), "samples": len(samples),
+                       "records": len(records), "record_bytes": sum(len(v) for _, v in records),
+                       "parse_s": parse_s, "encode_s": encode_s, "core_share_per_broker": parse_s + encode_s},
+            "plugin": {"bytes": len(snapshot), "samples": len(psamples), "records": len(precords),
+                       "decode_s": plugin_s, "encode_s": pencode_s, "core_share_per_broker": plugin_s + pencode_s}}
+
+
+
+# ---------------------------------------------------------------- worker: detectors and end to end
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _plugin_records(clients: int, brokers: int, step: int) -> list[tuple[bytes, bytes]]:
+    """One scrape of every broker as the records the collectors publish (each client on every broker)."""
+    from guardian.ingest.broker_plugin import BrokerSnapshotDecoder
+
+    out: list[tuple[bytes, bytes]] = []
+    for b in range(brokers):
+        samples = BrokerSnapshotDecoder().decode(plugin_snapshot(clients, step, broker=str(b + 1)))
+        out += _records(samples)
+    return out
+
+
+def _stage() -> Any:
+    from detectors.pipeline import DetectorPipeline
+    from guardian.run import DetectorStage
+
+    return DetectorStage(DetectorPipeline(clock=lambda: START_TS))
+
+
+def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, chunk: int = 1000,
+                say: Say = print) -> dict[str, Any]:
+    """Records of ``brokers`` brokers' scrapes through the processor with the real detector stage, one core.
+
+    The first ``warm`` scrapes allocate every series (not timed); the next ``steps`` are timed. Then a
+    fresh stage fed the same warm-up under tracemalloc gives the heap per client, split by file."""
+    from guardian.ingest.processor import MetricsProcessor
+
+    rounds = [_plugin_records(clients, brokers, step) for step in range(warm + steps)]
+    say(f"  {clients:,} clients x {brokers} brokers: {len(rounds[0]):,} records per scrape round")
+    gc.collect()
+    rss0 = _rss_bytes()
+    proc = MetricsProcessor(_stage())
+    samples = 0
+    elapsed = 0.0
+    for step, records in enumerate(rounds):
+        t0 = time.perf_counter()
+        for offset, (key, value) in enumerate(records):
+            out = proc.handle(value, key, "guardian.metrics", 0, offset)
+            if step >= warm:
+                samples += len(out.batch) if out.batch is not None else 0
+        if step >= warm:
+            elapsed += time.perf_counter() - t0
+    gc.collect()
+    rss = _rss_bytes() - rss0
+    series = proc.stage.pipeline.tracked_series()
+    del proc
+
+    # the same rounds decoded as the processor does, then handed to the stage 1,000 records at a time
+    from guardian.ingest.codec import decode_batch
+
+    stage = _stage()
+    chunked = 0.0
+    for step, records in enumerate(rounds):
+        t0 = time.perf_counter()
+        for i in range(0, len(records), chunk):
+            stage.process_many([decode_batch(value) for _, value in records[i:i + chunk]])
+        if step >= warm:
+            chunked += time.perf_counter() - t0
+    del stage
+
+    tracemalloc.start(16)   # frames enough to find which of our files asked (numpy allocates the state arrays)
+    gc.collect()
+    before = tracemalloc.take_snapshot()
+    proc = MetricsProcessor(_stage())
+    for records in rounds[:warm]:
+        for offset, (key, value) in enumerate(records):
+            proc.handle(value, key, "guardian.metrics", 0, offset)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    by_part = {"pipeline": 0, "cluster_series": 0, "other": 0}
+    for stat in after.compare_to(before, "traceback"):
+        part = "other"
+        for frame in reversed(stat.traceback):   # the innermost of our frames says whose it is
+            name = frame.filename.replace(os.sep, "/")
+            if "/detectors/" in name or name.endswith("cluster_series.py"):
+                part = "pipeline" if "/detectors/" in name else "cluster_series"
+                break
+        by_part[part] += stat.size_diff
+    total = sum(by_part.values())
+    return {"brokers": brokers, "records_per_round": len(rounds[0]), "series": series,
+            "samples_per_s": samples / elapsed, "records_per_s": len(rounds[0]) * steps / elapsed,
+            "s_per_round": elapsed / steps,
+            "chunked": {"records": chunk, "samples_per_s": samples / chunked, "s_per_round": chunked / steps},
+            "heap_bytes_per_client": total / clients,
+            "heap_bytes_per_client_by_part": {k: v / clients for k, v in by_part.items()},
+            "rss_bytes_per_client": rss / clients}
+
+
+
+
+def detector_calls(clients: int, steps: int = 4) -> dict[str, Any]:
+    """The detectors alone on cluster-wide batches: one ``process_batches`` call per workload record (what
+    the worker does now) against one call per scrape round (the same samples, vectorised across workloads)."""
+    from detectors.pipeline import DetectorPipeline
+    from guardian.ingest.codec import SampleBatch
+    from guardian.samples import Metric, Workload
+
+    wls = [Workload(principal=f"User:{u}", client_id=c) for u, c in map(_client, range(clients))]
+    metrics = [(Metric.PRODUCE_BYTE_RATE if i % 2 == 0 else Metric.FETCH_BYTE_RATE, Metric.REQUEST_TIME_SHARE)
+               for i in range(clients)]
+    rounds = [[SampleBatch(w, metrics[i], (START_TS + step,) * 2, (_rate(i, step), 0.01 * (1 + i % 50)))
+               for i, w in enumerate(wls)] for step in range(steps)]
+    out = {}
+    for mode in ("per_record", "per_round"):
+        pipe = DetectorPipeline(clock=lambda: START_TS)
+        elapsed = 0.0
+        for step, batches in enumerate(rounds):
+            t0 = time.perf_counter()
+            if mode == "per_record":
+                for b in batches:
+                    pipe.process_batches([b])
+            else:
+                pipe.process_batches(batches)
+            if step:   # the first round allocates
+                elapsed += time.perf_counter() - t0
+        out[f"{mode}_samples_per_s"] = 2 * clients * (steps - 1) / elapsed
+    return out
+
+# ---------------------------------------------------------------- engine and API: many quarantines
+
+def _pcts(xs: list[float]) -> dict[str, float]:
+    xs = sorted(xs)
+
+    def at(p: float) -> float:
+        return xs[max(0, min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1))]
+
+    return {"p50_ms": 1000 * at(50), "p99_ms": 1000 * at(99), "n": len(xs)}
+
+
+def _quarantine(i: int, now: float) -> tuple[Any, Any]:
+    """An active quarantine as the engine leaves it after a verified throttle, and its action record."""
+    from actions.base import ActionPlan
+    from detectors.detection import Detection, Severity, Signature
+    from guardian.engine.model import ActionRecord, QState, Quarantine, StepStatus, workload_key
+
+    user, cid = _client(i)
+    wl = {"principal": f"User:{user}", "client_id": cid}
+    det = Detection(id=f"det-{i:06d}", ts=now, signature=Signature.RUNAWAY_PRODUCER, severity=Severity.HIGH,
+                    confidence=0.9, workload=wl, metric="produce_byte_rate", baseline=1e5, observed=2e6, ratio=20.0,
+                    duration_s=30.0, evidence=[(now - 30 + k, 1e5 if k < 20 else 2e6) for k in range(30)],
+                    detector="bench")
+    qid = f"q-{i:06d}"
+    plan = ActionPlan("quota", {"principal": wl["principal"], "user": user, "client_id": cid},
+                      {"scope": "client", "producer_byte_rate": 2e5}, qid)
+    q = Quarantine(id=qid, workload=wl, workload_key=workload_key(wl), policy="default", state=QState.ACTIVE,
+                   rung=0, dry_run=False, created_at=now + i * 1e-3, updated_at=now, rung_at=now,
+                   expires_at=now + 3600, desired=[{**plan.to_dict(), "rung": 0}], traffic=2e6, throttles=True,
+                   detection=det.to_dict(),
+                   history=[{"ts": now, "from": None, "to": "proposed", "by": "bench", "reason": "runaway"},
+                            {"ts": now, "from": "proposed", "to": "active", "by": "bench", "reason": "harm"}])
+    rec = ActionRecord(key=plan.idempotency_key, quarantine_id=qid, rung=0, plan=plan.to_dict(),
+                       status=StepStatus.VERIFIED, before={"quotas": {}}, attempts=1,
+                       history=[{"ts": now, "status": s} for s in ("planned", "applied", "verified")])
+    return q, rec
+
+
+def _redis(url: str | None, say: Say) -> tuple[str, Callable[[], None]]:
+    """``url`` or REDIS_URL, else a private redis-server in a temporary directory (stopped by the callable)."""
+    url = url or os.environ.get("REDIS_URL")
+    if url:
+        return url, lambda: None
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from guardian.dev.redis import LocalRedis
+
+    tmp = tempfile.mkdtemp(prefix="guardian-bench-scale-")
+    local = LocalRedis(Path(tmp))
+    url = local.start(say).url
+
+    def stop() -> None:
+        local.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    return url, stop
+
+
+def ledger_api(quarantines: int = 1000, repeats: int = 3, redis_url: str | None = None,
+               say: Say = print) -> dict[str, Any]:
+    """Ledger latency and API list/show latency with ``quarantines`` active quarantines (real Redis)."""
+    import uuid
+
+    import redis
+    from fastapi.testclient import TestClient
+
+    from guardian.api.app import build_engine, create_app
+    from guardian.auth import Role, TokenStore
+    from guardian.engine.model import OPEN_STATES
+    from guardian.ledger import Ledger
+    from guardian.settings import GuardianSettings
+
+    url, stop = _redis(redis_url, say)
+    prefix = f"bench-scale-{uuid.uuid4().hex[:8]}:"
+    client = redis.Redis.from_url(url)
+    try:
+        settings = GuardianSettings(redis={"url": url, "prefix": prefix},
+                                    api={"rate_per_s": 1e6, "burst": 1_000_000})
+        ledger = Ledger(client, prefix)
+        now = time.time()
+        create, put = [], []
+        for i in range(quarantines):
+            q, rec = _quarantine(i, now)
+            t0 = time.perf_counter()
+            ledger.create_quarantine(q, max_open=quarantines + 1)
+            t1 = time.perf_counter()
+            ledger.put_action(rec)
+            put.append(time.perf_counter() - t1)
+            create.append(t1 - t0)
+            if (i + 1) % 250 == 0:
+                say(f"  {i + 1} quarantines in the ledger")
+        engine = build_engine(settings, client, time.time)
+        probe = _quarantine(quarantines + 1, now)[0]
+        from detectors.detection import Detection
+
+        det = Detection.from_dict(probe.detection)
+        get_t, counting_t, list_t, view_t = [], [], [], []
+        for r in range(repeats * 20):
+            qid = f"q-{(r * 37) % quarantines:06d}"
+            get_t.append(_timed(lambda: ledger.get(qid), 1)[0])
+            counting_t.append(_timed(ledger.open_counting, 1)[0])
+            if r % 10 == 0:
+                list_t.append(_timed(lambda: ledger.list(states=OPEN_STATES), 1)[0])
+            view_t.append(_timed(lambda: engine.view_for(det, time.time()), 1)[0])
+
+        app = create_app(settings, engine=engine, redis_client=client)
+        tokens = TokenStore(client, prefix)
+        sre, _ = tokens.create(Role.SRE, name="bench", created_by="bench", now=now)
+        tenant, _ = tokens.create(Role.TENANT, ["User:tenant-1"], name="bench-tenant", created_by="bench", now=now)
+        http = TestClient(app)
+        pages: dict[str, list[float]] = {}
+        seen: dict[str, int] = {}
+        for label, token, limit in (("sre_limit_50", sre, 50), ("sre_limit_200", sre, 200),
+                                    ("tenant_limit_50", tenant, 50)):
+            times: list[float] = []
+            for _ in range(repeats):
+                cursor, n = None, 0
+                while True:
+                    params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+                    t0 = time.perf_counter()
+                    resp = http.get("/v1/quarantines", params=params, headers={"Authorization": f"Bearer {token}"})
+                    times.append(time.perf_counter() - t0)
+                    resp.raise_for_status()
+                    body = resp.json()
+                    n += len(body["items"])
+                    cursor = body.get("next_cursor")
+                    if not cursor:
+                        break
+                seen[label] = n
+            pages[label] = times
+            say(f"  API list {label}: {len(times) // repeats} pages, {seen[label]} quarantines")
+        show: list[float] = []
+        for r in range(repeats * 50):
+            qid = f"q-{(r * 53) % quarantines:06d}"
+            t0 = time.perf_counter()
+            http.get(f"/v1/quarantines/{qid}", headers={"Authorization": f"Bearer {sre}"}).raise_for_status()
+            show.append(time.perf_counter() - t0)
+        return {"quarantines": quarantines, "redis": url.split("@")[-1],
+               "ledger": {"create_quarantine": _pcts(create), "put_action": _pcts(put), "get": _pcts(get_t),
+                          "open_counting": _pcts(counting_t), "list_open": _pcts(list_t)},
+               "api": {**{f"list_{k}": {**_pcts(v), "items": seen[k]} for k, v in pages.items()},
+                       "show": _pcts(show)},
+                "engine": {"view_for": _pcts(view_t)}}
+    finally:
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+        stop()
+
+
+
+# ---------------------------------------------------------------- a real broker's exporter
+
+def real_scrape(clients: int, repeats: int = 3, say: Say = print) -> dict[str, Any]:
+    """A private local broker (``DevStack`` in a temporary directory, stopped after) given ``clients``
+    client sensors by as many short producer connections with distinct client-ids; then its JMX
+    exporter is scraped ``repeats`` times: the exporter's time, the page, and our parse of it."""
+    import shutil
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import httpx
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from guardian.dev.security import tenant_config
+    from guardian.dev.stack import DevStack
+    from guardian.ingest.prometheus import PrometheusSampler
+    from guardian.settings import DevSettings
+
+    if hasattr(os, "sched_setaffinity"):   # the broker (a child process) gets every core, as in production
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    tmp = Path(tempfile.mkdtemp(prefix="guardian-bench-scale-broker-"))
+    stack = DevStack(DevSettings(tenants=["tenant-a"]), run_dir=tmp, use_environment=False, use_docker=False)
+    try:
+        ep = stack.up(progress=say)
+        topic = "tenant-a.bench-scale"
+        admin = AdminClient({"bootstrap.servers": ep.kafka_bootstrap_servers})   # kept until the topic exists
+        for fut in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+            fut.result(30)
+
+        def connect(i: int) -> None:
+            p = Producer(tenant_config(ep.kafka_sasl_bootstrap_servers, "tenant-a", ep.tenants["tenant-a"],
+                                       **{"client.id": f"client-{i:06d}", "linger.ms": 0}))
+            p.produce(topic, b"x" * 100, partition=i % 3)
+            p.flush(30)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            for done, _ in enumerate(pool.map(connect, range(clients)), 1):
+                if done % 2000 == 0:
+                    say(f"  {done:,} client sensors created")
+        say(f"  {clients:,} client connections in {time.perf_counter() - t0:.0f} s")
+        sampler = PrometheusSampler()
+        scrape_s, parse_s, text = [], [], ""
+        with httpx.Client(timeout=120) as http:
+            for r in range(repeats):
+                t0 = time.perf_counter()
+                text = http.get(ep.kafka_metrics_url).text
+                scrape_s.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                samples = sampler.samples_from_text(text, START_TS + r, "broker-1")
+                parse_s.append(time.perf_counter() - t0)
+        return {"clients": clients, "scrape_s_median": statistics.median(scrape_s), "scrape_s": scrape_s,
+                "parse_s_median": statistics.median(parse_s), "bytes": len(text), "lines": text.count("\n"),
+                "client_lines": text.count('client_id="client-'), "samples": len(samples)}
+    finally:
+        stack.down(progress=say, purge=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the whole benchmark
+
+def capacity(parse: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
+    """The largest cluster one core watches at a 1 s scrape: client-broker parts per second it can
+    scrape (collector) and detect (worker), each alone and both on the same core."""
+    per_part_scrape = parse["scrape"]["core_share_per_broker"] / parse["clients"]
+    per_part_plugin = parse["plugin"]["core_share_per_broker"] / parse["clients"]
+    parts = parse["clients"] * worker["brokers"]
+    per_part_worker = worker["s_per_round"] / parts
+    per_part_chunked = worker["chunked"]["s_per_round"] / parts
+    return {"worker_parts_per_s": 1 / per_part_worker, "worker_chunked_parts_per_s": 1 / per_part_chunked,
+            "scrape_parts_per_s": 1 / per_part_scrape, "plugin_parts_per_s": 1 / per_part_plugin,
+            "scrape_and_worker_parts_per_s": 1 / (per_part_scrape + per_part_worker),
+            "scrape_and_chunked_worker_parts_per_s": 1 / (per_part_scrape + per_part_chunked)}
+
+
+def run(clients: Iterable[int] = (10_000, 50_000), brokers: int = 3, quarantines: int = 1000,
+        real_broker_clients: int = 0, say: Say = print) -> dict[str, Any]:
+    affinity = _one_core()
+    out: dict[str, Any] = {"cpu_affinity": affinity, "brokers": brokers, "load_average_start": os.getloadavg(),
+                           "by_clients": {}}
+    for n in clients:
+        say(f"{n:,} clients: parse one broker's exporter page and plugin snapshot ...")
+        parse = {"clients": n, **parse_cost(n)}
+        say(f"  scrape {parse['scrape']['parse_s']:.3f} s + encode {parse['scrape']['encode_s']:.3f} s; "
+            f"plugin {parse['plugin']['decode_s']:.3f} s + {parse['plugin']['encode_s']:.3f} s")
+        say(f"{n:,} clients: worker (decode, cluster-wide series, detectors) on one core ...")
+        worker = {**worker_cost(n, brokers, say=say), "detectors_alone": detector_calls(n)}
+        say(f"  {worker['samples_per_s']:,.0f} samples/s ({worker['chunked']['samples_per_s']:,.0f} in chunks of "
+            f"{worker['chunked']['records']}), {worker['s_per_round']:.2f} s per 1 s round, "
+            f"{worker['heap_bytes_per_client']:,.0f} B heap per client; detectors alone "
+            f"{worker['detectors_alone']['per_record_samples_per_s']:,.0f} samples/s called per record, "
+            f"{worker['detectors_alone']['per_round_samples_per_s']:,.0f} called per round")
+        out["by_clients"][str(n)] = {"parse": parse, "worker": worker, "capacity": capacity(parse, worker),
+                                     "load_average": os.getloadavg()}
+    if quarantines:
+        say(f"ledger and API with {quarantines:,} active quarantines (real Redis) ...")
+        out["ledger_api"] = ledger_api(quarantines, say=say)
+    if real_broker_clients:
+        say(f"a real local broker with {real_broker_clients:,} client sensors ...")
+        out["real_broker"] = real_scrape(real_broker_clients, say=say)
+    out["load_average_end"] = os.getloadavg()
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", default="10000,50000")
+    ap.add_argument("--quarantines", type=int, default=1000)
+    ap.add_argument("--real-broker", type=int, default=0, help="also scrape a private local broker with this many clients")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    result = run([int(x) for x in a.clients.split(",")], quarantines=a.quarantines,
+                 real_broker_clients=a.real_broker, say=(lambda m: None) if a.json else print)
+    print(json.dumps(result, indent=None if a.json else 1))
