@@ -60,6 +60,7 @@ class Ledger:
     def __init__(self, client: Any, prefix: str = "guardian:") -> None:
         self._r = client
         self.prefix = prefix
+        self._live_indexed = False   # unfinished(): indexes a ledger written before the live set once
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "guardian:") -> "Ledger":
@@ -164,10 +165,12 @@ class Ledger:
         wkey = self.k("q", "wl", q.workload_key)
         if q.state.terminal:
             pipe.srem(self.k("q", "open"), q.id)
+            pipe.srem(self.k("q", "live"), q.id)
             # Only drop the index if it still points at us (it always does: one open per workload).
             pipe.delete(wkey)
         else:
             pipe.set(wkey, q.id)
+            pipe.sadd(self.k("q", "live"), q.id)
             if q.counts_for_caps:
                 pipe.sadd(self.k("q", "open"), q.id)
 
@@ -198,6 +201,27 @@ class Ledger:
                 continue
             out.append(q)
         return out
+
+    def unfinished(self) -> list[Quarantine]:
+        """Every quarantine not in a terminal state, however old: what the engine expires and re-verifies.
+
+        ``list`` reads only the newest ``limit``; once the history holds more, an older open
+        quarantine would never reach its TTL. A ledger written before this index existed is indexed
+        once from its one-open-quarantine-per-workload keys."""
+        live = self.k("q", "live")
+        if not self._live_indexed:
+            def backfill() -> None:
+                ids = [self._r.get(key) for key in self._r.scan_iter(match=self.k("q", "wl", "*"), count=500)]
+                if ids := [i for i in ids if i]:
+                    self._r.sadd(live, *ids)
+            self._read(backfill)
+            self._live_indexed = True
+        ids = self._read(lambda: self._r.smembers(live))
+        if not ids:
+            return []
+        raws = self._read(lambda: self._r.mget([self.k("q", i.decode()) for i in sorted(ids)]))
+        out = [Quarantine.from_dict(orjson.loads(raw)) for raw in raws if raw]
+        return [q for q in out if not q.state.terminal]
 
     def open_counting(self) -> list[Quarantine]:
         """The quarantines that count against the caps."""

@@ -185,6 +185,9 @@ class MemoryLedger:
             out.append(q)
         return out
 
+    def unfinished(self) -> list[Quarantine]:
+        return [q for i in sorted(self._wl.values()) if (q := self.get(i)) is not None and not q.state.terminal]
+
     def open_counting(self) -> list[Quarantine]:
         return [q for i in sorted(self._open) if (q := self.get(i)) is not None]
 

@@ -298,18 +298,21 @@ class ActionEngine:
         counts = {"expired": 0, "converged": 0, "pending": 0, "audited": 0}
         if not self.is_leader():
             return counts
-        for q in self.ledger.list(states=OPEN_STATES):
-            if now >= q.expires_at:
+        unfinished = self.ledger.unfinished()   # all of them: ``list`` reads only the newest 1,000
+        for q in unfinished:
+            if q.state in OPEN_STATES and now >= q.expires_at:
                 try:
                     self._finish(q, QState.EXPIRED, now, self.name, "TTL reached")
                     counts["expired"] += 1
                 except ConflictError:
                     pass  # changed meanwhile; next tick sees it again
+        unfinished = [q for q in unfinished if now < q.expires_at]
         deep = now - self._last_deep >= self.drift_check_s
         if deep:
             self._last_deep = now
-            for q in self.ledger.list(states=(QState.ACTIVE, QState.APPEALED)):
-                self.ledger.mark_dirty(q.id, q.version)
+            for q in unfinished:
+                if q.state in (QState.ACTIVE, QState.APPEALED):
+                    self.ledger.mark_dirty(q.id, q.version)
         for qid, _version in self.ledger.dirty():
             q = self.ledger.get(qid)
             if q is None:
@@ -528,8 +531,9 @@ class ActionEngine:
         now = self.clock()
         self.ledger.clear_pause(audit=[{"id": f"resume:{now}", "ts": now, "type": "resume",
                                         "key": "pause", "by": by, "reason": reason}])
-        for q in self.ledger.list(states=(QState.ACTIVE, QState.APPEALED)):
-            self.ledger.mark_dirty(q.id, q.version)   # apply what the pause held back
+        for q in self.ledger.unfinished():
+            if q.state in (QState.ACTIVE, QState.APPEALED):
+                self.ledger.mark_dirty(q.id, q.version)   # apply what the pause held back
 
     def paused(self) -> dict[str, Any] | None:
         return self.ledger.pause_state()

@@ -127,7 +127,21 @@ def list_is_newest_first_and_filters(ledger: Any, now: float) -> None:
     assert [q.id for q in ledger.list(limit=1)] == ["new"]
 
 
+def unfinished_lists_every_open_quarantine_however_much_newer_history_there_is(ledger: Any, now: float) -> None:
+    ledger.create_quarantine(quarantine("old", "c-old", now - 10))
+    for i in range(1001):   # more finished history than ``list`` reads (its newest 1,000)
+        ledger.create_quarantine(quarantine(f"done{i}", f"c{i}", now + i, state=QState.RELEASED))
+    ledger.create_quarantine(quarantine("watch", "c-watch", now + 2000, state=QState.WATCHING))
+    assert "old" not in {q.id for q in ledger.list()}
+    assert sorted(q.id for q in ledger.unfinished()) == ["old", "watch"]
+    old = ledger.get("old")
+    old.state = QState.EXPIRED
+    ledger.save_quarantine(old)
+    assert [q.id for q in ledger.unfinished()] == ["watch"]
+
+
 BEHAVIOURS: list[Callable[[Any, float], None]] = [
+    unfinished_lists_every_open_quarantine_however_much_newer_history_there_is,
     create_then_read_back, a_stale_version_is_a_conflict, one_open_quarantine_per_workload_and_the_cap,
     a_terminal_quarantine_frees_its_workload_and_its_place, converged_only_at_the_version_seen,
     action_records_are_versioned, pause_probation_and_the_outbox, list_is_newest_first_and_filters,

@@ -123,6 +123,20 @@ def test_ttl_expiry_reverts(ledger, quota, clock):
     assert q.state is QState.EXPIRED and quota.state == {} and quota.effective_reverts == 1
 
 
+def test_an_old_quarantine_expires_behind_more_than_a_thousand_newer_finished_ones(ledger, quota, clock):
+    """The tick read ``ledger.list`` (its newest 1,000): an older open quarantine never reached its TTL."""
+    from tests.unit.engine.ledger_behaviours import quarantine
+
+    engine = make(ledger, quota, clock)
+    d = engine.handle(detection("loader", clock()))
+    for i in range(1000):
+        clock.advance(0.1)
+        ledger.create_quarantine(quarantine(f"done{i}", f"c{i}", clock(), state=QState.RELEASED))
+    clock.advance(300)
+    assert engine.tick()["expired"] == 1
+    assert ledger.get(d.quarantine_id).state is QState.EXPIRED and quota.state == {}
+
+
 def test_pause_holds_new_actions_and_resume_lets_them_through(ledger, quota, clock):
     engine = make(ledger, quota, clock)
     engine.pause(by="sre", reason="incident review")
