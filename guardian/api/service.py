@@ -251,7 +251,8 @@ class ReviewService:
                 return self._grant_with_limit(who, q, raised_limit, until, reason)
             if until is not None:
                 raise InvalidRequestError("`until` goes with `raised_limit`")
-            return self.engine.release(q.id, who.label, reason or "appeal granted")
+            # only while it is still appealed: a second SRE's concurrent deny makes this a conflict
+            return self.engine.release(q.id, who.label, reason or "appeal granted", only_if=QState.APPEALED)
         if raised_limit is not None or until is not None:
             raise InvalidRequestError("`raised_limit` and `until` apply to granting an appeal only")
         return self.engine.approve(q.id, who.label, reason)

@@ -502,9 +502,14 @@ class ActionEngine:
         self._after_change(q, "appeal_denied")
         return q
 
-    def release(self, qid: str, by: str, reason: str = "") -> Quarantine:
-        """Release now (an SRE, or an appeal granted): revert every action, start probation."""
+    def release(self, qid: str, by: str, reason: str = "", only_if: QState | None = None) -> Quarantine:
+        """Release now (an SRE, or an appeal granted): revert every action, start probation.
+
+        ``only_if``: the state the caller decided on (an appeal grant: ``APPEALED``); if the
+        quarantine left it meanwhile (another SRE denied the appeal), a conflict instead."""
         q, now = self._load(qid), self.clock()
+        if only_if is not None and q.state is not only_if:
+            raise ConflictError(f"quarantine {qid} is {q.state.value} now, not {only_if.value}: decided meanwhile")
         if q.state is QState.APPEALED:
             q.appeal = {**(q.appeal or {}), "decision": "granted", "decided_by": by, "decided_at": now}
         return self._finish(q, QState.RELEASED, now, by, reason or "released")

@@ -165,3 +165,15 @@ def test_a_stale_version_is_a_conflict_as_in_redis(ledger, quota, clock):
         ledger.save_quarantine(mine)
     assert ledger.get(d.quarantine_id).expires_at == theirs.expires_at
     assert mine.version == theirs.version - 1, "a failed save leaves the caller's version as it was"
+
+
+def test_granting_an_appeal_another_sre_denied_meanwhile_is_a_conflict(ledger, quota, clock):
+    """Two SREs decide one appeal: the grant was decided on 'appealed', so after the deny it conflicts
+    instead of releasing a quarantine the other SRE just kept (the API's race test saw both succeed)."""
+    engine = make(ledger, quota, clock)
+    d = engine.handle(detection("loader", clock()))
+    engine.appeal(d.quarantine_id, by="tenant-a", reason="x")
+    engine.deny(d.quarantine_id, by="bob", note="no")
+    with pytest.raises(ConflictError, match="decided meanwhile"):
+        engine.release(d.quarantine_id, by="alice", reason="fine", only_if=QState.APPEALED)
+    assert ledger.get(d.quarantine_id).state is QState.ACTIVE and throttled(quota, "loader")
