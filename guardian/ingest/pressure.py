@@ -99,6 +99,9 @@ class HandlerIdle:
         self.window_s = window_s
         self.stale_after_s = stale_after_s
         self._readings: dict[Hashable, deque[tuple[float, float]]] = {}
+        # the most pools seen marking each broker's meter since it started: a node's pools do not change
+        # while it runs, but the lifetime mean that reveals them sinks towards 1 on a broker kept busy
+        self._pools: dict[Hashable, int] = {}
 
     def observe(self, key: Hashable, ts: float, count: float, mean_rate: float | None = None,
                 restarted: bool = False) -> float | None:
@@ -107,6 +110,7 @@ class HandlerIdle:
         readings = self._readings.setdefault(key, deque())
         if readings and (restarted or count < readings[-1][1]):
             readings.clear()
+            self._pools.pop(key, None)
         if readings and ts - readings[-1][0] < 1e-3:
             return None  # the same reading twice, or time went backwards
         readings.append((ts, count))
@@ -116,8 +120,13 @@ class HandlerIdle:
         if len(readings) < 2:
             return None
         t0, c0 = readings[0]
-        return idle_ratio((count - c0) / (ts - t0), handler_pools(mean_rate))
+        rate = (count - c0) / (ts - t0)
+        # (not from ``rate``: scrape jitter can show a single pool more than a second idle per second)
+        pools = max(self._pools.get(key, 1), handler_pools(mean_rate))
+        self._pools[key] = pools
+        return idle_ratio(rate, pools)
 
     def forget_stale(self, now: float) -> None:
         for key in [k for k, r in self._readings.items() if not r or now - r[-1][0] > self.stale_after_s]:
             del self._readings[key]
+            self._pools.pop(key, None)

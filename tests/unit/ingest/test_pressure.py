@@ -143,6 +143,21 @@ def test_pools_sharing_the_idle_meter_follow_from_its_lifetime_mean(mean, pools)
     assert handler_pools(mean) == pools
 
 
+def test_a_combined_node_kept_busy_still_counts_its_second_pool() -> None:
+    """The lifetime mean that reveals the controller's pool sinks towards 1 on a broker kept busy (a drill's
+    broker after a few runaways); read as one pool, a saturated broker pool showed 96 % idle."""
+    from guardian.ingest.pressure import HandlerIdle
+
+    idle = HandlerIdle(window_s=5.0)
+    idle.observe("b1", 0.0, 0.0, mean_rate=1.9)             # fresh: both pools idle, two pools seen
+    idle.observe("b1", 5.0, 9.5e9, mean_rate=1.9)
+    # much later the lifetime mean reads ~1.0, and the broker pool is saturated: only the controller idles
+    assert idle.observe("b1", 10.0, 14.5e9, mean_rate=1.02) == pytest.approx(0.0)
+    # a restart forgets what was seen: a new node may have other pools
+    assert idle.observe("b1", 11.0, 0.2e9, mean_rate=1.02, restarted=True) is None
+    assert idle.observe("b1", 12.0, 0.9e9, mean_rate=1.02) == pytest.approx(0.7)
+
+
 def test_idle_ratio_and_clamp_edges() -> None:
     assert idle_ratio(-5.0) == 0.0
     assert idle_ratio(2e9, pools=0) == 1.0   # a nonsensical pool count counts as one
