@@ -186,21 +186,9 @@ class Ledger:
              limit: int = 1000) -> list[Quarantine]:
         """Newest first."""
         ids = self._read(lambda: self._r.zrevrange(self.k("q", "all"), 0, limit - 1))
-        if not ids:
-            return []
-        raws = self._read(lambda: self._r.mget([self.k("q", i.decode()) for i in ids]))
         wanted = set(states) if states is not None else None
-        out = []
-        for raw in raws:
-            if not raw:
-                continue
-            q = Quarantine.from_dict(orjson.loads(raw))
-            if wanted is not None and q.state not in wanted:
-                continue
-            if tenant is not None and q.tenant != tenant:
-                continue
-            out.append(q)
-        return out
+        return [q for q in self._get_many(ids)
+                if (wanted is None or q.state in wanted) and (tenant is None or q.tenant == tenant)]
 
     def unfinished(self) -> list[Quarantine]:
         """Every quarantine not in a terminal state, however old: what the engine expires and re-verifies.
@@ -217,19 +205,19 @@ class Ledger:
             self._read(backfill)
             self._live_indexed = True
         ids = self._read(lambda: self._r.smembers(live))
-        if not ids:
-            return []
-        raws = self._read(lambda: self._r.mget([self.k("q", i.decode()) for i in sorted(ids)]))
-        out = [Quarantine.from_dict(orjson.loads(raw)) for raw in raws if raw]
-        return [q for q in out if not q.state.terminal]
+        return [q for q in self._get_many(sorted(ids)) if not q.state.terminal]
 
     def open_counting(self) -> list[Quarantine]:
         """The quarantines that count against the caps."""
         # one MGET, not one GET per quarantine: the engine reads this for every detection it decides
-        ids = self._read(lambda: self._r.smembers(self.k("q", "open")))
-        if not ids:
+        return self._get_many(self._read(lambda: self._r.smembers(self.k("q", "open"))))
+
+    def _get_many(self, ids: Iterable[bytes]) -> list[Quarantine]:
+        """The quarantines with these ids, in their order, in one MGET (ids without a record are skipped)."""
+        keys = [self.k("q", i.decode()) for i in ids]
+        if not keys:
             return []
-        raws = self._read(lambda: self._r.mget([self.k("q", i.decode()) for i in ids]))
+        raws = self._read(lambda: self._r.mget(keys))
         return [Quarantine.from_dict(orjson.loads(raw)) for raw in raws if raw]
 
     def dirty(self) -> list[tuple[str, int]]:

@@ -27,7 +27,7 @@ from guardian.audit import AuditSink, decision_record, drain, quarantine_record,
 from guardian.engine.decide import NEEDS_MEMBERS, NEEDS_POD, View, decide, traffic_of
 from guardian.engine.effect import NOT_EFFECTIVE_EVENT, Effect, EffectRule, RatePoint, judge, series_of
 from guardian.engine.lifecycle import move
-from guardian.engine.model import (OPEN_STATES, ActionRecord, Decision, Outcome, QState, Quarantine,
+from guardian.engine.model import (ActionRecord, Decision, Outcome, QState, Quarantine,
                                    StepStatus, workload_key)
 from guardian.engine.reconcile import CrashHook, Reconciler
 from guardian.errors import ConflictError, GuardianError, NotLeaderError, PermanentError
@@ -300,7 +300,7 @@ class ActionEngine:
             return counts
         unfinished = self.ledger.unfinished()   # all of them: ``list`` reads only the newest 1,000
         for q in unfinished:
-            if q.state in OPEN_STATES and now >= q.expires_at:
+            if now >= q.expires_at:
                 try:
                     self._finish(q, QState.EXPIRED, now, self.name, "TTL reached")
                     counts["expired"] += 1
@@ -311,7 +311,7 @@ class ActionEngine:
         if deep:
             self._last_deep = now
             for q in unfinished:
-                if q.state in (QState.ACTIVE, QState.APPEALED):
+                if q.state.enforcing:
                     self.ledger.mark_dirty(q.id, q.version)
         for qid, _version in self.ledger.dirty():
             q = self.ledger.get(qid)
@@ -537,7 +537,7 @@ class ActionEngine:
         self.ledger.clear_pause(audit=[{"id": f"resume:{now}", "ts": now, "type": "resume",
                                         "key": "pause", "by": by, "reason": reason}])
         for q in self.ledger.unfinished():
-            if q.state in (QState.ACTIVE, QState.APPEALED):
+            if q.state.enforcing:
                 self.ledger.mark_dirty(q.id, q.version)   # apply what the pause held back
 
     def paused(self) -> dict[str, Any] | None:
