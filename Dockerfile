@@ -30,10 +30,8 @@ import tomllib
 print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
 PY
 RUN pip install -r /tmp/requirements.txt
+# only the guardian package: the developer tools (guardian_dev, bench) stay out of the image
 COPY guardian ./guardian
-COPY detectors ./detectors
-COPY actions ./actions
-COPY bench ./bench
 COPY pyproject.toml README.md* ./
 # A non-editable install; bytecode is compiled here because the runtime root
 # filesystem is read-only.

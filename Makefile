@@ -11,11 +11,11 @@ setup:
 # module), kube-apiserver and etcd (from Go modules, ~13 min cold on 2 cores), the broker plugin jar.
 setup-test: setup
 	@echo "==> helm"; bash scripts/install-helm.sh >/dev/null
-	@echo "==> kube-apiserver and etcd (cached after the first build)"; $(PYTHON) -m guardian.dev.kubernetes build
-	@echo "==> broker plugin jar"; $(PYTHON) -c "from guardian.dev.plugin import ensure_plugin_jar as e; from guardian.settings import DevSettings as S; print(e(S().home, print))"
+	@echo "==> kube-apiserver and etcd (cached after the first build)"; $(PYTHON) -m guardian_dev.kubernetes build
+	@echo "==> broker plugin jar"; $(PYTHON) -c "from guardian_dev.plugin import ensure_plugin_jar as e; from guardian.settings import DevSettings as S; print(e(S().home, print))"
 
 demo: setup
-	$(PYTHON) -m guardian.cli demo
+	$(PYTHON) -m guardian_dev demo
 
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
 test: setup-test
@@ -29,10 +29,10 @@ test-integration: setup-test
 	@$(PYTHON) -m pytest -m integration $(PYTEST_ARGS); rc=$$?; [ $$rc -ne 5 ] || exit 1; exit $$rc
 
 up: setup
-	$(PYTHON) -m guardian.cli dev up
+	$(PYTHON) -m guardian_dev up
 
 down:
-	$(PYTHON) -m guardian.cli dev down
+	$(PYTHON) -m guardian_dev down
 
 lint:
 	lint-imports
@@ -42,4 +42,4 @@ dashboards:
 	$(PYTHON) -m dashboards.render
 
 clean:
-	rm -rf .pytest_cache build *.egg-info .guardian-install.stamp
+	rm -rf .pytest_cache build *.egg-info guardian_dev/*.egg-info .guardian-install.stamp

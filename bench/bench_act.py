@@ -6,10 +6,10 @@ ledger and the Kafka audit trail, and stops the clock when ``handle`` returns
 with the action record ``verified`` (the quota read back from the broker).
 Then it releases the quarantine and times the revert the same way.
 
-    guardian bench act --json        # or: python bench/bench_act.py
+    guardian-dev bench act --json        # or: python bench/bench_act.py
 
 Uses KAFKA_BOOTSTRAP_SERVERS + REDIS_URL when set, else the embedded dev
-stack (started if needed, left running like ``guardian dev up``).
+stack (started if needed, left running like ``guardian-dev up``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 def _endpoints(say: Callable[[str], None]):
-    from guardian.dev.stack import DevStack
+    from guardian_dev.stack import DevStack
     from guardian.settings import GuardianSettings
 
     return DevStack(GuardianSettings().dev).up(progress=say)
@@ -38,14 +38,14 @@ def _endpoints(say: Callable[[str], None]):
 def run(rounds: int = 30, say: Callable[[str], None] = print) -> dict[str, Any]:
     import redis
 
-    from actions.quota import QuotaActuator
-    from detectors.detection import Detection, Severity, Signature
-    from guardian.audit import KafkaAuditSink, ensure_topic
+    from guardian.actuators.quota import QuotaActuator
+    from guardian.model.detection import Detection, Severity, Signature
+    from guardian.store.audit import KafkaAuditSink, ensure_topic
     from guardian.engine.engine import ActionEngine
-    from guardian.engine.model import Outcome, StepStatus
-    from guardian.kafka_admin import QuotaEntity
-    from guardian.ledger import Ledger
-    from guardian.policy import default_policy_path, load_policy
+    from guardian.model.quarantine import Outcome, StepStatus
+    from guardian.clients.kafka_admin import QuotaEntity
+    from guardian.store.ledger import Ledger
+    from guardian.policy.config import default_policy_path, load_policy
     from guardian.settings import GuardianSettings
 
     ep = _endpoints(say)

@@ -12,7 +12,7 @@ and requests) through ``DetectorPipeline``:
   ``Workload`` objects the caller already holds;
 * ``state_bytes_per_series``: the fast tier's declared bounded state.
 
-    guardian bench detect --json        # or: python bench/bench_detect.py
+    guardian-dev bench detect --json        # or: python bench/bench_detect.py
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def _one_core() -> None:
 
 
 def run_bench(workloads: int = 100_000, steps: int = 20, seed: int = 0) -> dict[str, Any]:
-    from detectors.pipeline import DetectorPipeline
-    from guardian.samples import Metric, Sample, Workload
+    from guardian.detectors.pipeline import DetectorPipeline
+    from guardian.model.samples import Metric, Sample, Workload
 
     _one_core()
     rng = np.random.default_rng(seed)

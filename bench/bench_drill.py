@@ -1,6 +1,6 @@
 """Benchmark: the incident drill over every shipped scenario (docs/BENCHMARKS.md, "Incident drill").
 
-Runs ``guardian bench drill`` for each ``configs/scenarios/drill-*.yaml`` in
+Runs ``guardian-dev bench drill`` for each ``configs/scenarios/drill-*.yaml`` in
 turn (guardian off, then on, on the same broker) and prints one row per
 scenario: incidents detected / acted on, onset -> detection and onset ->
 verified action (p50 / p95 over the scenario's repeats), benign tenants' p99
@@ -14,7 +14,7 @@ the broker's capacity and the load average at the start and end.
 
 A scenario with ``broker:`` runs on the drill's own broker with that
 capacity; others use KAFKA_BOOTSTRAP_SERVERS + REDIS_URL when set, else the
-embedded dev stack (started if needed, left running like ``guardian dev up``).
+embedded dev stack (started if needed, left running like ``guardian-dev up``).
 Takes about 6 minutes per scenario on 2 cores.
 """
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def row(res: dict) -> dict:
-    from guardian.drill.report import headline
+    from guardian_dev.drill.report import headline
 
     m, b = res.get("machine") or {}, res.get("broker") or {}
     return {"scenario": res["scenario"], "expect": res.get("expect"), "detected": res.get("incidents_detected"),
@@ -47,7 +47,7 @@ def report(out: Path) -> list[dict]:
 
 
 def main(argv: list[str]) -> list[dict]:
-    from guardian.drill.cli import run_drill
+    from guardian_dev.drill.cli import run_drill
 
     if argv[:1] == ["--report"]:
         return report(Path(argv[1]))

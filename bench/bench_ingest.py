@@ -1,7 +1,7 @@
 """Ingestion benchmark: decode + route throughput in process and through the local broker.
 
     python bench/bench_ingest.py [--batch 500] [--samples 300000] [--json]
-    guardian bench ingest --json
+    guardian-dev bench ingest --json
 
 * in process: ``MetricsProcessor.handle`` (decode, validate, key check, hand to
   a detector stage that does nothing, processor metrics) over pre-encoded
@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from guardian.ingest.codec import SampleBatch, encode_batch
 from guardian.ingest.processor import MetricsProcessor, NullStage, ProcessorMetrics
-from guardian.samples import Metric, Workload
+from guardian.model.samples import Metric, Workload
 
 METRICS = (Metric.PRODUCE_BYTE_RATE, Metric.FETCH_BYTE_RATE, Metric.REQUEST_RATE, Metric.REQUEST_TIME_SHARE,
            Metric.THROTTLE_TIME, Metric.ERROR_RATE)
@@ -78,7 +78,7 @@ def _bootstrap() -> str:
     settings = GuardianSettings()
     if settings.kafka.bootstrap_servers:
         return settings.kafka.bootstrap_servers
-    from guardian.dev.stack import DevStack
+    from guardian_dev.stack import DevStack
 
     return DevStack(settings.dev).up(progress=lambda m: None).kafka_bootstrap_servers
 
@@ -88,7 +88,7 @@ def bench_through_kafka(batch: int, total_samples: int, say: Callable[[str], Non
     from confluent_kafka.admin import AdminClient
 
     from guardian.settings import TopicSettings
-    from guardian.topics import ensure_topics
+    from guardian.clients.topics import ensure_topics
 
     bootstrap = _bootstrap()
     u = uuid.uuid4().hex[:8]

@@ -26,7 +26,7 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 def run(starts: int = 3, rounds: int = 30, say: Callable[[str], None] = print) -> dict[str, Any]:
-    from guardian.dev.kubernetes import (
+    from guardian_dev.kubernetes import (
         DEFAULT_VERSION,
         TENANT_NAMESPACE,
         LocalKubernetes,
@@ -74,7 +74,7 @@ def run(starts: int = 3, rounds: int = 30, say: Callable[[str], None] = print) -
 def _actuator_rounds(cluster: Any, rounds: int, tenant_pod: Callable, ns: str) -> tuple[list[float], list[float]]:
     from kubernetes import client, config
 
-    from actions.pod import PodActuator
+    from guardian.actuators.pod import PodActuator
 
     admin = config.new_client_from_config(config_file=str(cluster.kubeconfig_path))
     api = config.new_client_from_config(config_file=str(cluster.guardian_kubeconfig_path))

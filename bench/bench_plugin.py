@@ -7,7 +7,7 @@ machine hits both equally. Reported: records/s per run, the medians, and
 ``overhead_pct``: the median over rounds of ``100 * (off - on) / off``, each
 round's two runs taken back to back (the median of per-mode medians is reported too).
 
-    guardian bench plugin --json            # or: python -m bench.bench_plugin
+    guardian-dev bench plugin --json            # or: python -m bench.bench_plugin
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from guardian.dev.kafka import check_java, ensure_jars
-from guardian.dev.security import ensure_topics
-from guardian.dev.stack import DevStack
+from guardian_dev.kafka import check_java, ensure_jars
+from guardian_dev.security import ensure_topics
+from guardian_dev.stack import DevStack
 from guardian.settings import DevSettings
 
 _RESULT = re.compile(r"(\d+) records sent, ([\d.]+) records/sec")
@@ -54,7 +54,7 @@ def run(rounds: int = 5, records: int = 1_000_000, size: int = 100, subscribe: b
                                  broker_plugin=(mode == "on")) for mode in ("off", "on")}
         try:
             endpoints = {mode: s.up(progress=say) for mode, s in stacks.items()}
-            from guardian.telemetry import Subscription, TelemetrySubscriptions
+            from guardian.clients.telemetry import Subscription, TelemetrySubscriptions
 
             if subscribe:
                 with TelemetrySubscriptions(endpoints["on"].kafka_bootstrap_servers) as subs:

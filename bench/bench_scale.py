@@ -1,11 +1,11 @@
 """Scale benchmark: what 10,000 and 50,000 client-ids cost the guardian (issue 16).
 
-    guardian bench scale [--clients 10000,50000] [--json]     # or: python bench/bench_scale.py
+    guardian-dev bench scale [--clients 10000,50000] [--json]     # or: python bench/bench_scale.py
 
 For each client count N (one synthetic broker's worth of client sensors):
 
 * ``scrape``: one broker's JMX-exporter text for N clients, in the exporter's format
-  (``guardian/dev/jmx_rules.yaml``, JMX exporter 1.0.1: families with HELP/TYPE, labels sorted,
+  (``guardian/ingest/jmx_rules.yaml``, JMX exporter 1.0.1: families with HELP/TYPE, labels sorted,
   ``NaN`` for a sensor whose window holds no observation) through ``PrometheusSampler`` into
   samples, then into the records the collector publishes (``group_samples`` + ``encode_batch``).
   At a 1 s scrape, seconds per scrape = the share of a core per broker.
@@ -170,8 +170,8 @@ def _plugin_records(clients: int, brokers: int, step: int) -> list[tuple[bytes, 
 
 
 def _stage() -> Any:
-    from detectors.pipeline import DetectorPipeline
-    from guardian.run import DetectorStage
+    from guardian.detectors.pipeline import DetectorPipeline
+    from guardian.ingest.stage import DetectorStage
 
     return DetectorStage(DetectorPipeline(clock=lambda: START_TS))
 
@@ -251,9 +251,9 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, c
 def detector_calls(clients: int, steps: int = 4) -> dict[str, Any]:
     """The detectors alone on cluster-wide batches: one ``process_batches`` call per workload record (what
     the worker does now) against one call per scrape round (the same samples, vectorised across workloads)."""
-    from detectors.pipeline import DetectorPipeline
+    from guardian.detectors.pipeline import DetectorPipeline
     from guardian.ingest.codec import SampleBatch
-    from guardian.samples import Metric, Workload
+    from guardian.model.samples import Metric, Workload
 
     wls = [Workload(principal=f"User:{u}", client_id=c) for u, c in map(_client, range(clients))]
     metrics = [(Metric.PRODUCE_BYTE_RATE if i % 2 == 0 else Metric.FETCH_BYTE_RATE, Metric.REQUEST_TIME_SHARE)
@@ -289,9 +289,9 @@ def _pcts(xs: list[float]) -> dict[str, float]:
 
 def _quarantine(i: int, now: float) -> tuple[Any, Any]:
     """An active quarantine as the engine leaves it after a verified throttle, and its action record."""
-    from actions.base import ActionPlan
-    from detectors.detection import Detection, Severity, Signature
-    from guardian.engine.model import ActionRecord, QState, Quarantine, StepStatus, workload_key
+    from guardian.actuators.base import ActionPlan
+    from guardian.model.detection import Detection, Severity, Signature
+    from guardian.model.quarantine import ActionRecord, QState, Quarantine, StepStatus, workload_key
 
     user, cid = _client(i)
     wl = {"principal": f"User:{user}", "client_id": cid}
@@ -323,7 +323,7 @@ def _redis(url: str | None, say: Say) -> tuple[str, Callable[[], None]]:
     import tempfile
     from pathlib import Path
 
-    from guardian.dev.redis import LocalRedis
+    from guardian_dev.redis import LocalRedis
 
     tmp = tempfile.mkdtemp(prefix="guardian-bench-scale-")
     local = LocalRedis(Path(tmp))
@@ -345,9 +345,9 @@ def ledger_api(quarantines: int = 1000, repeats: int = 3, redis_url: str | None 
     from fastapi.testclient import TestClient
 
     from guardian.api.app import build_engine, create_app
-    from guardian.auth import Role, TokenStore
-    from guardian.engine.model import OPEN_STATES
-    from guardian.ledger import Ledger
+    from guardian.api.auth import Role, TokenStore
+    from guardian.model.quarantine import OPEN_STATES
+    from guardian.store.ledger import Ledger
     from guardian.settings import GuardianSettings
 
     url, stop = _redis(redis_url, say)
@@ -371,7 +371,7 @@ def ledger_api(quarantines: int = 1000, repeats: int = 3, redis_url: str | None 
                 say(f"  {i + 1} quarantines in the ledger")
         engine = build_engine(settings, client, time.time)
         probe = _quarantine(quarantines + 1, now)[0]
-        from detectors.detection import Detection
+        from guardian.model.detection import Detection
 
         det = Detection.from_dict(probe.detection)
         get_t, counting_t, list_t, view_t = [], [], [], []
@@ -444,8 +444,8 @@ def real_scrape(clients: int, repeats: int = 3, say: Say = print) -> dict[str, A
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from guardian.dev.security import tenant_config
-    from guardian.dev.stack import DevStack
+    from guardian_dev.security import tenant_config
+    from guardian_dev.stack import DevStack
     from guardian.ingest.prometheus import PrometheusSampler
     from guardian.settings import DevSettings
 

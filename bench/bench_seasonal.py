@@ -3,7 +3,7 @@
     python bench/bench_seasonal.py off configs/scenarios/diurnal     # ~10-14 min on 2 busy cores
     python bench/bench_seasonal.py on configs/scenarios/diurnal
 
-``guardian eval scenarios`` always runs the default configuration (seasonality off); this runs the
+``guardian-dev eval scenarios`` always runs the default configuration (seasonality off); this runs the
 same scenarios with ``TierParams(seasonal=True)`` so the two can be compared. Prints the report
 table and the summary JSON.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> None:
-    from detectors.config import DetectorConfig
-    from detectors.pipeline import DetectorPipeline
-    from guardian.evaluation.scenarios import Report, load_scenarios, run_scenario
+    from guardian.detectors.config import DetectorConfig
+    from guardian.detectors.pipeline import DetectorPipeline
+    from guardian_dev.evaluation.scenarios import Report, load_scenarios, run_scenario
 
     if len(argv) < 2 or argv[0] not in ("on", "off"):
         raise SystemExit("usage: bench_seasonal.py on|off SCENARIO_DIR...")

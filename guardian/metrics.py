@@ -40,17 +40,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from actions.base import ActionPlan, Actuator
-from detectors.detection import Severity, Signature
+from guardian.actuators.base import ActionPlan, Actuator
+from guardian.model.detection import Severity, Signature
 from guardian import errors as _errors
-from guardian.engine.effect import RESULTS as _EFFECT_RESULTS
-from guardian.engine.model import OPEN_STATES, Outcome, QState, StepStatus
+from guardian.policy.effect import RESULTS as _EFFECT_RESULTS
+from guardian.model.quarantine import OPEN_STATES, Outcome, QState, StepStatus
 
 if TYPE_CHECKING:  # pragma: no cover
     from wsgiref.simple_server import WSGIServer
 
-    from guardian.engine.model import Decision, Quarantine
-    from guardian.ledger import Ledger
+    from guardian.model.quarantine import Decision, Quarantine
+    from guardian.store.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +392,7 @@ class GuardianMetrics:
 
     # ---------------------------------------------------------------- detectors
     def observe_detection(self, detection: Any) -> None:
-        """A ``detectors.detection.Detection`` (or anything with signature, severity, workload)."""
+        """A ``guardian.model.detection.Detection`` (or anything with signature, severity, workload)."""
         self.detections.labels(bounded(detection.signature, SIGNATURES), bounded(detection.severity, SEVERITIES),
                                self.tenants(tenant_of(detection.workload))).inc()
 
@@ -401,7 +401,7 @@ class GuardianMetrics:
 
     # ---------------------------------------------------------------- engine
     def observe_decision(self, decision: Any) -> None:
-        """A ``guardian.engine.model.Decision`` (or anything with outcome, workload)."""
+        """A ``guardian.model.quarantine.Decision`` (or anything with outcome, workload)."""
         self.decisions.labels(bounded(decision.outcome, OUTCOMES),
                               self.tenants(tenant_of(getattr(decision, "workload", None)))).inc()
 
@@ -410,7 +410,7 @@ class GuardianMetrics:
         self.time_to_sequester.labels(bounded(action, ACTIONS)).observe(max(0.0, seconds))
 
     def observe_throttle_effect(self, result: str, count: int = 1) -> None:
-        """The engine recorded ``count`` throttle effects with this result (guardian.engine.effect)."""
+        """The engine recorded ``count`` throttle effects with this result (guardian.policy.effect)."""
         self.throttle_effects.labels(bounded(result, EFFECT_RESULTS)).inc(count)
 
     def set_lease_held(self, held: bool) -> None:

@@ -99,7 +99,7 @@ class DevSettings(_Section):
     kafka_version: str = "4.1.1"
     brokers: int = Field(default=1, ge=1, le=9)   # `dev up --brokers N`: N combined broker+controller nodes
     tenants: list[str] = Field(default_factory=lambda: ["tenant-a", "tenant-b", "tenant-c"])
-    # 0 = pick a free port at `dev up`
+    # 0 = pick a free port at `guardian-dev up`
     kafka_port: int = 0
     kafka_sasl_port: int = 0
     kafka_controller_port: int = 0
@@ -166,7 +166,7 @@ class GuardianSettings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     policy_file: Path | None = None
-    detector_file: Path | None = None   # YAML overriding detectors.config defaults (DetectorConfig.from_dict)
+    detector_file: Path | None = None   # YAML overriding guardian.detectors.config defaults (DetectorConfig.from_dict)
 
     @model_validator(mode="after")
     def _conventional_env(self) -> "GuardianSettings":
@@ -174,7 +174,7 @@ class GuardianSettings(BaseSettings):
         if not self.kafka.bootstrap_servers:
             self.kafka.bootstrap_servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
         if not self.kafka.metrics_url:
-            # every broker's exporter (`guardian dev env`), else the one named
+            # every broker's exporter (`guardian-dev env`), else the one named
             self.kafka.metrics_url = os.environ.get("KAFKA_METRICS_URLS") or os.environ.get("KAFKA_METRICS_URL", "")
         if not self.redis.url.get_secret_value():
             self.redis.url = SecretStr(os.environ.get("REDIS_URL", ""))

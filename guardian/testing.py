@@ -2,7 +2,7 @@
 
 * ``FakeClock``: the engine's clock, set and advanced by the test.
 * ``MemoryLedger``: the ledger interface the ``ActionEngine`` uses
-  (``guardian.ledger.Ledger``), in memory: versions and conflicts, the
+  (``guardian.store.ledger.Ledger``), in memory: versions and conflicts, the
   one-open-quarantine-per-workload index, the cap, the dirty set, action
   records, pause, probation and the audit outbox. Records are stored as JSON,
   as in Redis, so what a caller gets back is a copy. The same behaviours run
@@ -22,12 +22,12 @@
 An engine on the kit, in a unit test::
 
     >>> from guardian.engine.engine import ActionEngine
-    >>> from guardian.policy import default_policy_path, load_policy
+    >>> from guardian.policy.config import default_policy_path, load_policy
     >>> clock = FakeClock()
     >>> quota = RecordingActuator("quota")
     >>> engine = ActionEngine(MemoryLedger(clock), without_harm_test(load_policy(default_policy_path())),
     ...                       {"quota": quota}, clock=clock)
-    >>> from detectors.detection import Detection, Severity, Signature
+    >>> from guardian.model.detection import Detection, Severity, Signature
     >>> det = Detection(id="d-1", ts=clock(), signature=Signature.RUNAWAY_PRODUCER, severity=Severity.CRITICAL,
     ...                 confidence=0.95, workload={"principal": "User:tenant-a", "client_id": "loader"},
     ...                 metric="produce_byte_rate", baseline=1e5, observed=2e6, ratio=20.0, duration_s=120.0)
@@ -42,12 +42,12 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable
 
-from actions.base import ActionPlan, Actuator
-from guardian.engine.model import ActionRecord, QState, Quarantine
-from guardian.engine.pressure import BrokerPressure, ClientLoad, Pressure
+from guardian.actuators.base import ActionPlan, Actuator
+from guardian.model.quarantine import ActionRecord, QState, Quarantine
+from guardian.policy.pressure import BrokerPressure, ClientLoad, Pressure
 from guardian.errors import ConflictError, NotLeaderError
-from guardian.ledger import Fence
-from guardian.policy import PolicySet
+from guardian.store.ledger import Fence
+from guardian.policy.config import PolicySet
 
 
 # ------------------------------------------------------------------------------- clock
@@ -86,7 +86,7 @@ def _dumps(obj: Any) -> str:
 
 
 class MemoryLedger:
-    """``guardian.ledger.Ledger`` in memory, for one process (no transactions are needed: no concurrency).
+    """``guardian.store.ledger.Ledger`` in memory, for one process (no transactions are needed: no concurrency).
 
     A ``Fence`` passed to a write must match ``leases[fence.key]``, or the write fails with
     ``NotLeaderError`` as it does in Redis once the lease is someone else's. Probation expires

@@ -27,12 +27,13 @@ fi
 
 PY=${PYTHON:-python3}
 stamp=.guardian-install.stamp
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! $PY -c "import guardian, confluent_kafka, faust" 2>/dev/null; then
-  say "installing the guardian and its Python dependencies"
-  $PY -m pip install -q --disable-pip-version-check -e ".[dev]"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ guardian_dev/pyproject.toml -nt "$stamp" ] \
+   || ! $PY -c "import guardian, guardian_dev, bench, confluent_kafka, faust" 2>/dev/null; then
+  say "installing the guardian, its developer tools (guardian-dev) and their Python dependencies"
+  $PY -m pip install -q --disable-pip-version-check -e ".[dev]" -e ./guardian_dev
   touch "$stamp"
 fi
 
 say "resolving Kafka jars (cached after the first run)"
-$PY -c "from guardian.dev.kafka import ensure_jars; from guardian.settings import DevSettings as S; s=S(); ensure_jars(s.home, s.kafka_version, print)"
+$PY -c "from guardian_dev.kafka import ensure_jars; from guardian.settings import DevSettings as S; s=S(); ensure_jars(s.home, s.kafka_version, print)"
 say "setup complete"

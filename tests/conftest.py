@@ -1,4 +1,4 @@
-"""Session fixtures: the real Kafka broker and Redis, through the same provider code as `guardian dev up`.
+"""Session fixtures: the real Kafka broker and Redis, through the same provider code as `guardian-dev up`.
 
 Provider order: KAFKA_BOOTSTRAP_SERVERS + REDIS_URL from the environment, then
 testcontainers when a Docker engine answers, then local processes. Unit tests
@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from guardian.dev.stack import DevStack, Endpoints
+from guardian_dev.stack import DevStack, Endpoints
 from guardian.settings import DevSettings
 
 TENANTS = ["tenant-a", "tenant-b", "tenant-c"]
@@ -32,7 +32,7 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 @pytest.fixture(scope="session")
 def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    """A local 3-broker KRaft cluster (and its own Redis), as `guardian dev up --brokers 3` starts it.
+    """A local 3-broker KRaft cluster (and its own Redis), as `guardian-dev up --brokers 3` starts it.
 
     Started on first use only (tests that need several brokers ask for it), always local: a cluster
     named in the environment is not known to have three brokers.
@@ -66,7 +66,7 @@ def redis_url(endpoints: Endpoints) -> str:
 @pytest.fixture(scope="session")
 def tenant_conf(endpoints: Endpoints) -> Callable[..., dict]:
     """``tenant_conf("tenant-a", **extra)``: librdkafka config of a tenant on the SASL listener."""
-    from guardian.dev.security import tenant_config
+    from guardian_dev.security import tenant_config
 
     def make(tenant: str, **extra: object) -> dict:
         if tenant not in endpoints.tenants:

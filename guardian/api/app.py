@@ -30,7 +30,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from guardian.api.limits import IdempotencyStore, RateLimiter
 from guardian.api.service import DetectionEvidence, ReviewService, SeriesSource
-from guardian.auth import AccessPolicy, Identity, Role, TokenStore
+from guardian.api.auth import AccessPolicy, Identity, Role, TokenStore
 from guardian.errors import ConfigError
 from guardian.settings import GuardianSettings
 
@@ -101,20 +101,20 @@ class ApiContext:
 def redis_url_for(settings: GuardianSettings) -> str:
     """The ledger's Redis: ``GUARDIAN_REDIS__URL`` or ``REDIS_URL``, never silently the dev stack's.
 
-    The dev stack's tools (``guardian dev env``, the demo and the drill) hand its URL over as
+    The dev stack's tools (``guardian-dev env``, the demo and the drill) hand its URL over as
     ``REDIS_URL``; a production process without one stops with a ``ConfigError``."""
     url = settings.redis.url.get_secret_value()
     if not url:
         raise ConfigError("no Redis configured for the ledger: set GUARDIAN_REDIS__URL or REDIS_URL "
-                          "(for the local dev stack: eval \"$(guardian dev env)\")")
+                          "(for the local dev stack: eval \"$(guardian-dev env)\")")
     return url
 
 
 def build_engine(settings: GuardianSettings, redis_client: Any, clock: Callable[[], float]) -> Any:
     """An engine for the API process: the real ledger and policies, no actuators, never the lease."""
     from guardian.engine.engine import ActionEngine
-    from guardian.ledger import Ledger
-    from guardian.policy import default_policy_path, load_policy
+    from guardian.store.ledger import Ledger
+    from guardian.policy.config import default_policy_path, load_policy
 
     policies = load_policy(settings.policy_file or default_policy_path())
     ledger = Ledger(redis_client, prefix=settings.redis.prefix)

@@ -26,7 +26,7 @@ _JSON = typer.Option(False, "--json", help="print the API's JSON")
 
 
 def _client(url: str | None, token: str | None) -> Any:
-    from guardian.api_client import GuardianClient
+    from guardian.clients.api import GuardianClient
     from guardian.errors import ConfigError
     from guardian.settings import GuardianSettings
 
@@ -222,7 +222,7 @@ def _store() -> Any:
     import redis
 
     from guardian.api.app import redis_url_for
-    from guardian.auth import TokenStore
+    from guardian.api.auth import TokenStore
     from guardian.settings import GuardianSettings
 
     settings = GuardianSettings()
@@ -239,7 +239,7 @@ def t_create(role: str = typer.Option(..., "--role", help="tenant, sre, agent or
     """Issue a token and print it (once: only its hash is stored)."""
     import getpass
 
-    from guardian.auth import Role
+    from guardian.api.auth import Role
     from guardian.errors import ConfigError
 
     try:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from guardian.auth import Role
+from guardian.api.auth import Role
 
 MAX_TEXT = 4000
 _MAX_TS = 1e11          # year ~5138: rejects absurd times without overflow

@@ -21,8 +21,8 @@ from guardian.api.models import (Annotation, AppealIn, AppealPage, AppealView, A
                                  WhoAmI)
 from guardian.api.problems import responses
 from guardian.api.service import InvalidRequestError, appeal_state, explain, principal_of
-from guardian.auth import ROLE_ACTIONS, AGENT_GRANTABLE, Action, Identity, Role, authorize, normalize_principal
-from guardian.engine.model import QState, Quarantine
+from guardian.api.auth import ROLE_ACTIONS, AGENT_GRANTABLE, Action, Identity, Role, authorize, normalize_principal
+from guardian.model.quarantine import QState, Quarantine
 from guardian.errors import ConfigError, NotFoundError, RateLimitedError
 
 bearer = HTTPBearer(auto_error=False, description="a token from `guardian tokens create`")

@@ -1,7 +1,7 @@
 """What the API (and the MCP server) do, above the action engine and below HTTP.
 
 Every verb takes the caller's ``Identity``, loads the quarantine, asks
-``guardian.auth.authorize`` (through ``require``) and then calls the engine's
+``guardian.api.auth.authorize`` (through ``require``) and then calls the engine's
 verb (``approve``, ``deny``, ``release``, ``extend``, ``appeal``, ``pause``,
 ``resume``), which writes the ledger with optimistic concurrency; whichever
 engine holds the action lease converges the cluster. The few things the
@@ -24,10 +24,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
 
-from guardian.audit import quarantine_record
-from guardian.auth import AccessPolicy, Action, Identity, Resource, authorize, require
-from guardian.engine.lifecycle import move
-from guardian.engine.model import ActionRecord, QState, Quarantine, StepStatus
+from guardian.store.audit import quarantine_record
+from guardian.api.auth import AccessPolicy, Action, Identity, Resource, authorize, require
+from guardian.model.lifecycle import move
+from guardian.model.quarantine import ActionRecord, QState, Quarantine, StepStatus
 from guardian.errors import ConflictError, NotFoundError, PermanentError
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def explain(q: Quarantine) -> str:
     """The detection's own explanation when it has one, else a plain sentence from its fields."""
     d = q.detection or {}
     try:
-        from detectors.detection import Detection
+        from guardian.model.detection import Detection
 
         return Detection.from_dict(d).explain()
     except Exception:  # noqa: BLE001 - a partial detection record still gets a sentence
@@ -306,8 +306,8 @@ class ReviewService:
     # ---------------------------------------------------------------- appeal granted with a raised limit
     def _grant_with_limit(self, who: Identity, q: Quarantine, raised: float, until: float | None,
                           reason: str) -> Quarantine:
-        from actions.base import ActionPlan
-        from actions.quota import QuotaActuator
+        from guardian.actuators.base import ActionPlan
+        from guardian.actuators.quota import QuotaActuator
 
         now = self.clock()
         if until is None:

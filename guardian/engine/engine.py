@@ -4,7 +4,7 @@
 touched; ``tick(now)`` expires quarantines past their TTL, converges every
 quarantine still dirty (this is the crash recovery), re-verifies active
 actions now and then, judges the effect of verified throttles on the client's
-cluster-wide rate (``guardian.engine.effect``; with a ``client_rates``
+cluster-wide rate (``guardian.policy.effect``; with a ``client_rates``
 reader), and drains the audit outbox; ``run_forever`` loops over a detection
 source while holding the lease.
 
@@ -21,23 +21,25 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
-from actions.base import ActionPlan, Actuator
-from detectors.detection import Detection
-from guardian.audit import AuditSink, decision_record, drain, quarantine_record, step_record
-from guardian.engine.decide import NEEDS_MEMBERS, NEEDS_POD, View, decide, traffic_of
-from guardian.engine.effect import NOT_EFFECTIVE_EVENT, Effect, EffectRule, RatePoint, judge, series_of
-from guardian.engine.lifecycle import move
-from guardian.engine.model import (ActionRecord, Decision, Outcome, QState, Quarantine,
+from guardian.actuators.base import ActionPlan, Actuator
+from guardian.model.detection import Detection
+from guardian.store.audit import AuditSink, decision_record, drain, quarantine_record, step_record
+from guardian.policy.decide import NEEDS_MEMBERS, NEEDS_POD, View, decide, traffic_of
+from guardian.policy.effect import NOT_EFFECTIVE_EVENT, Effect, EffectRule, RatePoint, judge, series_of
+from guardian.model.lifecycle import move
+from guardian.model.quarantine import (ActionRecord, Decision, Outcome, QState, Quarantine,
                                    StepStatus, workload_key)
 from guardian.engine.reconcile import CrashHook, Reconciler
 from guardian.errors import ConflictError, GuardianError, NotLeaderError, PermanentError
-from guardian.ledger import Ledger
-from guardian.policy import PolicySet, ThrottleRung
+from guardian.store.ledger import Ledger
+from guardian.policy.config import PolicySet, ThrottleRung
 
 log = logging.getLogger(__name__)
 
 # on_event(event, quarantine, decision_or_None): escalation hook; failures never block an action.
 EventHook = Callable[[str, Quarantine, "Decision | None"], None]
+DecisionHook = Callable[[Detection, "Decision"], None]
+TickHook = Callable[[dict[str, int]], None]
 # pod_resolver(workload) -> (namespace, pod) of the pod that runs it, or None; consulted only when a
 # pod-isolation rung cannot be planned because the detection names no pod.
 PodResolver = Callable[[dict[str, str]], "tuple[str, str] | None"]
@@ -45,7 +47,7 @@ PodResolver = Callable[[dict[str, str]], "tuple[str, str] | None"]
 # cannot be planned because the detection names no member.
 GroupMembersResolver = Callable[[str], list[str]]
 # client_rates(principal, client_id, metric) -> the client's cluster-wide points seen since it was first
-# asked for (guardian.engine.effect.FollowedRates.read): how the engine follows a throttle's effect.
+# asked for (guardian.policy.effect.FollowedRates.read): how the engine follows a throttle's effect.
 ClientRatesReader = Callable[[str, str, str], "list[RatePoint]"]
 NEW_OUTCOMES = (Outcome.QUARANTINED, Outcome.AWAITING_APPROVAL, Outcome.SHADOW, Outcome.WATCH)
 _NEW_STATE = {Outcome.QUARANTINED: QState.ACTIVE, Outcome.AWAITING_APPROVAL: QState.AWAITING_APPROVAL,
@@ -79,7 +81,8 @@ class ActionEngine:
                  drift_check_s: float = 30.0, name: str = "guardian",
                  pod_resolver: PodResolver | None = None,
                  group_members: GroupMembersResolver | None = None,
-                 client_rates: ClientRatesReader | None = None, effect_rule: EffectRule | None = None) -> None:
+                 client_rates: ClientRatesReader | None = None, effect_rule: EffectRule | None = None,
+                 on_decision: DecisionHook | None = None, on_tick: TickHook | None = None) -> None:
         self.ledger = ledger
         self.policies = policies
         self.actuators = actuators
@@ -87,8 +90,10 @@ class ActionEngine:
         self.lease = lease
         self.clock = clock
         self.cluster_traffic = cluster_traffic
-        self.cluster_pressure = cluster_pressure   # () -> guardian.engine.pressure.Pressure | None
+        self.cluster_pressure = cluster_pressure   # () -> guardian.policy.pressure.Pressure | None
         self.on_event = on_event
+        self.on_decision = on_decision   # every decision ``handle`` made (metrics, log lines)
+        self.on_tick = on_tick           # every ``tick``'s counts
         self.crash_at = crash_at or _no_crash
         self.drift_check_s = drift_check_s
         self.name = name
@@ -134,6 +139,11 @@ class ActionEngine:
 
     def handle(self, detection: Detection) -> Decision:
         """Decide about one detection, record it, and act on it if the decision says so."""
+        d = self._decide(detection)
+        self._hook(self.on_decision, detection, d)
+        return d
+
+    def _decide(self, detection: Detection) -> Decision:
         if not self.is_leader():
             return Decision(Outcome.NOT_LEADER, f"{self.name} does not hold the action lease",
                             detection.id, dict(detection.workload), self.clock())
@@ -145,6 +155,15 @@ class ActionEngine:
                     raise
                 log.info("decision for %s raced another writer (%s); re-reading", detection.id, exc)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _hook(hook: Callable[..., None] | None, *args: Any) -> None:
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:  # noqa: BLE001 - an observer (metrics, a log line) never stops the engine
+            log.exception("engine hook %r failed", hook)
 
     def _completed(self, detection: Detection, reason: str) -> Detection | None:
         """The detection with what its rung lacked (``reason`` says which) looked up: the pod that
@@ -294,6 +313,11 @@ class ActionEngine:
 
     def tick(self, now: float | None = None) -> dict[str, int]:
         """Expire, reconcile, re-verify and drain. Returns counts of what it did."""
+        counts = self._tick(now)
+        self._hook(self.on_tick, counts)
+        return counts
+
+    def _tick(self, now: float | None) -> dict[str, int]:
         now = self.clock() if now is None else now
         counts = {"expired": 0, "converged": 0, "pending": 0, "audited": 0}
         if not self.is_leader():

@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable
 
 from guardian.errors import TemporaryError
-from guardian.ledger import Fence
+from guardian.store.ledger import Fence
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,10 @@ return 0
 
 class RedisLease:
     def __init__(self, client: Any, key: str, owner: str, ttl_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_ensure: Callable[[bool], None] | None = None) -> None:
         self._r = client
+        self._on_ensure = on_ensure   # told whether we hold it after every ``ensure`` (the lease gauge)
         self.key = key
         self.owner = owner
         self.ttl_s = ttl_s
@@ -63,6 +65,12 @@ class RedisLease:
 
     def ensure(self) -> bool:
         """Renew if ours (when a third of the TTL has passed), else try to take it. True = we act."""
+        held = self._ensure()
+        if self._on_ensure is not None:
+            self._on_ensure(held)
+        return held
+
+    def _ensure(self) -> bool:
         import redis
 
         try:

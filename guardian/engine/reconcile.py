@@ -31,11 +31,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from actions.base import ActionPlan, Actuator
-from guardian.audit import step_record
-from guardian.engine.model import ActionRecord, Quarantine, StepStatus
+from guardian.actuators.base import ActionPlan, Actuator
+from guardian.store.audit import step_record
+from guardian.model.quarantine import ActionRecord, Quarantine, StepStatus
 from guardian.errors import PermanentError, TemporaryError
-from guardian.ledger import Fence, Ledger
+from guardian.store.ledger import Fence, Ledger
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from detectors.detection import Detection
+from guardian.model.detection import Detection
 from guardian.errors import TemporaryError
 
 log = logging.getLogger(__name__)

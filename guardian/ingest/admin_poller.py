@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from guardian.errors import PermanentError, TemporaryError
-from guardian.samples import Metric, Sample, Workload
+from guardian.model.samples import Metric, Sample, Workload
 
 log = logging.getLogger(__name__)
 

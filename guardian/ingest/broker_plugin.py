@@ -30,7 +30,7 @@ from guardian.errors import DecodeError
 from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, HandlerIdle, clamp_ratio
 from guardian.ingest.prometheus import TOPIC_METERS
 from guardian.ingest.rates import CounterRates
-from guardian.samples import Metric, Sample, Workload
+from guardian.model.samples import Metric, Sample, Workload
 
 SOURCE_BROKER = "broker-plugin"
 SOURCE_TELEMETRY = "kip714"

@@ -31,7 +31,7 @@ import orjson
 
 from guardian.errors import DecodeError
 from guardian.ingest.rates import CounterRates
-from guardian.samples import Metric, Sample, Workload
+from guardian.model.samples import Metric, Sample, Workload
 
 SOURCE = "librdkafka"
 MAX_STATS_BYTES = 4_000_000

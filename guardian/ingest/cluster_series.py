@@ -25,7 +25,7 @@ detectors see one sample per scrape interval, as on one broker.
 
 ``detail(workload, metric)`` gives the per-broker values behind the latest combination; the
 detector stage puts it on detections (``extra["brokers"]``), where the quota translation
-(``guardian.engine.decide.per_broker_quota``) reads the client's distribution over brokers.
+(``guardian.policy.decide.per_broker_quota``) reads the client's distribution over brokers.
 
 Only the stage's partition sees a workload's batches (records are keyed by ``Workload.key``,
 which never includes the broker), so the combination is exact with any number of workers.
@@ -33,7 +33,7 @@ which never includes the broker), so the combination is exact with any number of
 Example (one client on two brokers)::
 
     >>> from guardian.ingest.codec import SampleBatch
-    >>> from guardian.samples import Metric, Workload
+    >>> from guardian.model.samples import Metric, Workload
     >>> cs = ClusterSeries()
     >>> def batch(broker, ts, rate):
     ...     w = Workload(principal="User:a", client_id="x", broker=broker)
@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from guardian.ingest.codec import SampleBatch
-from guardian.samples import Metric, Workload
+from guardian.model.samples import Metric, Workload
 
 # Metrics where the cluster-wide figure is the worst broker's, not the sum.
 MAX_METRICS: frozenset[Metric] = frozenset({Metric.THROTTLE_TIME, Metric.QUEUE_TIME, Metric.REQUEST_LATENCY})

@@ -30,7 +30,7 @@ from typing import Iterable, Iterator, Sequence
 import orjson
 
 from guardian.errors import DecodeError
-from guardian.samples import METRICS_BY_NAME, Metric, Sample, Workload
+from guardian.model.samples import METRICS_BY_NAME, Metric, Sample, Workload
 
 SCHEMA_VERSION = 1
 MAX_RECORD_BYTES = 1_000_000      # larger records are rejected, never parsed

@@ -1,6 +1,6 @@
 """Broker pressure: what both metric sources read to say a broker is hurting, and how it becomes samples.
 
-The JMX exporter (``guardian/dev/jmx_rules.yaml``, read by ``prometheus.PrometheusSampler``) and the
+The JMX exporter (``guardian/ingest/jmx_rules.yaml``, read by ``prometheus.PrometheusSampler``) and the
 broker plugin (``broker-plugin/``, read by ``broker_plugin.BrokerSnapshotDecoder``) read the same
 broker MBeans and produce the same broker-level samples (``Workload(broker=...)``, nothing else set):
 

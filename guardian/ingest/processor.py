@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
-from detectors.detection import Detection, Severity, Signature
+from guardian.model.detection import Detection, Severity, Signature
 from guardian.errors import DecodeError
 from guardian.ingest.codec import BatchDecodeError, SampleBatch, decode_batch
-from guardian.samples import Metric
+from guardian.model.samples import Metric
 
 DLQ_REASON = "guardian-dlq-reason"
 DLQ_DETAIL = "guardian-dlq-detail"
@@ -189,7 +189,7 @@ class MetricsProcessor:
     def handle_many(self, records: list[tuple[bytes | None, bytes | None, str, int, int]]) -> list[Outcome]:
         """``handle`` for a chunk of records, ``(value, key, topic, partition, offset)`` each, in order.
 
-        A stage with ``process_many`` (``guardian.run.DetectorStage``) gets every decoded batch of the
+        A stage with ``process_many`` (``guardian.app.run.DetectorStage``) gets every decoded batch of the
         chunk in one call: the detectors are vectorised and their cost is per call, not per sample.
         If that call fails, every record of the chunk is a dead letter (reason ``stage``)."""
         many = getattr(self.stage, "process_many", None)

@@ -1,7 +1,7 @@
 """Source 1: broker metrics from a Prometheus text endpoint (the JMX exporter, Strimzi, MSK).
 
 ``PrometheusSampler`` is pure: text and a timestamp in, samples out. It knows
-the exporter names in ``guardian/dev/jmx_rules.yaml``:
+the exporter names in ``guardian/ingest/jmx_rules.yaml``:
 
 * per (user, client-id) quota sensors, already windowed rates on the broker:
   ``kafka_server_quota_byte_rate{request=Produce|Fetch}``,
@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 from guardian.errors import TemporaryError
 from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, HandlerIdle, clamp_ratio
 from guardian.ingest.rates import CounterRates
-from guardian.samples import Metric, Sample, Workload
+from guardian.model.samples import Metric, Sample, Workload
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ def client_rate_from_text(text: str, user: str, client_id: str | None, key: str)
 
 class ClientRates:
     """One client's rate on every broker, read from each broker's exporter: the ``rates`` reader of
-    ``actions.quota.QuotaActuator`` (``measure`` sums it into the client's cluster-wide rate).
+    ``guardian.actuators.quota.QuotaActuator`` (``measure`` sums it into the client's cluster-wide rate).
 
     The broker's quota sensor is its own windowed rate (the quota window, 11 x 1 s by default),
     the same figure the broker throttles on. Brokers without a sensor for the client are left out.

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 from guardian.errors import TemporaryError
 from guardian.ingest.codec import SampleBatch, encode_batch, group_samples
-from guardian.samples import Sample
+from guardian.model.samples import Sample
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 from guardian.errors import GuardianError, SnapshotError, TemporaryError
-from guardian.samples import Workload
+from guardian.model.samples import Workload
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ SNAPSHOT_VERSION = 1
 
 @runtime_checkable
 class StatefulStage(Protocol):
-    """A detector stage whose state can move (``guardian.run.DetectorStage``)."""
+    """A detector stage whose state can move (``guardian.app.run.DetectorStage``)."""
 
     def snapshot(self, select: Callable[[Workload], bool]) -> dict[str, Any]: ...
 

@@ -33,7 +33,7 @@ from guardian.ingest.processor import (DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, WOR
                                        IngestMetrics)
 from guardian.ingest.state import PartitionStateKeeper
 from guardian.settings import GuardianSettings, KafkaSettings
-from guardian.topics import DLQ_MAX_MESSAGE_BYTES
+from guardian.clients.topics import DLQ_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 

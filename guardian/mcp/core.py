@@ -6,7 +6,7 @@ Every call goes through :meth:`McpCore.call`, in this order:
    revoked token fails on its next call);
 2. spend one unit of the token's rate budget in the API's Redis token bucket
    (the same bucket as its HTTP requests: MCP is not a second budget);
-3. ask ``guardian.auth`` (``require``) whether the role may do the tool's
+3. ask ``guardian.api.auth`` (``require``) whether the role may do the tool's
    action at all; the review service then asks again for the quarantine
    itself, which hides other tenants' records ("not found", never "forbidden");
 4. act through the API's ``ReviewService`` (the engine's verbs, the ledger);
@@ -28,11 +28,11 @@ from typing import Any, Callable
 from guardian.api.app import ApiContext, build_engine, redis_url_for
 from guardian.api.limits import IdempotencyStore, RateLimiter
 from guardian.api.service import DetectionEvidence, InvalidRequestError, ReviewService, appeal_state
-from guardian.auth import AccessPolicy, Action, Identity, TokenStore, authorize, normalize_principal
-from guardian.engine.model import QState, Quarantine
+from guardian.api.auth import AccessPolicy, Action, Identity, TokenStore, authorize, normalize_principal
+from guardian.model.quarantine import QState, Quarantine
 from guardian.errors import (AuthenticationError, AuthorizationError, ConfigError, ConflictError, GuardianError,
                              NotFoundError, PermanentError, RateLimitedError, TemporaryError)
-from guardian.escalation import action_text, blast_radius, follow_up, principal_text, quote
+from guardian.escalation.summary import action_text, blast_radius, follow_up, principal_text, quote
 from guardian.mcp.envelope import render
 from guardian.mcp.runbooks import RUNBOOKS, runbook
 from guardian.settings import GuardianSettings
@@ -127,7 +127,7 @@ class McpCore:
     def build(cls, settings: GuardianSettings, *, engine: Any | None = None, redis_client: Any | None = None,
               clock: Callable[[], float] = time.time, access: AccessPolicy | None = None) -> "McpCore":
         """The same wiring as the API (``create_app``): its engine, token store, rate limiter and audit."""
-        from guardian.policy import default_policy_path
+        from guardian.policy.config import default_policy_path
 
         if redis_client is None:
             if engine is not None:

@@ -13,7 +13,7 @@ comments). An agent reading them must not take them for instructions, so:
   it sits in, nor add a line, nor fake a tag such as ``</data>`` or a
   bidirectional-override trick;
 * sentences the guardian writes about a workload (``explanation``) quote the
-  tenant's values with :func:`guardian.escalation.quote`.
+  tenant's values with :func:`guardian.escalation.summary.quote`.
 
 Pure: no I/O.
 

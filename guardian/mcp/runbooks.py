@@ -1,6 +1,6 @@
 """A short runbook per detection signature, served as MCP resources ``guardian://runbooks/<signature>``.
 
-Pure data. Every :class:`detectors.detection.Signature` has one (a unit test
+Pure data. Every :class:`guardian.model.detection.Signature` has one (a unit test
 keeps it so); ``meaning`` is the one sentence ``explain_detection`` uses.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.detection import Signature
+from guardian.model.detection import Signature
 
 
 @dataclass(frozen=True)

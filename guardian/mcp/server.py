@@ -1,7 +1,7 @@
 """The MCP server (official ``mcp`` SDK): tools and resources over stdio or streamable HTTP.
 
 ``create_server(core, transport, stdio_token)`` registers every tool and
-resource; each one only names its ``guardian.auth`` action and hands its typed
+resource; each one only names its ``guardian.api.auth`` action and hands its typed
 arguments to :class:`guardian.mcp.core.McpCore`, which authenticates, rate
 limits, authorises, acts and audits. Where the token comes from depends on the
 transport and nothing else:
@@ -26,7 +26,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from guardian.auth import Action
+from guardian.api.auth import Action
 from guardian.mcp.core import POLICIES_URI, McpCore, bearer
 from guardian.mcp.runbooks import RUNBOOKS
 

@@ -29,7 +29,7 @@ MODULES = modules_with_examples()
 
 
 def test_examples_are_found() -> None:
-    assert {"actions.quota", "detectors.fast", "guardian.testing"} <= set(MODULES)
+    assert {"guardian.actuators.quota", "guardian.detectors.fast", "guardian.testing"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

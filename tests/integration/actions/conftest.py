@@ -6,8 +6,8 @@ from typing import Iterator
 
 import pytest
 
-from actions.acl import AclActuator
-from actions.quota import QuotaActuator
+from guardian.actuators.acl import AclActuator
+from guardian.actuators.quota import QuotaActuator
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import (AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    ResourcePatternType, ResourceType)
 
-from actions.acl import Acl
+from guardian.actuators.acl import Acl
 
 
 def all_acls(bootstrap: str) -> set[Acl]:

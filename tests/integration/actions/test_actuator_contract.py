@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from actions.base import ActionPlan, Actuator
+from guardian.actuators.base import ActionPlan, Actuator
 from guardian.testing import (check_apply_twice_equals_apply_once, check_restart_finishes_from_the_ledger,
                               check_revert_after_apply_restores, check_revert_before_apply_changes_nothing,
                               check_revert_twice_is_harmless, check_verify_follows_apply)
@@ -42,8 +42,8 @@ class Case:
 # -- quota -------------------------------------------------------------------------------------
 
 def _quota_case(request: pytest.FixtureRequest, preset: dict[str, float]) -> Case:
-    from actions.quota import QuotaActuator, entity_of
-    from guardian.kafka_admin import ClientQuotaAdmin
+    from guardian.actuators.quota import QuotaActuator, entity_of
+    from guardian.clients.kafka_admin import ClientQuotaAdmin
 
     bootstrap = request.getfixturevalue("bootstrap")
     act = QuotaActuator.from_bootstrap(bootstrap)
@@ -73,7 +73,7 @@ def _acl_case(request: pytest.FixtureRequest) -> Case:
     from confluent_kafka.admin import (AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                        ResourcePatternType, ResourceType)
 
-    from actions.acl import Acl, AclActuator
+    from guardian.actuators.acl import Acl, AclActuator
 
     bootstrap = request.getfixturevalue("bootstrap")
     topic = request.getfixturevalue("make_topic")("tenant-a")
@@ -93,16 +93,16 @@ def _acl_case(request: pytest.FixtureRequest) -> Case:
 # -- pod ---------------------------------------------------------------------------------------
 
 def _pod_case(request: pytest.FixtureRequest) -> Case:
-    from guardian.dev.kubernetes import DEFAULT_VERSION, binaries_present
+    from guardian_dev.kubernetes import DEFAULT_VERSION, binaries_present
     from guardian.settings import DevSettings
 
     if not binaries_present(DevSettings().home, DEFAULT_VERSION):
-        pytest.skip("no kube-apiserver binaries cached (build them with `python -m guardian.dev.kubernetes build`, "
+        pytest.skip("no kube-apiserver binaries cached (build them with `python -m guardian_dev.kubernetes build`, "
                     "10-20 min); the pod actuator's own suite in tests/integration/kubernetes builds them")
     from kubernetes.client import CoreV1Api, NetworkingV1Api
 
-    from actions.pod import PodActuator
-    from guardian.dev.kubernetes import tenant_pod
+    from guardian.actuators.pod import PodActuator
+    from guardian_dev.kubernetes import tenant_pod
 
     kube = request.getfixturevalue("kubernetes")
     name = f"contract-{uuid.uuid4().hex[:8]}"

@@ -17,14 +17,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from actions.quota import QuotaActuator
-from detectors.detection import Detection, Severity, Signature
+from guardian.actuators.quota import QuotaActuator
+from guardian.model.detection import Detection, Severity, Signature
 from guardian.api.app import build_engine, create_app
-from guardian.auth import Role, TokenStore
+from guardian.api.auth import Role, TokenStore
 from guardian.engine.engine import ActionEngine
-from guardian.engine.model import OPEN_STATES, Quarantine
-from guardian.ledger import Ledger
-from guardian.policy import default_policy_path, load_policy
+from guardian.model.quarantine import OPEN_STATES, Quarantine
+from guardian.store.ledger import Ledger
+from guardian.policy.config import default_policy_path, load_policy
 from guardian.testing import without_harm_test
 from guardian.settings import GuardianSettings
 

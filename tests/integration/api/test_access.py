@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from guardian.auth import AccessPolicy
+from guardian.api.auth import AccessPolicy
 from guardian.api.app import build_engine, create_app
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from guardian.kafka_admin import QuotaEntity
+from guardian.clients.kafka_admin import QuotaEntity
 from tests.integration.api.conftest import THROTTLE
 
 # A quota the entity already had before the guardian touched it: the restore must bring back

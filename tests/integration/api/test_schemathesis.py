@@ -28,13 +28,13 @@ from schemathesis.checks import (content_type_conformance, ignored_auth, negativ
                                  response_headers_conformance, response_schema_conformance,
                                  status_code_conformance)
 
-from actions.quota import QuotaActuator
+from guardian.actuators.quota import QuotaActuator
 from guardian.api.app import build_engine, create_app
-from guardian.auth import Role, TokenStore
+from guardian.api.auth import Role, TokenStore
 from guardian.engine.engine import ActionEngine
-from guardian.engine.model import OPEN_STATES
-from guardian.ledger import Ledger
-from guardian.policy import default_policy_path, load_policy
+from guardian.model.quarantine import OPEN_STATES
+from guardian.store.ledger import Ledger
+from guardian.policy.config import default_policy_path, load_policy
 from guardian.testing import without_harm_test
 from guardian.settings import GuardianSettings
 from tests.integration.api.conftest import detection, serve

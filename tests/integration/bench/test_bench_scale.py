@@ -1,4 +1,4 @@
-"""`guardian bench scale`'s ledger and API part against the real Redis, at a tiny size: shape, not time."""
+"""`guardian-dev bench scale`'s ledger and API part against the real Redis, at a tiny size: shape, not time."""
 
 from __future__ import annotations
 

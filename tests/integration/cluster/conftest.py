@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from guardian.dev.stack import DevStack, Endpoints
+from guardian_dev.stack import DevStack, Endpoints
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def c3(cluster3: DevStack) -> Endpoints:
 @pytest.fixture
 def c3_tenant(c3: Endpoints) -> Callable[..., dict]:
     """``c3_tenant("tenant-a", **extra)``: librdkafka config of a tenant on every broker's SASL listener."""
-    from guardian.dev.security import tenant_config
+    from guardian_dev.security import tenant_config
 
     def make(tenant: str, **extra: object) -> dict:
         return tenant_config(c3.kafka_sasl_bootstrap_servers, tenant, c3.tenants[tenant], **extra)

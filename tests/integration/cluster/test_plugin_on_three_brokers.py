@@ -1,4 +1,4 @@
-"""`guardian dev up --brokers 3 --broker-plugin`: the plugin loads on every broker and each publishes."""
+"""`guardian-dev up --brokers 3 --broker-plugin`: the plugin loads on every broker and each publishes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Iterator
 import orjson
 import pytest
 
-from guardian.dev.stack import DevStack, Endpoints
+from guardian_dev.stack import DevStack, Endpoints
 from guardian.settings import DevSettings
 
 
@@ -27,7 +27,7 @@ def plugin_cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoi
 def test_every_broker_publishes_its_snapshots(plugin_cluster3: Endpoints) -> None:
     from confluent_kafka import Consumer
 
-    from guardian.dev.plugin import PLUGIN_TOPICS
+    from guardian_dev.plugin import PLUGIN_TOPICS
 
     consumer = Consumer({"bootstrap.servers": plugin_cluster3.kafka_bootstrap_servers,
                          "group.id": f"t-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"})

@@ -1,6 +1,6 @@
 """One client on three brokers: one cluster-wide series, and a throttle to a cluster-wide rate.
 
-The cluster is `guardian dev up --brokers 3` (the ``cluster3`` fixture); the topic has one
+The cluster is `guardian-dev up --brokers 3` (the ``cluster3`` fixture); the topic has one
 partition led by each broker, and a real confluent-kafka producer chooses the partitions, so the
 client's traffic is spread over the brokers as the test says. Every rate the assertions read comes
 from the brokers' own quota sensors through their JMX exporters (the client-side delivered rate is
@@ -20,15 +20,15 @@ import time
 
 import pytest
 
-from actions.quota import QuotaActuator
-from detectors.detection import Detection, Severity, Signature
-from guardian.engine.decide import intents_for, per_broker_quota
+from guardian.actuators.quota import QuotaActuator
+from guardian.model.detection import Detection, Severity, Signature
+from guardian.policy.decide import intents_for, per_broker_quota
 from guardian.ingest.cluster_series import ClusterSeries
 from guardian.ingest.codec import group_samples
 from guardian.ingest.prometheus import ClientRates, PrometheusScraper, target_name
-from guardian.kafka_admin import ClientQuotaAdmin, QuotaEntity
-from guardian.policy import ThrottleRung
-from guardian.samples import Metric, Workload
+from guardian.clients.kafka_admin import ClientQuotaAdmin, QuotaEntity
+from guardian.policy.config import ThrottleRung
+from guardian.model.samples import Metric, Workload
 from tests.integration.actions.traffic import PacedProducer
 
 PRODUCE = Metric.PRODUCE_BYTE_RATE

@@ -4,7 +4,7 @@ A real producer runs away over three partitions led by three brokers (half of it
 brokers' JMX exporters are scraped into the real detector stage, which builds the client's
 cluster-wide series and hands what the engine follows to ``FollowedRates``; the engine throttles the
 client to a cluster-wide R through the real quota actuator and the Redis ledger, and on its own ticks
-records once whether the client's cluster-wide rate fell to about R (guardian/engine/effect.py). The
+records once whether the client's cluster-wide rate fell to about R (guardian/policy/effect.py). The
 loop's deadline only ends the loop; the assertions are about the recorded effect, never about time.
 """
 
@@ -17,20 +17,20 @@ import uuid
 import pytest
 import redis
 
-from actions.quota import QuotaActuator
-from detectors.config import DetectorConfig
-from detectors.detection import Detection, Severity, Signature
-from detectors.pipeline import DetectorPipeline
-from guardian.engine.effect import EffectRule, FollowedRates
+from guardian.actuators.quota import QuotaActuator
+from guardian.detectors.config import DetectorConfig
+from guardian.model.detection import Detection, Severity, Signature
+from guardian.detectors.pipeline import DetectorPipeline
+from guardian.policy.effect import EffectRule, FollowedRates
 from guardian.engine.engine import ActionEngine
-from guardian.engine.model import Outcome, StepStatus
+from guardian.model.quarantine import Outcome, StepStatus
 from guardian.ingest.codec import group_samples
 from guardian.ingest.prometheus import PrometheusScraper
-from guardian.kafka_admin import ClientQuotaAdmin, QuotaEntity
-from guardian.ledger import Ledger
-from guardian.policy import parse_policy
-from guardian.run import DetectorStage
-from guardian.samples import Metric, Workload
+from guardian.clients.kafka_admin import ClientQuotaAdmin, QuotaEntity
+from guardian.store.ledger import Ledger
+from guardian.policy.config import parse_policy
+from guardian.ingest.stage import DetectorStage
+from guardian.model.samples import Metric, Workload
 from guardian.testing import without_harm_test
 from tests.integration.actions.traffic import PacedProducer
 

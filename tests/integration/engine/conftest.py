@@ -1,6 +1,6 @@
 """Fixtures for the action engine against the real broker and Redis.
 
-The throttle goes through the real quota actuator (``actions/quota.py``) on a
+The throttle goes through the real quota actuator (``guardian/actuators/quota.py``) on a
 (user tenant-a, unique client-id) entity, so tests never share cluster state.
 ``EffectCounter`` wraps it and counts the applies and reverts that really
 changed the cluster (it reads the entity before and after each call): that is
@@ -17,12 +17,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from actions.base import ActionPlan, Actuator
-from detectors.detection import Detection, Severity, Signature
-from guardian.audit import KafkaAuditSink, ensure_topic
+from guardian.actuators.base import ActionPlan, Actuator
+from guardian.model.detection import Detection, Severity, Signature
+from guardian.store.audit import KafkaAuditSink, ensure_topic
 from guardian.engine.engine import ActionEngine
-from guardian.ledger import Ledger
-from guardian.policy import parse_policy
+from guardian.store.ledger import Ledger
+from guardian.policy.config import parse_policy
 from guardian.testing import without_harm_test
 
 TEST_POLICY = textwrap.dedent("""\
@@ -98,7 +98,7 @@ class EffectCounter(Actuator):
 
 @pytest.fixture
 def quota_admin(bootstrap: str):
-    from guardian.kafka_admin import ClientQuotaAdmin
+    from guardian.clients.kafka_admin import ClientQuotaAdmin
 
     admin = ClientQuotaAdmin(bootstrap)
     yield admin
@@ -108,7 +108,7 @@ def quota_admin(bootstrap: str):
 @pytest.fixture
 def client_id(unique: str, quota_admin) -> Iterator[str]:
     """A unique client-id of tenant-a; its quotas are removed after the test."""
-    from guardian.kafka_admin import QuotaEntity
+    from guardian.clients.kafka_admin import QuotaEntity
 
     cid = f"loader-{unique}"
     yield cid
@@ -117,7 +117,7 @@ def client_id(unique: str, quota_admin) -> Iterator[str]:
 
 @pytest.fixture
 def quota(quota_admin) -> Callable[[], EffectCounter]:
-    from actions.quota import QuotaActuator
+    from guardian.actuators.quota import QuotaActuator
 
     return lambda: EffectCounter(QuotaActuator(quota_admin))
 

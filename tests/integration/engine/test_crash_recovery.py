@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from guardian.engine.model import QState, StepStatus
-from guardian.kafka_admin import QuotaEntity
+from guardian.model.quarantine import QState, StepStatus
+from guardian.clients.kafka_admin import QuotaEntity
 
 from .conftest import Crash, crash_once_at, detection
 

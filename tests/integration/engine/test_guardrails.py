@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from guardian.engine.model import Outcome, QState, StepStatus
+from guardian.model.quarantine import Outcome, QState, StepStatus
 from guardian.errors import ConflictError
-from guardian.kafka_admin import QuotaEntity
+from guardian.clients.kafka_admin import QuotaEntity
 
 from .conftest import detection, make_policies
 
@@ -125,7 +125,7 @@ def test_approval_appeal_deny_release_and_probation(make_engine, quota, quota_ad
     assert [h["to"] for h in q.history] == ["proposed", "awaiting_approval", "active", "appealed", "active",
                                             "appealed", "released"]
     # Probation: a medium-severity repeat now acts (the policy's bar is high).
-    from detectors.detection import Severity
+    from guardian.model.detection import Severity
     det = detection(client_id)
     det = type(det)(**{**det.__dict__, "severity": Severity.MEDIUM})
     assert engine.handle(det).outcome is Outcome.AWAITING_APPROVAL

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from guardian.engine.lease import RedisLease
-from guardian.engine.model import Outcome, QState, Quarantine
+from guardian.model.quarantine import Outcome, QState, Quarantine
 from guardian.errors import NotLeaderError
-from guardian.kafka_admin import QuotaEntity
-from guardian.ledger import Fence
+from guardian.clients.kafka_admin import QuotaEntity
+from guardian.store.ledger import Fence
 
 from .conftest import detection
 
@@ -28,8 +28,8 @@ HOLDER = textwrap.dedent("""\
     import sys, threading, redis
     from guardian.engine.engine import ActionEngine
     from guardian.engine.lease import RedisLease
-    from guardian.ledger import Ledger
-    from guardian.policy import load_policy, default_policy_path
+    from guardian.store.ledger import Ledger
+    from guardian.policy.config import load_policy, default_policy_path
     url, prefix, ttl = sys.argv[1], sys.argv[2], float(sys.argv[3])
     client = redis.Redis.from_url(url)
     ledger = Ledger(client, prefix)

@@ -15,8 +15,8 @@ def test_redis_ledger(behaviour, ledger, clock) -> None:
 
 def test_a_ledger_written_before_the_live_index_is_indexed_once(ledger, redis_client, clock) -> None:
     """Open quarantines from before the ``q:live`` set existed still reach the engine's tick."""
-    from guardian.engine.model import QState
-    from guardian.ledger import Ledger
+    from guardian.model.quarantine import QState
+    from guardian.store.ledger import Ledger
     from tests.unit.engine.ledger_behaviours import quarantine
 
     ledger.create_quarantine(quarantine("old", "c-old", clock()))

@@ -9,9 +9,9 @@ import time
 from confluent_kafka import Producer
 
 from guardian.engine.lease import RedisLease
-from guardian.engine.model import QState, StepStatus
+from guardian.model.quarantine import QState, StepStatus
 from guardian.engine.source import KafkaDetectionSource
-from guardian.kafka_admin import QuotaEntity
+from guardian.clients.kafka_admin import QuotaEntity
 
 from .conftest import detection
 

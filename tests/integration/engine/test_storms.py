@@ -15,10 +15,10 @@ import uuid
 
 import pytest
 
-from detectors.detection import Detection, Severity, Signature
-from guardian.engine.model import QState
-from guardian.kafka_admin import GroupMembers, QuotaEntity
-from guardian.policy import default_policy_path, load_policy
+from guardian.model.detection import Detection, Severity, Signature
+from guardian.model.quarantine import QState
+from guardian.clients.kafka_admin import GroupMembers, QuotaEntity
+from guardian.policy.config import default_policy_path, load_policy
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +109,7 @@ def test_a_partition_storm_caps_the_principals_topic_creation(make_engine, quota
 
 def test_the_drill_refuses_to_start_over_a_quota_a_dead_run_left_behind(quota_admin, bootstrap):
     """A principal-wide storm quota left on the broker would throttle the next drill from its first second."""
-    from guardian.drill.runner import leftover_quotas
+    from guardian_dev.drill.runner import leftover_quotas
 
     entity = QuotaEntity.of(user="tenant-c")
     try:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from actions.base import ActionPlan, Actuator
-from guardian.engine.model import StepStatus
+from guardian.actuators.base import ActionPlan, Actuator
+from guardian.model.quarantine import StepStatus
 from guardian.errors import TemporaryError
-from guardian.kafka_admin import QuotaEntity
+from guardian.clients.kafka_admin import QuotaEntity
 
 from .conftest import detection
 

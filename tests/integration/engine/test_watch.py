@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from guardian.engine.model import Outcome, QState
-from guardian.engine.pressure import Pressure
+from guardian.model.quarantine import Outcome, QState
+from guardian.policy.pressure import Pressure
 from guardian.errors import ConflictError
-from guardian.kafka_admin import QuotaEntity
-from guardian.policy import parse_policy
+from guardian.clients.kafka_admin import QuotaEntity
+from guardian.policy.config import parse_policy
 from guardian.testing import pressure_blaming
 
 from .conftest import detection

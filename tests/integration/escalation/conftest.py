@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from guardian.escalation_senders import RetryPolicy
+from guardian.escalation.senders import RetryPolicy
 
 # Fast but real retries: the backoff path runs, the tests stay short.
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.02, multiplier=2.0, max_delay_s=0.1, timeout_s=5.0)

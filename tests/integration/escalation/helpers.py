@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from guardian.escalation import Escalation, Links, escalation_for
+from guardian.escalation.summary import Escalation, Links, escalation_for
 
 T0 = 1_700_000_000.0
 

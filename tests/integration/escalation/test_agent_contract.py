@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from guardian.escalation_dispatch import EscalationDispatcher
-from guardian.escalation_senders import AgentChannel
+from guardian.escalation.dispatch import EscalationDispatcher
+from guardian.escalation.senders import AgentChannel
 from tests.integration.escalation.conftest import FAST_RETRY
 from tests.integration.escalation.helpers import escalation
 

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from guardian.escalation_dispatch import EngineEscalationHook, EscalationDispatcher
-from guardian.escalation_senders import AgentChannel, SignedWebhookChannel, SlackChannel
+from guardian.escalation.dispatch import EngineEscalationHook, EscalationDispatcher
+from guardian.escalation.senders import AgentChannel, SignedWebhookChannel, SlackChannel
 from tests.integration.escalation.conftest import FAST_RETRY
 from tests.integration.escalation.helpers import escalation, quarantine
 
@@ -84,7 +84,7 @@ def test_stop_abandons_what_is_still_queued_and_counts_it(receiver):
 
 
 def test_the_engine_hook_never_raises_even_when_everything_fails(receiver):
-    from guardian.engine.model import QState, Quarantine
+    from guardian.model.quarantine import QState, Quarantine
 
     receiver.script("/slack", [], default=500)
     d = EscalationDispatcher([SlackChannel(receiver.url("/slack"))], retry=FAST_RETRY, queue_size=1).start()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from guardian.escalation_dispatch import EscalationDispatcher
-from guardian.escalation_senders import PagerDutyChannel
+from guardian.escalation.dispatch import EscalationDispatcher
+from guardian.escalation.senders import PagerDutyChannel
 from tests.integration.escalation.conftest import FAST_RETRY
 from tests.integration.escalation.helpers import escalation
 

@@ -7,9 +7,9 @@ import hmac
 import json
 import time
 
-from guardian.escalation import SCHEMA_VERSION
-from guardian.escalation_dispatch import EscalationDispatcher
-from guardian.escalation_senders import SignedWebhookChannel, verify_signature
+from guardian.escalation.summary import SCHEMA_VERSION
+from guardian.escalation.dispatch import EscalationDispatcher
+from guardian.escalation.senders import SignedWebhookChannel, verify_signature
 from tests.integration.escalation.conftest import FAST_RETRY
 from tests.integration.escalation.helpers import escalation
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-from guardian.kafka_admin import ClientQuotaAdmin, QuotaEntity
+from guardian.clients.kafka_admin import ClientQuotaAdmin, QuotaEntity
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +90,6 @@ def test_client_quota_round_trip_restores_previous_state(bootstrap) -> None:
         assert quotas.describe(entity) == {"producer_byte_rate": 1024.0, "request_percentage": 50.0}
         quotas.restore(entity, before)
         assert quotas.describe(entity) == {}
-        # The sensor-enabling default set by `dev up` is untouched.
+        # The sensor-enabling default set by `guardian-dev up` is untouched.
         default = quotas.describe(QuotaEntity.of(user=None, client_id=None))
         assert default.get("producer_byte_rate", 0) > 1e12

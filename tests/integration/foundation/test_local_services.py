@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from guardian.dev.redis import LocalRedis
+from guardian_dev.redis import LocalRedis
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def test_broker_formats_storage_when_the_cluster_id_starts_with_a_dash(tmp_path)
     import os
     from pathlib import Path
 
-    from guardian.dev.kafka import KafkaState, LocalKafka
+    from guardian_dev.kafka import KafkaState, LocalKafka
 
     home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "guardian"
     kafka = LocalKafka(tmp_path, home, tenants=["tenant-a"])

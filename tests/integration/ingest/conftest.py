@@ -89,7 +89,7 @@ class IngestEnv:
 def ingest_env(bootstrap: str, tmp_path: Path) -> Iterator[IngestEnv]:
     from confluent_kafka.admin import AdminClient
 
-    from guardian.topics import ensure_topics
+    from guardian.clients.topics import ensure_topics
 
     u = uuid.uuid4().hex[:8]
     env = dict(os.environ)

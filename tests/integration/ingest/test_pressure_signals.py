@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from guardian.ingest.prometheus import PrometheusScraper, target_name
-from guardian.samples import PRESSURE_METRICS, Metric, Sample, Workload
+from guardian.model.samples import PRESSURE_METRICS, Metric, Sample, Workload
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from guardian.ingest.codec import MAX_RECORD_BYTES, SampleBatch, encode_batch
 from guardian.ingest.processor import DLQ_OFFSET, DLQ_REASON, WORKER_HEADER
-from guardian.samples import Metric, Workload
+from guardian.model.samples import Metric, Workload
 
 from .conftest import IngestEnv
 

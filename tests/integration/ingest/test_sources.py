@@ -16,7 +16,7 @@ from guardian.ingest.codec import decode_batch
 from guardian.ingest.collect import build_collector
 from guardian.ingest.prometheus import PrometheusScraper
 from guardian.ingest.publisher import SamplePublisher
-from guardian.samples import Metric, Sample
+from guardian.model.samples import Metric, Sample
 
 from .conftest import IngestEnv
 

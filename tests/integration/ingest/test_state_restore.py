@@ -26,8 +26,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from guardian.ingest.codec import encode_batch, group_samples
 from guardian.ingest.processor import WORKER_HEADER
 from guardian.ingest.state import RedisSnapshotStore, decode_snapshot
-from guardian.run import build_stage
-from guardian.samples import Metric, Sample, Workload
+from guardian.ingest.stage import build_stage
+from guardian.model.samples import Metric, Sample, Workload
 from guardian.settings import GuardianSettings
 
 from .conftest import IngestEnv, wait_for
@@ -63,7 +63,7 @@ def reference_delay(t0: float) -> float:
 
 def start_guardian(env: IngestEnv, worker_id: str, extra: dict[str, str]) -> subprocess.Popen:
     log = open(env.tmp / f"{worker_id}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "guardian.cli", "run", "--collectors", "", "--worker-id", worker_id],
+    proc = subprocess.Popen([sys.executable, "-m", "guardian.app.cli", "run", "--collectors", "", "--worker-id", worker_id],
                             env={**env.env, **extra}, stdout=log, stderr=subprocess.STDOUT)
     env.procs.append(proc)
     return proc

@@ -2,7 +2,7 @@
 
 The cold build (10-20 min on 2 cores) runs at the end of collection, before
 any test starts, so it is not charged to one test's timeout; ``make test``
-runs ``python -m guardian.dev.kubernetes build`` first anyway. Later runs find
+runs ``python -m guardian_dev.kubernetes build`` first anyway. Later runs find
 the binaries under ``<cache>/kubernetes-<version>/bin`` and start in seconds.
 """
 
@@ -27,7 +27,7 @@ def _cache_dir() -> Path:
 
 
 def _version() -> str:
-    from guardian.dev.kubernetes import DEFAULT_VERSION
+    from guardian_dev.kubernetes import DEFAULT_VERSION
 
     return os.environ.get("GUARDIAN_KUBERNETES_VERSION", DEFAULT_VERSION)
 
@@ -35,7 +35,7 @@ def _version() -> str:
 def pytest_collection_finish(session: pytest.Session) -> None:
     if not any(item.get_closest_marker("kubernetes") for item in session.items):
         return
-    from guardian.dev.kubernetes import binaries_present, ensure_kubernetes_binaries, find_go
+    from guardian_dev.kubernetes import binaries_present, ensure_kubernetes_binaries, find_go
 
     cache, version = _cache_dir(), _version()
     if binaries_present(cache, version):
@@ -58,7 +58,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 class KubeEnv:
     """The running API server: an admin client for set-up and checks, and the guardian's own credentials."""
 
-    cluster: Any                 # guardian.dev.kubernetes.LocalKubernetes
+    cluster: Any                 # guardian_dev.kubernetes.LocalKubernetes
     admin: Any                   # kubernetes.client.ApiClient as system:masters
     guardian_kubeconfig: Path    # the guardian's service account, bound to the chart's pod-isolation Role
     namespace: str               # where the guardian may act
@@ -78,7 +78,7 @@ def kubernetes(tmp_path_factory: pytest.TempPathFactory) -> KubeEnv:
         raise _build["error"]
     from kubernetes import config
 
-    from guardian.dev.kubernetes import (
+    from guardian_dev.kubernetes import (
         OTHER_NAMESPACE,
         TENANT_NAMESPACE,
         LocalKubernetes,

@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from guardian.dev.kubernetes import (
+from guardian_dev.kubernetes import (
     DEFAULT_VERSION,
     build_module_files,
     ensure_kubernetes_binaries,

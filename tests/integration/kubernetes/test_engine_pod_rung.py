@@ -9,14 +9,14 @@ import pytest
 import redis
 from kubernetes.client import CoreV1Api, NetworkingV1Api
 
-from actions.pod import PodActuator
-from detectors.detection import Detection, Severity, Signature
-from guardian.dev.kubernetes import tenant_pod
+from guardian.actuators.pod import PodActuator
+from guardian.model.detection import Detection, Severity, Signature
+from guardian_dev.kubernetes import tenant_pod
 from guardian.engine.engine import ActionEngine
-from guardian.engine.model import Outcome, QState
-from guardian.ledger import Ledger
-from guardian.policy import parse_policy
-from guardian.run import pod_resolver_for
+from guardian.model.quarantine import Outcome, QState
+from guardian.store.ledger import Ledger
+from guardian.policy.config import parse_policy
+from guardian.app.run import pod_resolver_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.client import AppsV1Api, CoreV1Api, NetworkingV1Api
 
-from actions.pod import (
+from guardian.actuators.pod import (
     CLIENT_ID_ANNOTATION,
     PRINCIPAL_ANNOTATION,
     PodActuator,
@@ -18,7 +18,7 @@ from actions.pod import (
     network_policy_name,
     quarantine_label,
 )
-from guardian.dev.kubernetes import tenant_pod
+from guardian_dev.kubernetes import tenant_pod
 from guardian.errors import PermanentError
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]

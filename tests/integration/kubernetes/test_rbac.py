@@ -9,8 +9,8 @@ import yaml
 from kubernetes.client import CoreV1Api, NetworkingV1Api, RbacAuthorizationV1Api
 from kubernetes.client.exceptions import ApiException
 
-from actions.pod import PodActuator
-from guardian.dev.kubernetes import GUARDIAN_USER, ISOLATION_ROLE, RULES_FILE, tenant_pod
+from guardian.actuators.pod import PodActuator
+from guardian_dev.kubernetes import GUARDIAN_USER, ISOLATION_ROLE, RULES_FILE, tenant_pod
 from guardian.errors import PermanentError, TemporaryError
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
@@ -80,7 +80,7 @@ def test_the_actuator_turns_a_refusal_into_a_permanent_error(kubernetes, sa):
 
 
 def test_an_unreachable_api_server_is_a_temporary_error():
-    from guardian.dev.procs import free_port
+    from guardian_dev.procs import free_port
     from kubernetes.client import ApiClient, Configuration
 
     cfg = Configuration()

@@ -5,7 +5,7 @@ decides detections and throttles clients on the broker (its ``tick``
 converges whatever the MCP verbs wrote); the MCP server has its own engine over
 the same ledger that never acts. Two transports:
 
-* stdio: ``python -m guardian.cli mcp --transport stdio`` spawned by the SDK's
+* stdio: ``python -m guardian.app.cli mcp --transport stdio`` spawned by the SDK's
   stdio client, configured only through the environment (Redis URL and key
   prefix, rate limits, ``GUARDIAN_MCP_TOKEN``);
 * streamable HTTP: the same app ``guardian mcp --transport http`` serves, under
@@ -30,14 +30,14 @@ from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
-from actions.quota import QuotaActuator
-from detectors.detection import Detection, Severity, Signature
-from guardian.auth import AccessPolicy, Role, TokenStore
+from guardian.actuators.quota import QuotaActuator
+from guardian.model.detection import Detection, Severity, Signature
+from guardian.api.auth import AccessPolicy, Role, TokenStore
 from guardian.engine.engine import ActionEngine
-from guardian.engine.model import OPEN_STATES, Quarantine
-from guardian.ledger import Ledger
+from guardian.model.quarantine import OPEN_STATES, Quarantine
+from guardian.store.ledger import Ledger
 from guardian.mcp.core import McpCore
-from guardian.policy import default_policy_path, load_policy
+from guardian.policy.config import default_policy_path, load_policy
 from guardian.testing import without_harm_test
 from guardian.settings import GuardianSettings
 
@@ -125,11 +125,11 @@ class Harness:
 
     @asynccontextmanager
     async def stdio(self, token: str, **extra_env: str) -> AsyncIterator[Any]:
-        """An SDK client talking to ``python -m guardian.cli mcp --transport stdio`` as the bearer of ``token``."""
+        """An SDK client talking to ``python -m guardian.app.cli mcp --transport stdio`` as the bearer of ``token``."""
         from mcp import Client, StdioServerParameters
 
         params = StdioServerParameters(command=sys.executable,
-                                       args=["-m", "guardian.cli", "mcp", "--transport", "stdio"],
+                                       args=["-m", "guardian.app.cli", "mcp", "--transport", "stdio"],
                                        env=self.stdio_env(token, **extra_env), cwd=str(ROOT))
         async with Client(params, cache=None, read_timeout_seconds=60) as client:
             yield client

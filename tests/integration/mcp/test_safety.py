@@ -15,9 +15,9 @@ import httpx
 import pytest
 from mcp import MCPError
 
-from guardian.auth import Action
-from guardian.escalation import quote
-from guardian.kafka_admin import QuotaEntity
+from guardian.api.auth import Action
+from guardian.escalation.summary import quote
+from guardian.clients.kafka_admin import QuotaEntity
 from guardian.mcp.core import McpCore
 from tests.integration.mcp.conftest import THROTTLE, Harness, body, ok, refused, resource_body, serve_http, stop
 
@@ -206,7 +206,7 @@ def test_stdio_refuses_to_start_without_a_valid_token(harness: Harness) -> None:
     from tests.integration.mcp.conftest import ROOT
 
     for token in ("", "gk_000000000000.notatokenatallnotatokenatall"):
-        proc = subprocess.run([sys.executable, "-m", "guardian.cli", "mcp", "--transport", "stdio"],
+        proc = subprocess.run([sys.executable, "-m", "guardian.app.cli", "mcp", "--transport", "stdio"],
                               env=harness.stdio_env(token), cwd=str(ROOT), input=b"", capture_output=True,
                               timeout=60)
         assert proc.returncode == 2 and proc.stdout == b"", proc

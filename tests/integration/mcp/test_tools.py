@@ -16,8 +16,8 @@ from typing import Any, AsyncIterator
 import anyio
 import pytest
 
-from guardian.escalation import build_record
-from guardian.kafka_admin import QuotaEntity
+from guardian.escalation.summary import build_record
+from guardian.clients.kafka_admin import QuotaEntity
 from guardian.mcp.runbooks import RUNBOOKS
 from tests.integration.mcp.conftest import THROTTLE, Harness, ok, refused, resource_body, serve_http, stop
 

@@ -47,17 +47,17 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from dashboards import render
-from detectors.detection import Detection
+from guardian.model.detection import Detection
 from guardian.engine.engine import ActionEngine
 from guardian.engine.lease import RedisLease
-from guardian.engine.model import Decision, Outcome, Quarantine
+from guardian.model.quarantine import Decision, Outcome, Quarantine
 from guardian.ingest.codec import SampleBatch, encode_batch
 from guardian.ingest.processor import LimitStage, MetricsProcessor
-from guardian.ledger import Ledger
+from guardian.store.ledger import Ledger
 from guardian.metrics import GuardianMetrics, serve_metrics
-from guardian.policy import parse_policy
+from guardian.policy.config import parse_policy
 from guardian.testing import without_harm_test
-from guardian.samples import Metric, Workload
+from guardian.model.samples import Metric, Workload
 
 ROOT = Path(__file__).resolve().parents[3]
 ALERTS = ROOT / "helm" / "guardian" / "files" / "alerts" / "guardian-alerts.yaml"
@@ -205,9 +205,9 @@ def test_every_dashboard_query_and_alert_returns_data(
         start_prometheus, endpoints, bootstrap: str, tenant_conf, redis_client, make_topic, unique: str) -> None:
     from confluent_kafka import Consumer, Producer
 
-    from actions.acl import AclActuator
-    from actions.quota import QuotaActuator
-    from guardian.kafka_admin import ClientQuotaAdmin, QuotaEntity
+    from guardian.actuators.acl import AclActuator
+    from guardian.actuators.quota import QuotaActuator
+    from guardian.clients.kafka_admin import ClientQuotaAdmin, QuotaEntity
 
     clock = time.time
     prefix = f"obs-{unique}:"

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from guardian.dev.stack import DevStack, Endpoints
+from guardian_dev.stack import DevStack, Endpoints
 from guardian.settings import DevSettings
 
 

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from guardian.dev.plugin import plugin_source_dir
+from guardian_dev.plugin import plugin_source_dir
 
 pytestmark = pytest.mark.integration
 

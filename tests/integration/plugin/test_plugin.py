@@ -11,16 +11,16 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from guardian.dev.plugin import PLUGIN_TOPICS
-from guardian.dev.security import ensure_topics, tenant_config
+from guardian_dev.plugin import PLUGIN_TOPICS
+from guardian_dev.security import ensure_topics, tenant_config
 from guardian.ingest.broker_plugin import BrokerSnapshotDecoder
 from guardian.ingest.codec import decode_batch
 from guardian.ingest.plugin_collect import PluginCollector
 from guardian.ingest.prometheus import PrometheusSampler
 from guardian.ingest.publisher import SamplePublisher
-from guardian.samples import Metric
+from guardian.model.samples import Metric
 from guardian.settings import GuardianSettings
-from guardian.telemetry import Subscription, TelemetrySubscriptions
+from guardian.clients.telemetry import Subscription, TelemetrySubscriptions
 
 pytestmark = pytest.mark.integration
 
@@ -241,7 +241,7 @@ def test_unavailable_plugin_topics_and_a_full_buffer_do_not_slow_tenants(plugin_
 
 def test_plugin_snapshots_carry_every_pressure_signal_with_a_sane_value(plugin_stack) -> None:
     """The plugin reads the same MBeans as the exporter from the broker's Yammer registry."""
-    from guardian.samples import PRESSURE_METRICS, Workload
+    from guardian.model.samples import PRESSURE_METRICS, Workload
 
     records = _latest_snapshot(plugin_stack, seconds=8.0)
     decoder = BrokerSnapshotDecoder()

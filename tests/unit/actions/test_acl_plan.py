@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from actions.acl import Acl, AclActuator, bindings_to_delete, deny_bindings, topics_of
-from actions.base import ActionPlan
+from guardian.actuators.acl import Acl, AclActuator, bindings_to_delete, deny_bindings, topics_of
+from guardian.actuators.base import ActionPlan
 from guardian.errors import PermanentError
 
 A = AclActuator(admin=None)

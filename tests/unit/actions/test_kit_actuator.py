@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from actions.base import ActionPlan
+from guardian.actuators.base import ActionPlan
 from guardian.testing import (RecordingActuator, check_actuator, check_apply_twice_equals_apply_once,
                               check_revert_after_apply_restores)
 

@@ -8,7 +8,7 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from actions.pod import (
+from guardian.actuators.pod import (
     CLIENT_ID_ANNOTATION,
     PRINCIPAL_ANNOTATION,
     PodActuator,

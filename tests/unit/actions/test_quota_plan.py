@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from actions.base import ActionPlan
-from actions.quota import QuotaActuator, entity_of, rates_of, revert_ops
+from guardian.actuators.base import ActionPlan
+from guardian.actuators.quota import QuotaActuator, entity_of, rates_of, revert_ops
 from guardian.errors import PermanentError
 
 Q = QuotaActuator(admin=None)

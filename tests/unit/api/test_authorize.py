@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guardian.auth import (AGENT_GRANTABLE, AccessPolicy, Action, Identity, Resource, Role, authorize,
+from guardian.api.auth import (AGENT_GRANTABLE, AccessPolicy, Action, Identity, Resource, Role, authorize,
                            normalize_principal, require)
 from guardian.errors import AuthorizationError, ConfigError, NotFoundError
 

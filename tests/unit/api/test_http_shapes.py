@@ -12,8 +12,8 @@ from guardian.api.limits import IdempotencyMismatchError, Verdict, fingerprint
 from guardian.api.problems import from_error
 from guardian.api.routes import _expected
 from guardian.api.service import (InvalidRequestError, appeal_state, decode_cursor, encode_cursor, paginate)
-from guardian.api_client import error_from
-from guardian.engine.model import QState, Quarantine
+from guardian.clients.api import error_from
+from guardian.model.quarantine import QState, Quarantine
 from guardian.errors import (AuthenticationError, AuthorizationError, ConflictError, NotFoundError, PermanentError,
                              RateLimitedError, TemporaryError)
 

@@ -12,7 +12,7 @@ from guardian.settings import GuardianSettings
 
 @pytest.fixture
 def no_dev_stack(monkeypatch):
-    from guardian.dev import stack
+    from guardian_dev import stack
 
     def refuse(self):
         raise AssertionError("production code asked the dev stack for its endpoints")
@@ -43,7 +43,7 @@ def test_the_api_and_the_engine_wiring_refuse_to_start_without_redis(no_dev_stac
 
 def test_the_dev_stack_hands_its_redis_over_as_redis_url(no_dev_stack, monkeypatch):
     """What the demo and the drill do for their guardian subprocess (``env.update(ep.exports())``)."""
-    from guardian.dev.stack import Endpoints
+    from guardian_dev.stack import Endpoints
 
     for key, value in Endpoints(redis_url="redis://127.0.0.1:16379/0").exports().items():
         monkeypatch.setenv(key, value)

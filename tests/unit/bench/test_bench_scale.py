@@ -1,4 +1,4 @@
-"""`guardian bench scale` at a tiny size: the report's shape and that every figure is a positive number.
+"""`guardian-dev bench scale` at a tiny size: the report's shape and that every figure is a positive number.
 
 No wall-clock thresholds: the figures are reported (docs/BENCHMARKS.md, "Scale"), never asserted on."""
 

@@ -7,8 +7,8 @@ from typing import Callable
 
 import pytest
 
-from detectors.base import Detector
-from detectors.fast import FastTierDetector, TierParams
+from guardian.detectors.base import Detector
+from guardian.detectors.fast import FastTierDetector, TierParams
 from guardian.testing import DETECTOR_CHECKS
 
 FACTORIES: dict[str, Callable[[int], Detector]] = {

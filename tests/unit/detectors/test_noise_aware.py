@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.config import DEFAULT_TIERS
-from detectors.fast import FastTierDetector
-from guardian.samples import Metric
+from guardian.detectors.config import DEFAULT_TIERS
+from guardian.detectors.fast import FastTierDetector
+from guardian.model.samples import Metric
 
 DAY = 86_400.0
 PARAMS = DEFAULT_TIERS[Metric.PRODUCE_BYTE_RATE]

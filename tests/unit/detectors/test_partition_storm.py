@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from detectors.detection import Signature
-from detectors.pipeline import DetectorPipeline
+from guardian.model.detection import Signature
+from guardian.detectors.pipeline import DetectorPipeline
 from guardian.ingest.admin_poller import ClusterSnapshot, GroupTracker, tenant_prefix_owner
 
 

@@ -8,11 +8,11 @@ import random
 import numpy as np
 import pytest
 
-from detectors.config import DetectorConfig
-from detectors.detection import Detection, Signature
-from detectors.pipeline import DetectorPipeline
+from guardian.detectors.config import DetectorConfig
+from guardian.model.detection import Detection, Signature
+from guardian.detectors.pipeline import DetectorPipeline
 from guardian.errors import ConfigError
-from guardian.samples import Metric, Sample, Workload
+from guardian.model.samples import Metric, Sample, Workload
 
 BYTES = Metric.PRODUCE_BYTE_RATE
 

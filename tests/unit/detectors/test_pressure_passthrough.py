@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.config import DetectorConfig
-from detectors.pipeline import DetectorPipeline
+from guardian.detectors.config import DetectorConfig
+from guardian.detectors.pipeline import DetectorPipeline
 from guardian.errors import ConfigError
 from guardian.ingest.codec import group_samples
-from guardian.samples import PRESSURE_METRICS, Metric, Sample, Workload
+from guardian.model.samples import PRESSURE_METRICS, Metric, Sample, Workload
 
 BROKER = Workload(broker="127.0.0.1:9404")
 

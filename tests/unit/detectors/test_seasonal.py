@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-import detectors.seasonal as seasonal_module
-from detectors.config import DetectorConfig
-from detectors.fast import FastTierDetector, TierParams
-from detectors.pipeline import DetectorPipeline
-from detectors.seasonal import DAY, DailyProfile, SeasonalParams
-from guardian.samples import Metric, Sample, Workload
+import guardian.detectors.seasonal as seasonal_module
+from guardian.detectors.config import DetectorConfig
+from guardian.detectors.fast import FastTierDetector, TierParams
+from guardian.detectors.pipeline import DetectorPipeline
+from guardian.detectors.seasonal import DAY, DailyProfile, SeasonalParams
+from guardian.model.samples import Metric, Sample, Workload
 from guardian.testing import DETECTOR_CHECKS
 
 RES = 10.0  # seconds between samples in these traces (the profile's bins are 30 minutes wide)

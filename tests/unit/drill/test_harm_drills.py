@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from guardian.dev.kafka import BrokerCapacity, KafkaState, LocalKafka
-from guardian.drill.load import Recorder
-from guardian.drill.report import benign_stats, broker_line, false_actions, incident_stats, summarize
-from guardian.drill.runner import Incident, _restarted
-from guardian.drill.scenario import load_scenario, parse_scenario
+from guardian_dev.kafka import BrokerCapacity, KafkaState, LocalKafka
+from guardian_dev.drill.load import Recorder
+from guardian_dev.drill.report import benign_stats, broker_line, false_actions, incident_stats, summarize
+from guardian_dev.drill.runner import Incident, _restarted
+from guardian_dev.drill.scenario import load_scenario, parse_scenario
 from guardian.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -107,7 +107,7 @@ def test_the_stated_capacity_is_written_into_server_properties_and_recorded(tmp_
 
 
 def test_a_broker_running_with_another_capacity_is_not_silently_reused(tmp_path: Path, monkeypatch) -> None:
-    from guardian.dev import procs
+    from guardian_dev import procs
     from guardian.errors import SetupError
 
     kafka = LocalKafka(tmp_path, tmp_path, capacity=BrokerCapacity(io_threads=1, network_threads=1))

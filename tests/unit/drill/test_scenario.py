@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from guardian.drill.report import benign_stats, headline, incident_stats
-from guardian.drill.runner import Incident, policy_file_for
-from guardian.drill.scenario import load_scenario, parse_scenario
+from guardian_dev.drill.report import benign_stats, headline, incident_stats
+from guardian_dev.drill.runner import Incident, policy_file_for
+from guardian_dev.drill.scenario import load_scenario, parse_scenario
 from guardian.errors import ConfigError
-from guardian.policy import load_policy
+from guardian.policy.config import load_policy
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = sorted((ROOT / "configs" / "scenarios").glob("drill-*.yaml"))

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
-from guardian.engine.model import ActionRecord, QState, Quarantine, StepStatus
+from guardian.model.quarantine import ActionRecord, QState, Quarantine, StepStatus
 from guardian.errors import ConflictError
 
 

@@ -6,11 +6,11 @@ import textwrap
 
 import pytest
 
-from detectors.detection import Detection, Severity, Signature
-from guardian.engine.decide import View, decide, intents_for
-from guardian.engine.model import Outcome, QState, Quarantine, workload_key
-from guardian.engine.pressure import BrokerPressure, ClientLoad, Pressure
-from guardian.policy import parse_policy
+from guardian.model.detection import Detection, Severity, Signature
+from guardian.policy.decide import View, decide, intents_for
+from guardian.model.quarantine import Outcome, QState, Quarantine, workload_key
+from guardian.policy.pressure import BrokerPressure, ClientLoad, Pressure
+from guardian.policy.config import parse_policy
 
 POLICY = textwrap.dedent("""\
     global:
@@ -202,7 +202,7 @@ def test_baseline_from_extra_when_the_metric_is_not_a_quota(ps):
 
 @pytest.fixture
 def default_ps():
-    from guardian.policy import default_policy_path, load_policy
+    from guardian.policy.config import default_policy_path, load_policy
 
     return load_policy(default_policy_path())
 

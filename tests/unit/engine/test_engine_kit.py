@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from detectors.detection import Detection, Severity, Signature
+from guardian.model.detection import Detection, Severity, Signature
 from guardian.engine.engine import ActionEngine
-from guardian.engine.model import Outcome, QState, StepStatus
+from guardian.model.quarantine import Outcome, QState, StepStatus
 from guardian.errors import ConflictError
-from guardian.policy import parse_policy
+from guardian.policy.config import parse_policy
 from guardian.testing import FakeClock, MemoryLedger, RecordingActuator, pressure_blaming, without_harm_test
 
 POLICY = """
@@ -177,3 +177,24 @@ def test_granting_an_appeal_another_sre_denied_meanwhile_is_a_conflict(ledger, q
     with pytest.raises(ConflictError, match="decided meanwhile"):
         engine.release(d.quarantine_id, by="alice", reason="fine", only_if=QState.APPEALED)
     assert ledger.get(d.quarantine_id).state is QState.ACTIVE and throttled(quota, "loader")
+
+
+def test_observers_see_every_decision_and_tick_and_a_failing_one_stops_nothing(ledger, quota, clock):
+    """``on_decision`` and ``on_tick`` are how ``guardian run`` counts decisions and throttle effects
+    (no engine subclass); an observer that raises is logged and the engine goes on acting."""
+    seen: list[tuple[str, str]] = []
+    ticks: list[dict[str, int]] = []
+
+    def broken(counts: dict[str, int]) -> None:
+        ticks.append(counts)
+        raise RuntimeError("metrics backend gone")
+
+    engine = make(ledger, quota, clock, on_decision=lambda det, d: seen.append((det.id, d.outcome.value)),
+                  on_tick=broken)
+    first = detection("orders", clock())
+    d = engine.handle(first)
+    assert d.outcome is Outcome.QUARANTINED and seen == [(first.id, "quarantined")]
+    counts = engine.tick()
+    assert ticks == [counts] and counts["pending"] == 0
+    assert [q.state for q in ledger.list()] == [QState.ACTIVE]
+    assert throttled(quota, "orders")

@@ -6,14 +6,14 @@ import textwrap
 
 import pytest
 
-from detectors.detection import Detection, Severity, Signature
-from guardian.engine.decide import View, decide
-from guardian.engine.harm import assess, proportionate_scale
-from guardian.engine.model import Outcome, QState, Quarantine, workload_key
-from guardian.engine.pressure import BrokerPressure, ClientLoad, ClusterPressure, Pressure
+from guardian.model.detection import Detection, Severity, Signature
+from guardian.policy.decide import View, decide
+from guardian.policy.harm import assess, proportionate_scale
+from guardian.model.quarantine import Outcome, QState, Quarantine, workload_key
+from guardian.policy.pressure import BrokerPressure, ClientLoad, ClusterPressure, Pressure
 from guardian.errors import ConfigError
-from guardian.policy import HarmTest, parse_policy
-from guardian.samples import Metric, Sample, Workload
+from guardian.policy.config import HarmTest, parse_policy
+from guardian.model.samples import Metric, Sample, Workload
 
 POLICY = textwrap.dedent("""\
     global:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from guardian.engine.lifecycle import ALLOWED, can_move, move
-from guardian.engine.model import ActionRecord, QState, Quarantine, StepStatus
+from guardian.model.lifecycle import ALLOWED, can_move, move
+from guardian.model.quarantine import ActionRecord, QState, Quarantine, StepStatus
 from guardian.errors import ConflictError
 
 

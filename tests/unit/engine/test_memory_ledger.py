@@ -27,7 +27,7 @@ def test_probation_expires_on_the_ledger_clock() -> None:
 
 def test_a_write_with_someone_elses_fence_is_refused() -> None:
     from guardian.errors import NotLeaderError
-    from guardian.ledger import Fence
+    from guardian.store.ledger import Fence
 
     clock = FakeClock()
     ledger = MemoryLedger(clock)

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actions.quota import QuotaActuator, QuotaEffect
-from detectors.detection import Detection, Severity, Signature
-from guardian.engine.decide import intents_for, per_broker_quota
+from guardian.actuators.quota import QuotaActuator, QuotaEffect
+from guardian.model.detection import Detection, Severity, Signature
+from guardian.policy.decide import intents_for, per_broker_quota
 from guardian.errors import PermanentError
-from guardian.policy import parse_policy
+from guardian.policy.config import parse_policy
 
 POLICY = """\
 policies:

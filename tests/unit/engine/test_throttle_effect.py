@@ -1,5 +1,5 @@
 """After a throttle is verified the engine follows the client's cluster-wide rate and records once
-whether it fell to about R (guardian/engine/effect.py), on the testing kit: fake clock, in-memory
+whether it fell to about R (guardian/policy/effect.py), on the testing kit: fake clock, in-memory
 ledger, recording actuator, and the same ``FollowedRates`` the detector stage feeds in production."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-from detectors.detection import Detection, Severity, Signature
-from guardian.engine.effect import NOT_EFFECTIVE_EVENT, EffectRule, FollowedRates, RatePoint, judge
+from guardian.model.detection import Detection, Severity, Signature
+from guardian.policy.effect import NOT_EFFECTIVE_EVENT, EffectRule, FollowedRates, RatePoint, judge
 from guardian.engine.engine import ActionEngine
-from guardian.engine.model import StepStatus
-from guardian.escalation import build_record
-from guardian.policy import parse_policy
+from guardian.model.quarantine import StepStatus
+from guardian.escalation.summary import build_record
+from guardian.policy.config import parse_policy
 from guardian.testing import FakeClock, MemoryLedger, RecordingActuator, without_harm_test
 
 POLICY = """

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from guardian.errors import ConfigError
-from guardian.escalation_senders import (AgentChannel, PagerDutyChannel, SignedWebhookChannel, SlackChannel,
+from guardian.escalation.senders import (AgentChannel, PagerDutyChannel, SignedWebhookChannel, SlackChannel,
                                          channels_from_settings)
 from guardian.settings import EscalationSettings
 
@@ -51,7 +51,7 @@ def test_guardian_run_says_what_is_wrong_and_exits_2_without_a_traceback():
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
     env.update(GUARDIAN_ESCALATION__WEBHOOK_URL="https://hooks.example/g",
                KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", REDIS_URL="redis://127.0.0.1:1/0")
-    proc = subprocess.run([sys.executable, "-m", "guardian.cli", "run"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "guardian.app.cli", "run"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "GUARDIAN_ESCALATION__WEBHOOK_SECRET" in proc.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from guardian.escalation import EVIDENCE_KEPT, SCHEMA, SCHEMA_VERSION, Links, build_record
+from guardian.escalation.summary import EVIDENCE_KEPT, SCHEMA, SCHEMA_VERSION, Links, build_record
 from tests.unit.escalation.records import T0, detection, quarantine
 
 

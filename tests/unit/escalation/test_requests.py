@@ -9,8 +9,8 @@ import json
 import pytest
 
 from guardian.errors import ConfigError
-from guardian.escalation import Links, escalation_for
-from guardian.escalation_senders import (AgentChannel, PagerDutyChannel, SignedWebhookChannel, SlackChannel,
+from guardian.escalation.summary import Links, escalation_for
+from guardian.escalation.senders import (AgentChannel, PagerDutyChannel, SignedWebhookChannel, SlackChannel,
                                          sign, slack_escape, verify_signature)
 from tests.unit.escalation.records import T0, detection, quarantine
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from guardian.escalation_senders import Attempt, RetryPolicy, deliver
+from guardian.escalation.senders import Attempt, RetryPolicy, deliver
 
 
 def scripted(*attempts: Attempt):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.detection import Detection
-from guardian.escalation import (MAX_LINES, Links, blast_radius, build_record, escalation_for, quote,
+from guardian.model.detection import Detection
+from guardian.escalation.summary import (MAX_LINES, Links, blast_radius, build_record, escalation_for, quote,
                                  summarize)
 from tests.unit.escalation.records import T0, detection, quarantine
 

@@ -1,4 +1,4 @@
-"""`guardian eval nab`: the production pipeline as a NAB detector, held-out categories, CLI errors."""
+"""`guardian-dev eval nab`: the production pipeline as a NAB detector, held-out categories, CLI errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from guardian.cli import _register, app
-from guardian.evaluation.nab import (CLIENT_RATE, PROFILES, NabSeries, client_rate, detect_pipeline,
+from guardian_dev.cli import _register, app
+from guardian_dev.evaluation.nab import (CLIENT_RATE, PROFILES, NabSeries, client_rate, detect_pipeline,
                                      held_out, probation_rows)
 
 STANDARD = PROFILES[0]

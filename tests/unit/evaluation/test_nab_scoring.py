@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from guardian.evaluation.nab import (PROFILES, Profile, load_corpus, optimise_threshold, score_results,
+from guardian_dev.evaluation.nab import (PROFILES, Profile, load_corpus, optimise_threshold, score_results,
                                      probation_rows, scaled_sigmoid, score_at_threshold,
                                      write_results)
 

@@ -1,4 +1,4 @@
-"""`guardian eval replay`: real shapes through the detectors and decide() against a simulated broker."""
+"""`guardian-dev eval replay`: real shapes through the detectors and decide() against a simulated broker."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import guardian.evaluation.replay as replay
-from guardian.cli import _register, app
+import guardian_dev.evaluation.replay as replay
+from guardian_dev.cli import _register, app
 from guardian.errors import ConfigError
-from guardian.evaluation.replay import (BrokerModel, Injection, ReplayReport, ReplaySeries, RunResult, Throttle,
+from guardian_dev.evaluation.replay import (BrokerModel, Injection, ReplayReport, ReplaySeries, RunResult, Throttle,
                                         client_rates, load_corpus, per_1000_days, replay_run)
-from guardian.policy import default_policy_path, load_policy
+from guardian.policy.config import default_policy_path, load_policy
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from guardian.cli import _register, app
+from guardian_dev.cli import _register, app
 from guardian.errors import ConfigError
-from guardian.evaluation.scenarios import Report, parse_scenario, run_scenario
+from guardian_dev.evaluation.scenarios import Report, parse_scenario, run_scenario
 
 SMALL_BENIGN = {
     "name": "small_benign", "duration_s": 3600, "seed": 5,

@@ -1,4 +1,4 @@
-"""`guardian dev up --brokers N`: the cluster's configuration, state and exports, without starting it."""
+"""`guardian-dev up --brokers N`: the cluster's configuration, state and exports, without starting it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from guardian.dev.kafka import KafkaState, LocalKafka
-from guardian.dev.stack import Endpoints, external_endpoints
+from guardian_dev.kafka import KafkaState, LocalKafka
+from guardian_dev.stack import Endpoints, external_endpoints
 from guardian.errors import ConfigError
 from guardian.settings import DevSettings, GuardianSettings
 
@@ -77,5 +77,5 @@ def test_env_lists_every_metrics_url_and_keeps_the_first(monkeypatch) -> None:
     for k, v in out.items():
         monkeypatch.setenv(k, v)
     assert external_endpoints().metrics_urls == urls
-    # what `eval "$(guardian dev env)"` gives `guardian run`: it scrapes every broker
+    # what `eval "$(guardian-dev env)"` gives `guardian run`: it scrapes every broker
     assert GuardianSettings().kafka.metrics_url.split(",") == urls

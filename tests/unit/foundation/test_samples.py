@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import math
 
-from guardian.kafka_admin import QuotaEntity
-from guardian.samples import METRICS_BY_NAME, Metric, Sample, Workload
+from guardian.clients.kafka_admin import QuotaEntity
+from guardian.model.samples import METRICS_BY_NAME, Metric, Sample, Workload
 
 
 def test_workload_key_uses_narrowest_identity_and_ignores_broker() -> None:

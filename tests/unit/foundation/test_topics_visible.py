@@ -1,11 +1,11 @@
-"""ensure_topics returns only when the brokers serve what it created (guardian.topics.wait_until_visible)."""
+"""ensure_topics returns only when the brokers serve what it created (guardian.clients.topics.wait_until_visible)."""
 
 from __future__ import annotations
 
 import pytest
 
 from guardian.errors import TemporaryError
-from guardian.topics import wait_until_visible
+from guardian.clients.topics import wait_until_visible
 
 
 class _Clock:

@@ -15,13 +15,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from guardian.policy import default_policy_path, load_policy, parse_policy
+from guardian.policy.config import default_policy_path, load_policy, parse_policy
 from guardian.settings import GuardianSettings
 
 from .conftest import CHART, NAMESPACE, RELEASE, ROOT, VARIANTS, of_kind, values_args, values_of
 
 # The chart's minimum (Chart.yaml kubeVersion) and the API server the pod
-# actuator is tested against (guardian/dev/kubernetes.py).
+# actuator is tested against (guardian_dev/kubernetes.py).
 KUBE_VERSIONS = ["1.25.0", "1.34.0"]
 # Prometheus Operator CRDs: kubernetes-validate ships only the built-in API
 # schemas, so these are checked structurally in test_monitoring_resources.
@@ -317,7 +317,7 @@ def test_every_value_is_described_by_the_schema():
     def walk(value, node, path):
         assert node.get("description") or not path, f"{path}: no description in values.schema.json"
         if path == ".policies":
-            return  # generated from guardian/policy.py, documented in configs/policies/default.yaml
+            return  # generated from guardian/policy/config.py, documented in configs/policies/default.yaml
         if isinstance(value, dict) and "properties" in node:
             for k, v in value.items():
                 assert k in node["properties"], f"{path}.{k}: not in values.schema.json"
@@ -333,7 +333,7 @@ def _guardian_cli():
     import click
     import typer.main
 
-    from guardian import cli
+    from guardian.app import cli
 
     cli._register()
     group = typer.main.get_command(cli.app)

@@ -52,7 +52,10 @@ def test_every_package_is_copied_and_not_ignored():
     patterns = project["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = {p.name for p in ROOT.iterdir()
                 if (p / "__init__.py").exists() and any(fnmatch.fnmatch(p.name, pat) for pat in patterns)}
-    assert "guardian" in packages
+    assert packages == {"guardian"}, "only the guardian package goes into the wheel and the image"
+    for dev_tool in ("guardian_dev", "bench"):
+        assert (ROOT / dev_tool / "__init__.py").exists()
+        assert dev_tool in {ln.strip().rstrip("/") for ln in (ROOT / ".dockerignore").read_text().splitlines()}
     copied = {c.split()[0].rstrip("/") for c in _instr("COPY") if not c.startswith("--")}
     ignored = {ln.strip().rstrip("/") for ln in (ROOT / ".dockerignore").read_text().splitlines()
                if ln.strip() and not ln.startswith("#")}

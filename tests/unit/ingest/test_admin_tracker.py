@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardian.ingest.admin_poller import ClusterSnapshot, GroupSnapshot, GroupTracker, tenant_prefix_owner
-from guardian.samples import Metric
+from guardian.model.samples import Metric
 
 OWNER = tenant_prefix_owner(["tenant-a", "tenant-b"])
 M1 = ("m1", "reader", ("tenant-a.orders-0", "tenant-a.orders-1"))

@@ -7,7 +7,7 @@ import pytest
 
 from guardian.errors import DecodeError
 from guardian.ingest.client_stats import ClientStatsDecoder, headers_dict
-from guardian.samples import Metric
+from guardian.model.samples import Metric
 
 
 def stats(age_s: float, txmsg_bytes: int, tx: int, retries: int = 0, errs: int = 0, produce_reqs: int = 0,

@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from detectors.config import DetectorConfig
-from detectors.pipeline import DetectorPipeline
+from guardian.detectors.config import DetectorConfig
+from guardian.detectors.pipeline import DetectorPipeline
 from guardian.ingest.cluster_series import ClusterSeries, combine_values, is_per_broker
 from guardian.ingest.codec import SampleBatch
-from guardian.run import DetectorStage
-from guardian.samples import Metric, Workload
+from guardian.ingest.stage import DetectorStage
+from guardian.model.samples import Metric, Workload
 
 CLIENT = Workload(principal="User:tenant-a", client_id="orders")
 PEER = Workload(principal="User:tenant-a", client_id="peer")

@@ -10,7 +10,7 @@ import pytest
 from guardian.errors import DecodeError
 from guardian.ingest.codec import (MAX_RECORD_BYTES, MAX_SAMPLES_PER_BATCH, SCHEMA_VERSION, BatchDecodeError,
                                    SampleBatch, decode_batch, encode_batch, group_samples)
-from guardian.samples import Metric, Sample, Workload
+from guardian.model.samples import Metric, Sample, Workload
 
 W = Workload(principal="User:tenant-a", client_id="writer", broker="b1:9092")
 

@@ -8,9 +8,9 @@ import pytest
 
 from guardian.ingest.pressure import clamp_ratio, handler_pools, idle_ratio
 from guardian.ingest.prometheus import PrometheusSampler
-from guardian.samples import PRESSURE_METRICS, Metric, Workload
+from guardian.model.samples import PRESSURE_METRICS, Metric, Workload
 
-# Lines copied from a scrape of the local broker (guardian/dev/jmx_rules.yaml), values templated.
+# Lines copied from a scrape of the local broker (guardian/ingest/jmx_rules.yaml), values templated.
 TEMPLATE = """\
 # TYPE process_start_time_seconds gauge
 process_start_time_seconds {start}

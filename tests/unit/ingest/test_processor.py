@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from guardian.ingest.codec import SampleBatch, encode_batch
 from guardian.ingest.processor import (DLQ_OFFSET, DLQ_REASON, LimitStage, MetricsProcessor, ProcessorMetrics,
                                        SampleStage)
-from guardian.samples import Metric, Workload
+from guardian.model.samples import Metric, Workload
 
 W = Workload(principal="User:tenant-a", client_id="writer")
 BATCH = SampleBatch(W, (Metric.PRODUCE_BYTE_RATE, Metric.REQUEST_RATE, Metric.PRODUCE_BYTE_RATE),
@@ -97,8 +97,8 @@ def test_dead_letter_larger_than_the_dlq_allows_is_cut_and_says_how_long_it_was(
 def test_a_chunk_goes_to_the_stage_in_one_call_with_each_records_outcome() -> None:
     """``handle_many``: one ``process_many`` call per chunk (issue 16: the detectors' cost is per call);
     a bad record is still its own dead letter, and the counters are those of record-by-record handling."""
-    from guardian.run import DetectorStage
-    from detectors.pipeline import DetectorPipeline
+    from guardian.ingest.stage import DetectorStage
+    from guardian.detectors.pipeline import DetectorPipeline
 
     calls: list[int] = []
 

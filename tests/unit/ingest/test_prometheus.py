@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardian.ingest.prometheus import PrometheusSampler, target_name
-from guardian.samples import Metric
+from guardian.model.samples import Metric
 
 TEMPLATE = """\
 # TYPE process_start_time_seconds gauge

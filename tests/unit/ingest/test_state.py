@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from detectors.config import DetectorConfig
-from detectors.pipeline import DetectorPipeline
+from guardian.detectors.config import DetectorConfig
+from guardian.detectors.pipeline import DetectorPipeline
 from guardian.errors import TemporaryError
 from guardian.ingest.codec import encode_batch, group_samples
 from guardian.ingest.processor import MetricsProcessor
 from guardian.ingest.state import (SNAPSHOT_FORMAT, MemorySnapshotStore, PartitionStateKeeper, Snapshot,
                                    decode_snapshot, encode_snapshot)
-from guardian.run import DetectorStage
-from guardian.samples import Metric, Sample, Workload
+from guardian.ingest.stage import DetectorStage
+from guardian.model.samples import Metric, Sample, Workload
 
 PARTITIONS = 6
 BROKERS = ("b1", "b2", "b3")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from guardian.settings import TopicSettings
-from guardian.topics import topic_specs
+from guardian.clients.topics import topic_specs
 
 
 def test_specs_follow_settings() -> None:

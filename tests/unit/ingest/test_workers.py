@@ -15,8 +15,8 @@ from typing import Callable
 
 from guardian.ingest.codec import encode_batch, group_samples
 from guardian.ingest.processor import MetricsProcessor
-from guardian.run import build_stage
-from guardian.samples import Metric, Sample, Workload
+from guardian.ingest.stage import build_stage
+from guardian.model.samples import Metric, Sample, Workload
 from guardian.settings import GuardianSettings
 
 PARTITIONS = 6

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from detectors.detection import Signature
-from guardian.auth import Action, Identity, Role, authorize
-from guardian.engine.model import QState, Quarantine
-from guardian.escalation import RESOLVE_EVENTS, build_record, follow_up, quote
+from guardian.model.detection import Signature
+from guardian.api.auth import Action, Identity, Role, authorize
+from guardian.model.quarantine import QState, Quarantine
+from guardian.escalation.summary import RESOLVE_EVENTS, build_record, follow_up, quote
 from guardian.mcp.core import McpCore, bearer, safe_explanation, who_text
 from guardian.mcp.runbooks import RUNBOOKS, runbook
 from guardian.mcp.server import create_server

@@ -19,7 +19,7 @@ from guardian.metrics import GuardianMetrics, LedgerCollector
 ROOT = Path(__file__).resolve().parents[3]
 ALERTS = ROOT / "helm" / "guardian" / "files" / "alerts" / "guardian-alerts.yaml"
 METRIC = re.compile(r"\b((?:guardian|kafka)_[a-z0-9_]+)\b")
-# The broker's per-(user, client-id) quota sensors (guardian/dev/jmx_rules.yaml) the tenant view reads.
+# The broker's per-(user, client-id) quota sensors (guardian/ingest/jmx_rules.yaml) the tenant view reads.
 BROKER_METRICS = {"kafka_server_quota_byte_rate", "kafka_server_quota_throttle_time", "kafka_server_quota_request_time"}
 
 

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from detectors.detection import Severity, Signature
-from guardian.engine.model import Outcome
+from guardian.model.detection import Severity, Signature
+from guardian.model.quarantine import Outcome
 from guardian.errors import ConflictError, DecodeError, NotLeaderError, PermanentError, TemporaryError
 from guardian.metrics import (ACTIONS, APPEAL_STATES, CHANNELS, DEAD_LETTER_REASONS, EFFECT_RESULTS, ERROR_CLASSES,
                               OTHER, OUTCOMES, SEVERITIES, SIGNATURES, SOURCES, GuardianMetrics, LedgerCollector,

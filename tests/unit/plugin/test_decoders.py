@@ -9,7 +9,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from guardian.errors import DecodeError
 from guardian.ingest.broker_plugin import BrokerSnapshotDecoder, TelemetryDecoder
-from guardian.samples import Metric
+from guardian.model.samples import Metric
 
 
 def _snapshot(ts_ms: int, bytes_in: float, topics: float = 3, quota: float | None = 1000.0) -> bytes:
@@ -63,7 +63,7 @@ def _pressure_snapshot(ts_ms: int, idle_count: float, idle_mean: float = 1.99, q
 
 
 def test_snapshot_pressure_entries_become_the_same_broker_samples_as_the_exporter_gives() -> None:
-    from guardian.samples import PRESSURE_METRICS, Workload
+    from guardian.model.samples import PRESSURE_METRICS, Workload
 
     d = BrokerSnapshotDecoder(cluster="c1")
     first = d.decode(_pressure_snapshot(10_000, idle_count=100e9))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from detectors.detection import Severity, Signature
+from guardian.model.detection import Severity, Signature
 from guardian.errors import ConfigError
-from guardian.policy import (DenyAclRung, IsolatePodRung, PolicySet, ThrottleRung, default_policy_path,
+from guardian.policy.config import (DenyAclRung, IsolatePodRung, PolicySet, ThrottleRung, default_policy_path,
                              load_policy, parse_policy)
 
 MINIMAL = textwrap.dedent("""\

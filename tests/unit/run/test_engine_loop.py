@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from guardian import run as run_mod
+from guardian.app import run as run_mod
 
 
 class FakeSource:
@@ -40,7 +40,7 @@ class StoppingEngine:
 
 
 def test_a_dying_engine_calls_on_death_and_sets_stop():
-    from guardian.run import run_engine
+    from guardian.app.run import run_engine
 
     died: list[BaseException] = []
     stop, source, exc = threading.Event(), FakeSource(), RuntimeError("redis client bug")
@@ -51,7 +51,7 @@ def test_a_dying_engine_calls_on_death_and_sets_stop():
 
 
 def test_an_engine_stopped_on_purpose_is_no_death():
-    from guardian.run import run_engine
+    from guardian.app.run import run_engine
 
     died: list[BaseException] = []
     stop, source = threading.Event(), FakeSource()
@@ -66,10 +66,10 @@ def test_guardian_run_exits_non_zero_when_the_engine_dies(monkeypatch, caplog):
     import guardian.engine.source
     import guardian.ingest.collect
     import guardian.ingest.worker
-    import guardian.topics
+    import guardian.clients.topics
 
     exc = TypeError("'NoneType' object is not subscriptable")
-    monkeypatch.setattr(guardian.topics, "ensure_topics", lambda conf, topics: [])
+    monkeypatch.setattr(guardian.clients.topics, "ensure_topics", lambda conf, topics: [])
     monkeypatch.setattr(guardian.ingest.collect, "start_collectors", lambda settings, stop, names: [])
     monkeypatch.setattr(run_mod, "build_engine", lambda *a, **kw: (DyingEngine(exc), []))
     monkeypatch.setattr(guardian.engine.source, "KafkaDetectionSource", lambda *a, **kw: FakeSource())
@@ -83,7 +83,7 @@ def test_guardian_run_exits_non_zero_when_the_engine_dies(monkeypatch, caplog):
                 break
 
     monkeypatch.setattr(guardian.ingest.worker, "run_worker", fake_worker)
-    caplog.set_level(logging.CRITICAL, logger="guardian.run")
+    caplog.set_level(logging.CRITICAL, logger="guardian.app.run")
     # the handler is in place before run() starts the engine thread: a thread that dies at once must
     # not reach the default SIGTERM action, which would end the test process itself
     previous = signal.signal(signal.SIGTERM, lambda *_: terminated.set())

@@ -1,14 +1,14 @@
-"""guardian.run's detector stage: the pipeline's onset, then re-emission while the episode lasts."""
+"""guardian.app.run's detector stage: the pipeline's onset, then re-emission while the episode lasts."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from detectors.config import DetectorConfig
-from detectors.pipeline import DetectorPipeline
+from guardian.detectors.config import DetectorConfig
+from guardian.detectors.pipeline import DetectorPipeline
 from guardian.ingest.codec import SampleBatch
-from guardian.run import ClusterTraffic, DetectorStage
-from guardian.samples import Metric, Sample, Workload
+from guardian.ingest.stage import ClusterTraffic, DetectorStage
+from guardian.model.samples import Metric, Sample, Workload
 
 RUNAWAY = Workload(principal="User:tenant-a", client_id="orders", broker="b1")
 PEER = Workload(principal="User:tenant-a", client_id="peer", broker="b1")
@@ -159,7 +159,7 @@ def test_eviction_goes_by_sample_time_so_replayed_old_samples_are_not_all_idle()
 
 
 def test_the_stage_hands_a_followed_clients_cluster_wide_rate_and_its_parts_to_the_engine() -> None:
-    from guardian.engine.effect import FollowedRates
+    from guardian.policy.effect import FollowedRates
 
     rates = FollowedRates(clock=lambda: 10.0)
     stage = dataclasses.replace(_stage(), rates=rates)

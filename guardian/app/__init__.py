@@ -1,0 +1,1 @@
+"""The wiring: the ``guardian`` command line and ``guardian run``, which may import every layer."""

@@ -1,0 +1,1 @@
+"""Pure decisions: the policy document, the harm test, the decision, pressure and a throttle's effect."""

@@ -1,0 +1,177 @@
+"""Is the cluster hurting, and who is using it? Pure: samples in, a ``Pressure`` snapshot out.
+
+``ClusterPressure`` is fed every sample batch the detector stage sees. It keeps,
+per broker:
+
+* the latest broker-pressure signals (``guardian.model.samples.PRESSURE_METRICS``:
+  request-handler and network-thread idle, Produce/Fetch p99 queue and total
+  time, purgatory size, under-replicated partitions), and for each latency
+  signal a learned normal (a slow EWMA that a pressure episode barely moves),
+  so "p99 is 3x its normal" means something on any cluster;
+* each client's latest load on that broker: its share of broker thread time
+  (Kafka's ``request-time`` quota sensor, percent of one thread) and its bytes
+  in and out, which is how harm is attributed to a workload.
+
+``snapshot()`` is what the engine's harm test (``guardian.policy.harm``) reads.
+With several stream-processor workers a process sees only the workloads its
+partitions own; broker-level samples all share one key (``cluster``), so the
+process that owns that partition has every broker's signals.
+
+Example (one broker, one client using most of its threads)::
+
+    >>> from guardian.model.samples import Metric, Sample, Workload
+    >>> p = ClusterPressure(clock=lambda: 100.0)
+    >>> b = Workload(broker="b1")
+    >>> c = Workload(principal="User:a", client_id="x", broker="b1")
+    >>> p.observe([Sample(100.0, b, Metric.REQUEST_HANDLER_IDLE, 0.05),
+    ...            Sample(100.0, c, Metric.REQUEST_TIME_SHARE, 90.0)])
+    >>> snap = p.snapshot()
+    >>> snap.brokers["b1"].signals["request_handler_idle"]
+    0.05
+    >>> snap.brokers["b1"].load_of(principal="User:a", client_ids=["x"]).request_time
+    90.0
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from guardian.model.samples import PRESSURE_METRICS, Metric, Sample
+
+# Latency signals get a learned normal; the others are read against absolute lines.
+LATENCY_METRICS = frozenset({Metric.REQUEST_QUEUE_TIME_P99, Metric.REQUEST_TOTAL_TIME_P99})
+_CLIENT_METRICS = {Metric.REQUEST_TIME_SHARE: "request_time", Metric.PRODUCE_BYTE_RATE: "bytes_in",
+                   Metric.FETCH_BYTE_RATE: "bytes_out"}
+
+
+def signal_name(metric: Metric, labels: dict[str, str]) -> str:
+    """``request_total_time_p99:Produce``; signals without a request/operation label keep the metric name."""
+    label = labels.get("request") or labels.get("operation")
+    return f"{metric.value}:{label}" if label else metric.value
+
+
+@dataclass(frozen=True)
+class ClientLoad:
+    """One client's (or the sum of several clients') load on one broker."""
+
+    request_time: float = 0.0   # percent of one broker thread (Kafka's request-time sensor)
+    bytes_in: float = 0.0       # produce bytes/s
+    bytes_out: float = 0.0      # fetch bytes/s
+
+    def __add__(self, other: "ClientLoad") -> "ClientLoad":
+        return ClientLoad(self.request_time + other.request_time, self.bytes_in + other.bytes_in,
+                          self.bytes_out + other.bytes_out)
+
+
+@dataclass(frozen=True)
+class BrokerPressure:
+    broker: str
+    ts: float                                   # newest pressure signal
+    signals: dict[str, float]                   # signal_name -> latest value
+    normals: dict[str, float]                   # latency signal_name -> learned normal (ms)
+    clients: dict[tuple[str, str], ClientLoad]  # (principal, client_id) -> latest load
+    total: ClientLoad = field(default_factory=ClientLoad)   # every client's load summed
+
+    def load_of(self, principal: str | None, client_ids: Iterable[str] | None = None) -> ClientLoad:
+        """The load of these client-ids of ``principal``, or of all its clients when none are named."""
+        wanted = set(client_ids or [])
+        load = ClientLoad()
+        for (p, c), one in self.clients.items():
+            if (principal is None or p == principal) and (not wanted or c in wanted):
+                load = load + one
+        return load
+
+
+@dataclass(frozen=True)
+class Pressure:
+    ts: float
+    brokers: dict[str, BrokerPressure]
+
+
+class _Normal:
+    """A slow EWMA of a latency signal. While the value is far above it (``guard`` times) it
+    learns ``slow_tau_s`` slowly, so a pressure episode does not become the normal in minutes."""
+
+    __slots__ = ("value", "ts")
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+        self.ts = 0.0
+
+    def update(self, ts: float, x: float, tau_s: float, slow_tau_s: float, guard: float) -> None:
+        if self.value is None:
+            self.value, self.ts = x, ts
+            return
+        dt = max(0.0, ts - self.ts)
+        self.ts = max(self.ts, ts)
+        tau = slow_tau_s if x > guard * self.value else tau_s
+        alpha = 1.0 - math.exp(-dt / tau) if dt > 0 else 0.0
+        self.value += alpha * (x - self.value)
+
+
+class ClusterPressure:
+    """Per-broker pressure signals and client loads, from the sample stream. See the module doc.
+
+    ``stale_after_s``: a client load or signal not refreshed for this long is dropped from the
+    snapshot. ``normal_tau_s`` / ``slow_tau_s``: how fast a latency's normal follows the value
+    when it is near it / far above it (``guard`` times).
+    """
+
+    def __init__(self, stale_after_s: float = 30.0, normal_tau_s: float = 300.0, slow_tau_s: float = 3600.0,
+                 guard: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+        self.stale_after_s = stale_after_s
+        self.normal_tau_s = normal_tau_s
+        self.slow_tau_s = slow_tau_s
+        self.guard = guard
+        self.clock = clock
+        self._signals: dict[str, dict[str, tuple[float, float]]] = {}      # broker -> name -> (ts, value)
+        self._normals: dict[str, dict[str, _Normal]] = {}
+        self._clients: dict[str, dict[tuple[str, str], dict[str, tuple[float, float]]]] = {}
+
+    def observe(self, samples: Iterable[Sample] | Any) -> None:
+        """Take a ``SampleBatch`` or any iterable of samples; anything not about pressure or load is skipped."""
+        for s in samples:
+            w = s.workload
+            if w.broker is None or not (math.isfinite(s.value) and math.isfinite(s.ts)):
+                continue
+            if s.metric in PRESSURE_METRICS:
+                if any(getattr(w, k) is not None for k in ("principal", "client_id", "group", "topic", "pod")):
+                    continue
+                name = signal_name(s.metric, s.labels)
+                self._signals.setdefault(w.broker, {})[name] = (s.ts, float(s.value))
+                if s.metric in LATENCY_METRICS:
+                    normal = self._normals.setdefault(w.broker, {}).setdefault(name, _Normal())
+                    normal.update(s.ts, float(s.value), self.normal_tau_s, self.slow_tau_s, self.guard)
+            elif s.metric in _CLIENT_METRICS and w.principal is not None and w.client_id is not None:
+                slot = self._clients.setdefault(w.broker, {}).setdefault((w.principal, w.client_id), {})
+                slot[_CLIENT_METRICS[s.metric]] = (s.ts, max(0.0, float(s.value)))
+
+    def snapshot(self) -> Pressure:
+        now = self.clock()
+        brokers: dict[str, BrokerPressure] = {}
+        for broker in set(self._signals) | set(self._clients):
+            fresh = {n: v for n, (ts, v) in self._signals.get(broker, {}).items() if now - ts <= self.stale_after_s}
+            newest = max((ts for ts, _ in self._signals.get(broker, {}).values()), default=float("-inf"))
+            normals = {n: nm.value for n, nm in self._normals.get(broker, {}).items()
+                       if nm.value is not None and n in fresh}
+            clients: dict[tuple[str, str], ClientLoad] = {}
+            total = ClientLoad()
+            gone = []
+            for key, parts in self._clients.get(broker, {}).items():
+                vals = {k: v for k, (ts, v) in parts.items() if now - ts <= self.stale_after_s}
+                if not vals:
+                    gone.append(key)
+                    continue
+                load = ClientLoad(**vals)
+                clients[key] = load
+                total = total + load
+            for key in gone:   # bounded memory: a client that went quiet is forgotten
+                del self._clients[broker][key]
+            brokers[broker] = BrokerPressure(broker=broker, ts=newest, signals=fresh, normals=normals,
+                                             clients=clients, total=total)
+        return Pressure(ts=now, brokers=brokers)
+
+    __call__ = snapshot

@@ -1,0 +1,1 @@
+"""Durable records in Redis: the quarantine ledger and the audit trail."""

@@ -1,0 +1,1 @@
+"""Developer tools, outside the guardian's wheel and image: the local stack, drills, the demo, evaluation, benchmarks."""

@@ -1,0 +1,5 @@
+"""``python -m guardian_dev`` is ``guardian-dev``."""
+
+from guardian_dev.cli import main
+
+main()

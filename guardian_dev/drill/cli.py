@@ -1,0 +1,128 @@
+"""``guardian-dev bench drill``: run a scenario with the guardian off, then on, and report."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM stops a drill like Ctrl-C: clients, perf tools and the guardian are stopped in ``finally``."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def machine(command: str) -> dict[str, Any]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"cpus": os.cpu_count(), "loadavg": [round(x, 1) for x in load], "command": command}
+
+
+def drill_stack(scenario: Any, say: Callable[[str], None]) -> Any:
+    """The stack a scenario runs on.
+
+    Without ``broker:`` it is the usual one (KAFKA_BOOTSTRAP_SERVERS, else `guardian-dev up`'s).
+    With it, the drill's own local broker and Redis under ``<home>/run-drill`` (free ports, so the
+    dev broker others may be using is never restarted), started with the stated capacity and
+    restarted when it runs with another one. Like `guardian-dev up` it is left running (a warm
+    broker for the next drill; a just-started JVM would stall the first incident's baseline);
+    `guardian-dev down` stops it too.
+    """
+    from guardian_dev.kafka import BrokerCapacity
+    from guardian_dev.stack import DRILL_RUN_DIR, DevStack
+    from guardian.settings import GuardianSettings
+
+    dev = GuardianSettings().dev
+    if scenario.broker is None:
+        return DevStack(dev)
+    b = scenario.broker
+    dev = dev.model_copy(update={"kafka_io_threads": b.io_threads, "kafka_network_threads": b.network_threads,
+                                 "kafka_queued_max_requests": b.queued_max_requests,
+                                 "kafka_flush_interval_messages": b.flush_interval_messages,
+                                 "kafka_compression_type": b.compression_type,
+                                 "kafka_compression_gzip_level": b.compression_gzip_level, "kafka_port": 0,
+                                 "kafka_sasl_port": 0, "kafka_controller_port": 0, "kafka_metrics_port": 0,
+                                 "redis_port": 0})
+    stack = DevStack(dev, run_dir=dev.home / DRILL_RUN_DIR, use_environment=False, use_docker=False)
+    st = stack.kafka.state()
+    wanted = BrokerCapacity(b.io_threads, b.network_threads, b.queued_max_requests, b.flush_interval_messages,
+                            b.compression_type, b.compression_gzip_level)
+    if stack.kafka.is_running() and st is not None and st.capacity != vars(wanted):
+        say(f"  the drill's broker runs with {st.capacity}; restarting it with {vars(wanted)}")
+        stack.kafka.stop()
+    say(f"  the drill's own broker ({stack.run_dir}): {vars(wanted)}")
+    return stack
+
+
+def broker_record(ep: Any, scenario: Any) -> dict[str, Any]:
+    """The capacity the drill ran with, for the report (a cluster named in the environment: unknown)."""
+    return {"provider": ep.kafka_provider, "bootstrap": ep.kafka_bootstrap_servers,
+            "capacity": dict(ep.kafka_capacity) or None,
+            "stated_by_scenario": scenario.broker is not None}
+
+
+def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off", "on"),
+              say: Callable[[str], None] = print, command: str = "") -> dict[str, Any]:
+    """Both runs on the same broker (the scenario's own, the embedded default or KAFKA_BOOTSTRAP_SERVERS),
+    then the report."""
+    from guardian_dev.drill.scenario import load_scenario
+
+    scenario = load_scenario(scenario_path)
+    ep = drill_stack(scenario, say).up(progress=lambda m: say(f"  {m}"))
+    return _run_on(ep, scenario, out_dir, modes, say, command)
+
+
+def _run_on(ep: Any, scenario: Any, out_dir: Path, modes: tuple[str, ...], say: Callable[[str], None],
+            command: str) -> dict[str, Any]:
+    from guardian_dev.drill.report import summarize, write_report
+    from guardian_dev.drill.runner import leftover_quotas, run_once, warm_broker
+    from guardian.errors import SetupError
+
+    missing = [t.name for t in scenario.tenants if t.name not in ep.tenants]
+    if missing:
+        raise typer.BadParameter(f"the broker has no credentials for tenants {missing}; it knows {sorted(ep.tenants)}")
+    runs: dict[str, Any] = {"off": None, "on": None}
+    at_start = machine(command)["loadavg"]
+    warm_broker(ep.kafka_bootstrap_servers)
+    stale = leftover_quotas(ep.kafka_bootstrap_servers, [t.name for t in scenario.tenants])
+    if stale:
+        raise SetupError(f"tenants already carry user-level quotas {stale} (left by a run that did not "
+                         "finish?); remove them first: kafka-configs.sh --bootstrap-server <admin listener> "
+                         "--alter --entity-type users --entity-name <tenant> --delete-config <key>")
+    for mode in modes:
+        runs[mode] = run_once(scenario, ep, mode, out_dir / mode, say=say)
+    res = summarize(runs["off"], runs["on"], {**machine(command), "loadavg_at_start": at_start})
+    res["broker"] = broker_record(ep, scenario)
+    files = write_report(res, runs, out_dir)
+    say(f"report: {files['markdown']} ({', '.join(str(p) for p in files.values())})")
+    return res
+
+
+def bench_drill_command(
+    scenario: Path = typer.Option(..., "--scenario", exists=True, dir_okay=False,
+                                  help="Scenario YAML (configs/scenarios/drill-*.yaml)."),
+    out: Path = typer.Option(..., "--out", file_okay=False, help="Directory for drill.json, drill.md and PNGs."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the headline figures."),
+    only: str = typer.Option("off,on", help="Which runs: off,on (default), off or on."),
+) -> None:
+    """Incident drill: the scenario with the guardian off and on; time to act, benign latency, false actions."""
+    from guardian_dev.drill.report import headline
+
+    modes = tuple(m for m in only.split(",") if m)
+    if not set(modes) <= {"off", "on"} or not modes:
+        raise typer.BadParameter("--only takes off, on or off,on")
+    say = (lambda m: typer.echo(m, err=True))
+    interrupt_on_sigterm()
+    res = run_drill(scenario, out, modes, say=say, command=" ".join(["guardian"] + sys.argv[1:]))
+    if as_json:
+        typer.echo(json.dumps(headline(res)))
+    else:
+        typer.echo(json.dumps({k: v for k, v in res.items() if k not in ("on", "off")}, indent=2))
