@@ -74,7 +74,7 @@ def run_bench(workloads: int = 100_000, steps: int = 20, seed: int = 0) -> dict[
         del batch
 
     # -- columnar batch path (one SampleBatch per workload, as ingestion delivers) ------
-    from guardian.ingest.codec import SampleBatch
+    from guardian.model.samples import SampleBatch
 
     bpipe = DetectorPipeline(clock=lambda: 0.0)
     b_elapsed = 0.0

@@ -30,7 +30,9 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
-from guardian.ingest.codec import SampleBatch, encode_batch
+from guardian.ingest.codec import encode_batch
+
+from guardian.model.samples import SampleBatch
 from guardian.ingest.processor import MetricsProcessor, NullStage, ProcessorMetrics
 from guardian.model.samples import Metric, Workload
 

@@ -119,6 +119,7 @@ def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 def _records(samples: list[Any]) -> list[tuple[bytes, bytes]]:
     """What the collector publishes for ``samples`` (``SamplePublisher.publish`` without Kafka)."""
     from guardian.ingest.codec import encode_batch, group_samples
+    from guardian.model.samples import SampleBatch
 
     return [(b.workload.partition_key.encode(), encode_batch(b)) for b in group_samples(samples)]
 
@@ -206,6 +207,7 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, c
 
     # the same rounds decoded as the processor does, then handed to the stage 1,000 records at a time
     from guardian.ingest.codec import decode_batch
+    from guardian.model.samples import SampleBatch
 
     stage = _stage()
     chunked = 0.0
@@ -252,7 +254,7 @@ def detector_calls(clients: int, steps: int = 4) -> dict[str, Any]:
     """The detectors alone on cluster-wide batches: one ``process_batches`` call per workload record (what
     the worker does now) against one call per scrape round (the same samples, vectorised across workloads)."""
     from guardian.detectors.pipeline import DetectorPipeline
-    from guardian.ingest.codec import SampleBatch
+    from guardian.model.samples import SampleBatch
     from guardian.model.samples import Metric, Workload
 
     wls = [Workload(principal=f"User:{u}", client_id=c) for u, c in map(_client, range(clients))]

@@ -23,7 +23,7 @@ import numpy as np
 from guardian.detectors.config import DetectorConfig
 from guardian.model.detection import Detection, Severity, Signature
 from guardian.detectors.fast import FastTierDetector, TierStep
-from guardian.model.samples import PRESSURE_METRICS, Metric, Sample, Workload
+from guardian.model.samples import PRESSURE_METRICS, Metric, Sample, SampleBatch, Workload
 
 SIGNATURE_OF: dict[Metric, Signature] = {
     Metric.PRODUCE_BYTE_RATE: Signature.RUNAWAY_PRODUCER,
@@ -160,12 +160,8 @@ class DetectorPipeline:
                                            np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)))
         return out
 
-    def process_batches(self, batches: Iterable[Any]) -> list[Detection]:
-        """Like ``process`` for columnar per-workload batches (``workload``, ``metrics``, ``ts``, ``values``).
-
-        Accepts ``guardian.ingest.codec.SampleBatch`` (duck-typed: detectors import no ingest code)
-        without building one ``Sample`` per value.
-        """
+    def process_batches(self, batches: Iterable[SampleBatch]) -> list[Detection]:
+        """Like ``process`` for columnar per-workload batches, without building one ``Sample`` per value."""
         groups: dict[str, tuple[list[int], list[float], list[float]]] = {}
         rows = self._rows
         for b in batches:

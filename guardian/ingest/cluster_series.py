@@ -32,7 +32,7 @@ which never includes the broker), so the combination is exact with any number of
 
 Example (one client on two brokers)::
 
-    >>> from guardian.ingest.codec import SampleBatch
+    >>> from guardian.model.samples import SampleBatch
     >>> from guardian.model.samples import Metric, Workload
     >>> cs = ClusterSeries()
     >>> def batch(broker, ts, rate):
@@ -56,7 +56,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from guardian.ingest.codec import SampleBatch
+from guardian.model.samples import SampleBatch
 from guardian.model.samples import Metric, Workload
 
 # Metrics where the cluster-wide figure is the worst broker's, not the sum.

@@ -24,13 +24,12 @@ each bad record goes to the dead-letter topic with that reason. Pure code.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable
 
 import orjson
 
 from guardian.errors import DecodeError
-from guardian.model.samples import METRICS_BY_NAME, Metric, Sample, Workload
+from guardian.model.samples import METRICS_BY_NAME, Metric, Sample, SampleBatch, Workload
 
 SCHEMA_VERSION = 1
 MAX_RECORD_BYTES = 1_000_000      # larger records are rejected, never parsed
@@ -48,41 +47,6 @@ class BatchDecodeError(DecodeError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
-
-
-@dataclass(frozen=True, slots=True)
-class SampleBatch:
-    """Samples of one workload from one source: parallel columns ``metrics``, ``ts``, ``values``."""
-
-    workload: Workload
-    metrics: tuple[Metric, ...]
-    ts: tuple[float, ...]
-    values: tuple[float, ...]
-    source: str = "unknown"
-    cluster: str = "default"
-    labels: dict[str, str] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def __iter__(self) -> Iterator[Sample]:
-        w, src, cl, lb = self.workload, self.source, self.cluster, self.labels
-        for m, t, x in zip(self.metrics, self.ts, self.values):
-            yield Sample(ts=t, workload=w, metric=m, value=x, source=src, cluster=cl, labels=lb)
-
-    @property
-    def key(self) -> str:
-        return self.workload.key
-
-    @classmethod
-    def of(cls, samples: Sequence[Sample]) -> "SampleBatch":
-        """One batch from samples that share workload, source, cluster and labels."""
-        if not samples:
-            raise ValueError("a batch needs at least one sample")
-        first = samples[0]
-        return cls(workload=first.workload, metrics=tuple(s.metric for s in samples),
-                   ts=tuple(float(s.ts) for s in samples), values=tuple(float(s.value) for s in samples),
-                   source=first.source, cluster=first.cluster, labels=dict(first.labels))
 
 
 def group_samples(samples: Iterable[Sample], max_batch: int = 1000) -> list[SampleBatch]:

@@ -21,7 +21,8 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from guardian.model.detection import Detection, Severity, Signature
 from guardian.errors import DecodeError
-from guardian.ingest.codec import BatchDecodeError, SampleBatch, decode_batch
+from guardian.ingest.codec import BatchDecodeError, decode_batch
+from guardian.model.samples import SampleBatch
 from guardian.model.samples import Metric
 
 DLQ_REASON = "guardian-dlq-reason"

@@ -6,7 +6,8 @@ import logging
 from typing import Any, Iterable
 
 from guardian.errors import TemporaryError
-from guardian.ingest.codec import SampleBatch, encode_batch, group_samples
+from guardian.ingest.codec import encode_batch, group_samples
+from guardian.model.samples import SampleBatch
 from guardian.model.samples import Sample
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Iterator, Sequence
 
 
 class Metric(str, Enum):
@@ -165,3 +166,38 @@ class Sample:
 
     def is_finite(self) -> bool:
         return math.isfinite(self.value) and math.isfinite(self.ts)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    """Samples of one workload from one source: parallel columns ``metrics``, ``ts``, ``values``."""
+
+    workload: Workload
+    metrics: tuple[Metric, ...]
+    ts: tuple[float, ...]
+    values: tuple[float, ...]
+    source: str = "unknown"
+    cluster: str = "default"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[Sample]:
+        w, src, cl, lb = self.workload, self.source, self.cluster, self.labels
+        for m, t, x in zip(self.metrics, self.ts, self.values):
+            yield Sample(ts=t, workload=w, metric=m, value=x, source=src, cluster=cl, labels=lb)
+
+    @property
+    def key(self) -> str:
+        return self.workload.key
+
+    @classmethod
+    def of(cls, samples: Sequence[Sample]) -> "SampleBatch":
+        """One batch from samples that share workload, source, cluster and labels."""
+        if not samples:
+            raise ValueError("a batch needs at least one sample")
+        first = samples[0]
+        return cls(workload=first.workload, metrics=tuple(s.metric for s in samples),
+                   ts=tuple(float(s.ts) for s in samples), values=tuple(float(s.value) for s in samples),
+                   source=first.source, cluster=first.cluster, labels=dict(first.labels))

@@ -343,7 +343,7 @@ def replay_run(series: ReplaySeries, policies: Any, model: BrokerModel = BrokerM
     from guardian.policy.decide import decide
     from guardian.model.quarantine import Outcome
     from guardian.policy.pressure import ClusterPressure
-    from guardian.ingest.codec import SampleBatch
+    from guardian.model.samples import SampleBatch
     from guardian.ingest.stage import ClusterTraffic, DetectorStage
     from guardian.model.samples import Metric, Sample, Workload
 

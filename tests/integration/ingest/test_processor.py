@@ -10,7 +10,9 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from guardian.ingest.codec import MAX_RECORD_BYTES, SampleBatch, encode_batch
+from guardian.ingest.codec import MAX_RECORD_BYTES, encode_batch
+
+from guardian.model.samples import SampleBatch
 from guardian.ingest.processor import DLQ_OFFSET, DLQ_REASON, WORKER_HEADER
 from guardian.model.samples import Metric, Workload
 

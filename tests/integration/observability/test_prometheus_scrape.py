@@ -51,7 +51,8 @@ from guardian.model.detection import Detection
 from guardian.engine.engine import ActionEngine
 from guardian.engine.lease import RedisLease
 from guardian.model.quarantine import Decision, Outcome, Quarantine
-from guardian.ingest.codec import SampleBatch, encode_batch
+from guardian.ingest.codec import encode_batch
+from guardian.model.samples import SampleBatch
 from guardian.ingest.processor import LimitStage, MetricsProcessor
 from guardian.store.ledger import Ledger
 from guardian.metrics import GuardianMetrics, serve_metrics

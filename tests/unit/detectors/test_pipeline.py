@@ -152,7 +152,7 @@ def test_config_rejects_unknown_keys() -> None:
 
 
 def test_columnar_batches_give_the_same_detections_as_samples() -> None:
-    from guardian.ingest.codec import SampleBatch
+    from guardian.model.samples import SampleBatch
 
     w = wl("t9", "columnar")
     rng = np.random.default_rng(4)

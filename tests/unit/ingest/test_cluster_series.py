@@ -9,7 +9,7 @@ import pytest
 from guardian.detectors.config import DetectorConfig
 from guardian.detectors.pipeline import DetectorPipeline
 from guardian.ingest.cluster_series import ClusterSeries, combine_values, is_per_broker
-from guardian.ingest.codec import SampleBatch
+from guardian.model.samples import SampleBatch
 from guardian.ingest.stage import DetectorStage
 from guardian.model.samples import Metric, Workload
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import orjson
 from prometheus_client import CollectorRegistry
 
-from guardian.ingest.codec import SampleBatch, encode_batch
+from guardian.ingest.codec import encode_batch
+
+from guardian.model.samples import SampleBatch
 from guardian.ingest.processor import (DLQ_OFFSET, DLQ_REASON, LimitStage, MetricsProcessor, ProcessorMetrics,
                                        SampleStage)
 from guardian.model.samples import Metric, Workload

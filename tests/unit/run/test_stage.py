@@ -6,7 +6,7 @@ import dataclasses
 
 from guardian.detectors.config import DetectorConfig
 from guardian.detectors.pipeline import DetectorPipeline
-from guardian.ingest.codec import SampleBatch
+from guardian.model.samples import SampleBatch
 from guardian.ingest.stage import ClusterTraffic, DetectorStage
 from guardian.model.samples import Metric, Sample, Workload
 
