@@ -317,9 +317,11 @@ def _restarted(rec: Recorder, conf: dict[str, Any], topic: str, c: Client, stop:
     up_at = down_at + r.down_s
     catch_up_until = up_at + (r.down_s / (r.factor - 1.0) if r.factor > 1.0 else 0.0)
     rec.events.append((down_at, "restart"))
-    return [ProducerClient(rec, conf, topic, lambda t: c.rate, c.size, stop, start, min(down_at, end)),
+    fresh = c.payload == "random"
+    return [ProducerClient(rec, conf, topic, lambda t: c.rate, c.size, stop, start, min(down_at, end),
+                           fresh_payloads=fresh),
             ProducerClient(rec, conf, topic, lambda t: c.rate * (r.factor if t < catch_up_until else 1.0),
-                           c.size, stop, min(up_at, end), end)]
+                           c.size, stop, min(up_at, end), end, fresh_payloads=fresh)]
 
 
 def _during(onset: float, end: float, value: float) -> Callable[[float], float | None]:
@@ -506,7 +508,8 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
             # each resend its own request: the retry loop of a client that never backs off
             extra = {"batch.size": max(1, c.size + 100)}
         linger = 0 if (r and r.pattern == "retry_storm") else (5 if c.linger_ms is None else c.linger_ms)
-        out.append(ProducerClient(rec, cconf, topic, rate, c.size, stop, start, end, linger_ms=linger, extra=extra))
+        out.append(ProducerClient(rec, cconf, topic, rate, c.size, stop, start, end, linger_ms=linger, extra=extra,
+                                  fresh_payloads=c.payload == "random"))
     elif c.kind == "consumer":
         rewind = _during(inc.onset, inc.end, r.every_s) if (r and inc and r.pattern == "rewind") else None
         group = f"{rec.tenant}.{cid}"

@@ -116,6 +116,10 @@ class Client(_Strict):
     shared_client_id: bool = False
     linger_ms: int | None = Field(default=None, ge=0)             # producer linger.ms (default 5; retry storm 0)
     batch_bytes: int | None = Field(default=None, ge=1)           # producer batch.size (librdkafka's default)
+    # producer payloads: "repeated" sends one random payload over and over, which a batch compresses to
+    # almost nothing; "random" makes each message new random bytes, which do not compress, so a broker
+    # that recompresses batches (``broker.compression_type``) spends real I/O-thread time on every byte
+    payload: Literal["repeated", "random"] = "repeated"
     topic: str | None = None                      # default <tenant>.drill-<client index>
     client_id: str | None = None                  # default derived from the kind and index
     runaway: Runaway | None = None

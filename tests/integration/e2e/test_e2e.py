@@ -15,6 +15,7 @@ completion on the small broker.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -99,11 +100,6 @@ def test_a_runaway_producer_that_hurts_is_throttled_and_verified_and_the_benign_
     assert sum(1 for r in benign for ts, _, _ in r.acks if inc.onset <= ts < inc.end) > 0.8 * 100 * 40
 
 
-@pytest.mark.skip(reason="issue 15 open: in two runs on 2026-12-06 (the full suite, and this file alone on a "
-                         "quiet machine) the demo's small broker acknowledged the runaway's 56 MB/s while its request "
-                         "handlers read 96-100 % idle and Produce p99 13-34 ms, so the guardian only watched (benign "
-                         "p99 1.9-5.9x); a standalone `guardian-dev demo --quick` the same day throttled on pressure "
-                         "(handlers 8 % idle). Why the idle reading misses that load is not found yet")
 def test_the_demo_runs_to_completion_in_quick_mode(small_stack, tmp_path: Path) -> None:
     from guardian_dev.demo import run_demo
 
@@ -114,6 +110,11 @@ def test_the_demo_runs_to_completion_in_quick_mode(small_stack, tmp_path: Path) 
                  "SRE    approves the appeal", "RELEASE"):
         assert step in text, f"{step!r} missing from the demo's timeline:\n{text}"
     assert "BAD SIGNATURE" not in text
+    # throttled because the runaway hurt: the broker's pressure signals crossed the shipped policy's lines
+    # (not only its 25x "extreme" ratio, which would throttle even on a broker with room to spare)
+    assert re.search(r"\| Harm: broker \S+ under pressure \(", text), text
+    # and the harm was real for the benign tenants: their p99 from onset to the verified throttle
+    assert res["benign_p99_ratio_uncontained_on"] >= 3, res["on"]["benign"]
     assert res["false_actions"] == 0, res["on"]["false_actions"]
     assert res["incidents_acted_on"] == "1/1"
     report = Path(res["report"])

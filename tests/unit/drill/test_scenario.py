@@ -42,12 +42,35 @@ def test_each_shipped_scenario_gives_a_valid_policy(path: Path, tmp_path: Path) 
     (lambda d: d["tenants"].pop(1), "runaway"),
     (lambda d: d["tenants"][1].update(role="benign"), "benign"),
     (lambda d: d.update(repeats=0), "repeats"),
+    (lambda d: d["tenants"][1]["clients"][0].update(payload="zeros"), "payload"),
 ])
 def test_mistakes_are_refused_naming_the_key(change, needle: str) -> None:
     data = yaml.safe_load(yaml.safe_dump(MINIMAL))
     change(data)
     with pytest.raises(ConfigError, match=needle):
         parse_scenario(data, "s.yaml")
+
+
+def test_random_payloads_cost_a_recompressing_broker_every_byte_and_repeated_ones_do_not() -> None:
+    """Why the demo's runaway sends random payloads: its broker recompresses every batch at gzip-9."""
+    import zlib
+
+    from guardian.demo import demo_scenario
+    from guardian.drill.load import payloads
+
+    def gzip9_ratio(fresh: bool) -> float:
+        payload = payloads(8000, fresh)
+        batch = b"".join(payload() for _ in range(125))    # one 1 MB batch, as the demo's runaway sends
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+        return len(c.compress(batch) + c.flush()) / len(batch)
+
+    assert gzip9_ratio(fresh=False) < 0.05    # copies of one payload: deflate matches each with the one before
+    assert gzip9_ratio(fresh=True) > 0.99     # nothing to match: the compressor works through every byte
+    sc = demo_scenario(quick=True)
+    assert sc.broker is not None and sc.broker.compression_type == "gzip"
+    runaway = [c for t in sc.tenants for c in t.clients if c.runaway and c.kind == "producer"]
+    assert runaway and all(c.payload == "random" for c in runaway)
+    assert parse_scenario(MINIMAL).tenants[0].clients[0].payload == "repeated"   # the default
 
 
 class _Rec:
