@@ -55,8 +55,8 @@ def test_random_payloads_cost_a_recompressing_broker_every_byte_and_repeated_one
     """Why the demo's runaway sends random payloads: its broker recompresses every batch at gzip-9."""
     import zlib
 
-    from guardian.demo import demo_scenario
-    from guardian.drill.load import payloads
+    from guardian_dev.demo import demo_scenario
+    from guardian_dev.drill.load import payloads
 
     def gzip9_ratio(fresh: bool) -> float:
         payload = payloads(8000, fresh)
