@@ -26,8 +26,8 @@ def machine(command: str) -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "loadavg": [round(x, 1) for x in load], "command": command}
 
 
-def drill_stack(scenario: Any, say: Callable[[str], None]) -> Any:
-    """The stack a scenario runs on.
+def drill_stack(scenario: Any, say: Callable[[str], None], brokers: int = 1) -> Any:
+    """The stack a scenario runs on (``brokers``: local nodes, each with the scenario's capacity).
 
     Without ``broker:`` it is the usual one (KAFKA_BOOTSTRAP_SERVERS, else `guardian-dev up`'s).
     With it, the drill's own local broker and Redis under ``<home>/run-drill`` (free ports, so the
@@ -42,7 +42,7 @@ def drill_stack(scenario: Any, say: Callable[[str], None]) -> Any:
 
     dev = GuardianSettings().dev
     if scenario.broker is None:
-        return DevStack(dev)
+        return DevStack(dev, brokers=brokers)
     b = scenario.broker
     dev = dev.model_copy(update={"kafka_io_threads": b.io_threads, "kafka_network_threads": b.network_threads,
                                  "kafka_queued_max_requests": b.queued_max_requests,
@@ -51,37 +51,44 @@ def drill_stack(scenario: Any, say: Callable[[str], None]) -> Any:
                                  "kafka_compression_gzip_level": b.compression_gzip_level, "kafka_port": 0,
                                  "kafka_sasl_port": 0, "kafka_controller_port": 0, "kafka_metrics_port": 0,
                                  "redis_port": 0})
-    stack = DevStack(dev, run_dir=dev.home / DRILL_RUN_DIR, use_environment=False, use_docker=False)
+    stack = DevStack(dev, run_dir=dev.home / DRILL_RUN_DIR, use_environment=False, use_docker=False,
+                     brokers=brokers)
     st = stack.kafka.state()
     wanted = BrokerCapacity(b.io_threads, b.network_threads, b.queued_max_requests, b.flush_interval_messages,
                             b.compression_type, b.compression_gzip_level)
     if stack.kafka.is_running() and st is not None and st.capacity != vars(wanted):
-        say(f"  the drill's broker runs with {st.capacity}; restarting it with {vars(wanted)}")
+        say(f"  the drill's broker(s) run with {st.capacity}; restarting with {vars(wanted)}")
         stack.kafka.stop()
-    say(f"  the drill's own broker ({stack.run_dir}): {vars(wanted)}")
+    if st is not None and st.brokers != brokers:
+        # another quorum is recorded in the cluster's metadata log: the drill's own data goes
+        say(f"  the drill's cluster had {st.brokers} broker(s); starting over with {brokers}")
+        stack.kafka.destroy()
+    say(f"  the drill's own {'broker' if brokers == 1 else f'{brokers} brokers'} ({stack.run_dir}): {vars(wanted)}")
     return stack
 
 
-def broker_record(ep: Any, scenario: Any) -> dict[str, Any]:
-    """The capacity the drill ran with, for the report (a cluster named in the environment: unknown)."""
+def broker_record(ep: Any, scenario: Any, brokers: int = 1, workers: int = 1) -> dict[str, Any]:
+    """The capacity and topology the drill ran with, for the report (a cluster named in the environment:
+    capacity unknown)."""
     return {"provider": ep.kafka_provider, "bootstrap": ep.kafka_bootstrap_servers,
             "capacity": dict(ep.kafka_capacity) or None,
-            "stated_by_scenario": scenario.broker is not None}
+            "stated_by_scenario": scenario.broker is not None, "brokers": brokers, "workers": workers}
 
 
 def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off", "on"),
-              say: Callable[[str], None] = print, command: str = "") -> dict[str, Any]:
-    """Both runs on the same broker (the scenario's own, the embedded default or KAFKA_BOOTSTRAP_SERVERS),
-    then the report."""
+              say: Callable[[str], None] = print, command: str = "", brokers: int = 1,
+              workers: int = 1) -> dict[str, Any]:
+    """Both runs on the same broker(s) (the scenario's own, the embedded default or
+    KAFKA_BOOTSTRAP_SERVERS), with ``workers`` guardian processes when on, then the report."""
     from guardian_dev.drill.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
-    ep = drill_stack(scenario, say).up(progress=lambda m: say(f"  {m}"))
-    return _run_on(ep, scenario, out_dir, modes, say, command)
+    ep = drill_stack(scenario, say, brokers=brokers).up(progress=lambda m: say(f"  {m}"))
+    return _run_on(ep, scenario, out_dir, modes, say, command, brokers=brokers, workers=workers)
 
 
 def _run_on(ep: Any, scenario: Any, out_dir: Path, modes: tuple[str, ...], say: Callable[[str], None],
-            command: str) -> dict[str, Any]:
+            command: str, brokers: int = 1, workers: int = 1) -> dict[str, Any]:
     from guardian_dev.drill.report import summarize, write_report
     from guardian_dev.drill.runner import leftover_quotas, run_once, warm_broker
     from guardian.errors import SetupError
@@ -98,9 +105,9 @@ def _run_on(ep: Any, scenario: Any, out_dir: Path, modes: tuple[str, ...], say: 
                          "finish?); remove them first: kafka-configs.sh --bootstrap-server <admin listener> "
                          "--alter --entity-type users --entity-name <tenant> --delete-config <key>")
     for mode in modes:
-        runs[mode] = run_once(scenario, ep, mode, out_dir / mode, say=say)
+        runs[mode] = run_once(scenario, ep, mode, out_dir / mode, say=say, workers=workers)
     res = summarize(runs["off"], runs["on"], {**machine(command), "loadavg_at_start": at_start})
-    res["broker"] = broker_record(ep, scenario)
+    res["broker"] = broker_record(ep, scenario, brokers, workers)
     files = write_report(res, runs, out_dir)
     say(f"report: {files['markdown']} ({', '.join(str(p) for p in files.values())})")
     return res
@@ -112,6 +119,9 @@ def bench_drill_command(
     out: Path = typer.Option(..., "--out", file_okay=False, help="Directory for drill.json, drill.md and PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the headline figures."),
     only: str = typer.Option("off,on", help="Which runs: off,on (default), off or on."),
+    brokers: int = typer.Option(1, min=1, help="Local brokers (the drill's own cluster or `guardian-dev up`'s)."),
+    workers: int = typer.Option(1, min=1, max=8, help="`guardian run` processes sharing the stream processors "
+                                                      "(the first also collects and serves the API)."),
 ) -> None:
     """Incident drill: the scenario with the guardian off and on; time to act, benign latency, false actions."""
     from guardian_dev.drill.report import headline
@@ -121,7 +131,8 @@ def bench_drill_command(
         raise typer.BadParameter("--only takes off, on or off,on")
     say = (lambda m: typer.echo(m, err=True))
     interrupt_on_sigterm()
-    res = run_drill(scenario, out, modes, say=say, command=" ".join(["guardian"] + sys.argv[1:]))
+    res = run_drill(scenario, out, modes, say=say, command=" ".join(["guardian-dev"] + sys.argv[1:]),
+                    brokers=brokers, workers=workers)
     if as_json:
         typer.echo(json.dumps(headline(res)))
     else:

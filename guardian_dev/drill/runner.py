@@ -82,7 +82,10 @@ def _die_with_parent() -> None:
 
 @dataclass
 class GuardianProc:
-    """``guardian run --api`` in a subprocess, with the settings of one drill run."""
+    """``guardian run --api`` in a subprocess, with the settings of one drill run.
+
+    ``extra_worker``: ``guardian run --collectors ''`` instead, another worker of the same stream
+    processors (its share of the metrics partitions) and a standby engine; it has no API."""
 
     env: dict[str, str]
     log_path: Path
@@ -91,12 +94,14 @@ class GuardianProc:
     prefix: str
     detections_topic: str
     proc: subprocess.Popen | None = None
+    extra_worker: bool = False
 
     def start(self, timeout_s: float = 120.0) -> None:
         import httpx
 
         self.log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "guardian.app.cli", "run", "--api"], env=self.env,
+        args = ["run", "--collectors", ""] if self.extra_worker else ["run", "--api"]
+        self.proc = subprocess.Popen([sys.executable, "-m", "guardian.app.cli", *args], env=self.env,
                                      stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True,
                                      preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout_s
@@ -105,7 +110,11 @@ class GuardianProc:
                 raise SetupError(f"guardian run exited with {self.proc.returncode}; see {self.log_path}")
             try:
                 # ready = the API answers and the stream processors have consumed samples (on a fresh
-                # broker the group join and the transaction log take a while)
+                # broker the group join and the transaction log take a while); an extra worker: its
+                # /metrics answers (whether its partitions carry samples is the report's to say)
+                if self.extra_worker:
+                    httpx.get(self.metrics_url, timeout=2).raise_for_status()
+                    return
                 if (httpx.get(self.api_url + "/readyz", timeout=2).status_code == 200
                         and self.processed_records() > 0):
                     return
@@ -149,6 +158,7 @@ class RunContext:
     recorders: list[Recorder] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
     guardian: GuardianProc | None = None
+    workers: list[GuardianProc] = field(default_factory=list)   # the extra ``guardian run`` processes
     sre_token: str = ""
     redis: Any = None
     topics: list[str] = field(default_factory=list)
@@ -538,10 +548,32 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
 
 # ------------------------------------------------------------------------------- one run
 
+def _processed(w: GuardianProc) -> str:
+    import httpx
+
+    if w.proc is None or w.proc.poll() is not None:
+        return f"exited ({None if w.proc is None else w.proc.returncode}); see {w.log_path}"
+    try:
+        return f"{w.processed_records():.0f} metrics records processed"
+    except httpx.HTTPError as exc:
+        return f"/metrics did not answer ({exc})"
+
+
+def extra_worker(main: GuardianProc, index: int) -> GuardianProc:
+    """Worker ``index`` (2, 3, ...) beside ``main``: the same app id, topics, ledger and policy, its own
+    /metrics port, no collectors and no API."""
+    metrics_port = free_port()
+    env = {**main.env, "GUARDIAN_INGEST__METRICS_PORT": str(metrics_port), "GUARDIAN_API__PORT": str(free_port())}
+    return GuardianProc(env=env, log_path=main.log_path.with_name(f"{main.log_path.stem}-worker{index}.log"),
+                        api_url="", metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", prefix=main.prefix,
+                        detections_topic=main.detections_topic, extra_worker=True)
+
+
 def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: Say = print,
              hooks: DrillHooks | None = None, guardian_extra_env: dict[str, str] | None = None,
-             keep_guardian: bool = False, isolate: bool = True) -> RunContext:
-    """One run of the scenario (``mode`` off or on); returns everything it recorded."""
+             keep_guardian: bool = False, isolate: bool = True, workers: int = 1) -> RunContext:
+    """One run of the scenario (``mode`` off or on, with ``workers`` guardian processes); returns
+    everything it recorded."""
     import redis
 
     hooks = hooks or DrillHooks()
@@ -556,6 +588,11 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
             ctx.guardian = guardian_env(ctx, guardian_extra_env, isolate)
             say(f"[{mode}] starting guardian run --api (log {ctx.guardian.log_path})")
             ctx.guardian.start()
+            for i in range(2, workers + 1):   # after the first, which therefore takes the engine's lease
+                w = extra_worker(ctx.guardian, i)
+                ctx.workers.append(w)
+                say(f"[{mode}] starting worker {i} (log {w.log_path})")
+                w.start()
             ctx.redis = redis.Redis.from_url(endpoints.redis_url)
             ctx.sre_token, _ = TokenStore(ctx.redis, ctx.guardian.prefix).create("sre", name="drill-sre",
                                                                                  created_by="drill", now=time.time())
@@ -604,6 +641,11 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
                 if ctx.redis is not None:
                     collect_guardian_record(ctx)
             finally:
+                for i, w in enumerate([ctx.guardian, *ctx.workers], start=1):
+                    if ctx.workers:   # evidence that the workers split the partitions
+                        ctx.notes.append(f"worker {i}: {_processed(w)}")
+                for i, w in enumerate(ctx.workers, start=2):
+                    say(f"[{mode}] worker {i} stopped (exit {w.stop()})")
                 rc = ctx.guardian.stop()
                 say(f"[{mode}] guardian stopped (exit {rc})")
                 if ctx.redis is not None:   # the run's ledger, tokens and lease: the report has what matters
