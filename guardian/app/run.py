@@ -69,14 +69,12 @@ def build_shared_view(settings: GuardianSettings, worker_id: str, traffic: Clust
                       pressure: ClusterPressure, rates: FollowedRates) -> tuple[Any, Any, Callable[[], None]]:
     """(publisher for this worker's stage, the engine's reader, close) of the shared cluster view in
     the ledger's Redis (``guardian.ingest.view``)."""
-    import redis
-
     from guardian.api.app import redis_url_for
-    from guardian.ingest.view import SharedClusterView, ViewPublisher
+    from guardian.ingest.view import SharedClusterView, ViewPublisher, view_client
 
     v = settings.view
-    # short timeouts: the publisher runs on the stream processor's thread, which must not stall on Redis
-    client = redis.Redis.from_url(redis_url_for(settings), socket_timeout=1, socket_connect_timeout=1)
+    # its own client: the publisher runs on the stream processor's thread, which must not stall on Redis
+    client = view_client(redis_url_for(settings))
     publisher = ViewPublisher(client, settings.redis.prefix, worker_id, pressure=pressure, traffic=traffic,
                               rates=rates, interval_s=v.interval_s, ttl_s=v.ttl_s, retry_s=v.retry_s)
     reader = SharedClusterView(client, settings.redis.prefix, pressure_stale_after_s=pressure.stale_after_s,

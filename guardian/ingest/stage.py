@@ -244,6 +244,8 @@ class DetectorStage:
         """Drop the workloads ``select`` accepts (their partition moved away); returns the series dropped."""
         dropped = self.pipeline.forget_workloads(select)
         self.cluster_series.forget(select)
+        if self.pressure is not None:
+            self.pressure.forget(select)   # the shared view's totals count a moved tenant once
         for key in [k for k in self._episodes if select(k[0])]:
             del self._episodes[key]
         return dropped

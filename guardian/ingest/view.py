@@ -39,6 +39,17 @@ log = logging.getLogger(__name__)
 FollowKey = tuple[str, str, str]   # (principal, client_id, metric)
 
 
+def view_client(url: str, timeout_s: float = 1.0) -> Any:
+    """A Redis client for the view: short timeouts and no retries (redis-py retries a failed command
+    10 times with backoff by default, seconds on the stream processor's thread for every attempt)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                retry=Retry(NoBackoff(), 0))
+
+
 class _Keys:
     def __init__(self, prefix: str) -> None:
         self.workers = f"{prefix}view:workers"

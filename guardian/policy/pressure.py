@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from guardian.model.samples import PRESSURE_METRICS, Metric, Sample
+from guardian.model.samples import PRESSURE_METRICS, Metric, Sample, Workload
 
 # Latency signals get a learned normal; the others are read against absolute lines.
 LATENCY_METRICS = frozenset({Metric.REQUEST_QUEUE_TIME_P99, Metric.REQUEST_TOTAL_TIME_P99})
@@ -224,5 +224,16 @@ class ClusterPressure:
 
     def snapshot(self) -> Pressure:
         return merge_pressure([self.part()], self.clock(), self.stale_after_s)
+
+    def forget(self, select: Callable[[Workload], bool]) -> None:
+        """Drop what ``select`` accepts (its partition moved to another worker, which reports it now):
+        a moved tenant's loads would otherwise count twice in the merged totals until they go stale."""
+        for broker in list(self._signals):
+            if select(Workload(broker=broker)):
+                self._signals.pop(broker, None)
+                self._normals.pop(broker, None)
+        for broker, clients in self._clients.items():
+            for key in [k for k in clients if select(Workload(principal=k[0], client_id=k[1], broker=broker))]:
+                del clients[key]
 
     __call__ = snapshot

@@ -19,8 +19,10 @@ sample time, and at once when an episode opens), and the engine merges every liv
 Merged (``merge_pressure``, ``merge_traffic``, ``merge_points``), the parts give what one worker
 seeing everything would (tests/integration/ingest/test_shared_view.py). A worker whose view is
 missing is unknown, not calm: its brokers' signals are absent and the policy's ``on_unknown_*``
-keys decide. While a partition moves (a rebalance) two workers may count its clients for up to
-the staleness of a load (30 s): totals run high, shares low, so the engine errs towards watching.
+keys decide. A worker forgets the loads of a partition it gives up (``DetectorStage.forget``, with
+``GUARDIAN_STATE__ENABLED``); until the new owner has published, or when a worker dies holding
+them (until its view expires), a moved tenant's clients may be counted twice or not at all for a
+few seconds: totals off, shares a little low or high for that moment.
 
     >>> from guardian.policy.pressure import BrokerPart, ClientLoad
     >>> a = WorkerView("a", 10.0, {"b1": BrokerPart(9.5, {"request_handler_idle": (9.5, 0.1)}, {},

@@ -232,3 +232,55 @@ def assert_same_snapshot(one: Worker, shared: SharedClusterView) -> None:
         assert m.load_of(RUNAWAY.principal) == w.load_of(RUNAWAY.principal)
         assert m.load_of(RUNAWAY.principal, [RUNAWAY.client_id]).request_time > 0.5 * m.total.request_time
     assert shared.cluster_traffic() == pytest.approx(one.traffic())
+
+
+def closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_a_dead_workers_view_expires_and_a_redis_outage_never_stops_ingestion(redis_client, unique, caplog):
+    import logging
+    import time
+
+    from guardian.errors import TemporaryError
+    from guardian.ingest.view import view_client
+
+    prefix = f"test-view-{unique}:"
+    clock = Clock()
+    scrapes = recorded_input()[:5]
+    alive = Worker(clock, ViewPublisher(redis_client, prefix, "w0", ttl_s=0.5, clock=clock))
+    shared = SharedClusterView(redis_client, prefix, cache_s=0.0, clock=clock)
+    try:
+        for t, scrape in enumerate(scrapes):
+            clock.t = T0 + t + 0.5
+            for batch in group_samples(scrape):
+                key = batch.workload.partition_key.encode()
+                alive.handle(zlib.crc32(key) % PARTITIONS, key, encode_batch(batch))
+        assert set(shared.cluster_pressure().brokers) == set(BROKERS) and shared.cluster_traffic()
+        time.sleep(0.8)   # the worker died: its view expires, and what it knew is unknown again
+        assert shared.cluster_pressure().brokers == {} and shared.cluster_traffic() is None
+    finally:
+        for k in redis_client.scan_iter(match=prefix + "*"):
+            redis_client.delete(k)
+
+    dead = view_client(f"redis://127.0.0.1:{closed_port()}/0")   # as `guardian run` builds it
+    cut_off = Worker(clock, ViewPublisher(dead, prefix, "w1", retry_s=60.0, clock=clock))
+    caplog.set_level(logging.WARNING, logger="guardian.ingest.view")
+    for t, scrape in enumerate(scrapes):
+        clock.t = T0 + t + 0.5
+        for batch in group_samples(scrape):
+            key = batch.workload.partition_key.encode()
+            cut_off.handle(zlib.crc32(key) % PARTITIONS, key, encode_batch(batch))   # ingestion goes on
+    assert cut_off.publisher.published == 0 and cut_off.stage._batches == sum(len(group_samples(s)) for s in scrapes)
+    assert len([r for r in caplog.records if "not published" in r.getMessage()]) == 1   # then paused retry_s
+    reader = SharedClusterView(dead, prefix, cache_s=0.0, clock=clock)
+    with pytest.raises(TemporaryError):
+        reader.cluster_pressure()           # the engine reads a TemporaryError as unknown pressure
+    assert reader.client_rates("User:a", "x", "produce_byte_rate") == []
+    dead.close()

@@ -157,3 +157,11 @@ def test_a_worker_follows_what_the_engine_named_and_publishes_only_those_points(
     clock.t = 100.0                                            # the engine stopped asking: followed no more
     rates.observe("User:a", "x", {"produce_byte_rate": 2.0}, 100.0, lambda m: {})
     assert rates.part() == {}
+
+
+def test_a_worker_giving_up_a_partition_forgets_its_loads_and_signals():
+    clock, _, (part,) = split_run(1, seconds=3)
+    part.forget(lambda w: w.principal == "User:t1" or w.principal is None)
+    kept = part.part()
+    assert {k[0] for b in kept.values() for k in b.clients} == set(PRINCIPALS) - {"User:t1"}
+    assert all(not b.signals and not b.normals for b in kept.values())
