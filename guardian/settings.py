@@ -94,6 +94,19 @@ class StateSettings(_Section):
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # a bigger snapshot is not written (logged)
 
 
+class ViewSettings(_Section):
+    """The shared cluster view: each worker publishes its part of the engine's inputs (broker pressure,
+    cluster traffic, followed client rates) to the ledger's Redis, and the engine merges every live
+    worker's (guardian/policy/view.py, guardian/ingest/view.py). Off: the engine reads only its own
+    process's stage, which is the whole cluster with one worker only."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=1.0, gt=0)     # sample time between two publications of a worker's view
+    ttl_s: float = Field(default=10.0, ge=1)         # a view not republished for this long is gone (a dead worker)
+    cache_s: float = Field(default=0.5, ge=0)        # the engine rereads the views at most this often
+    retry_s: float = Field(default=10.0, gt=0)       # after a Redis error a worker stops publishing this long
+
+
 class DevSettings(_Section):
     home: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "guardian")
     kafka_version: str = "4.1.1"
@@ -164,6 +177,7 @@ class GuardianSettings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    view: ViewSettings = Field(default_factory=ViewSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     policy_file: Path | None = None
     detector_file: Path | None = None   # YAML overriding guardian.detectors.config defaults (DetectorConfig.from_dict)

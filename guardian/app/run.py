@@ -12,7 +12,12 @@ rather than leaving a worker that ingests with nobody acting.
 
 The detector stage is ``guardian.ingest.stage.DetectorStage``; this file only
 builds it, with the providers the engine reads (cluster traffic, pressure, the
-rates it follows after a throttle), and keeps its state in Redis.
+rates it follows after a throttle), and keeps its state in Redis. Each worker's
+stage sees only part of those (records are keyed by principal), so with
+``GUARDIAN_VIEW__ENABLED`` (the default) every worker publishes its part to
+Redis and the engine, wherever the lease is, reads every live worker's part
+merged (``guardian.ingest.view``, ``guardian.policy.view``): correct with any
+number of workers.
 """
 
 from __future__ import annotations
@@ -58,6 +63,29 @@ def build_state_keeper(settings: GuardianSettings, stage: Any) -> tuple[Any, Cal
     keeper = PartitionStateKeeper(stage, store, settings.topics.metrics, interval_s=st.interval_s,
                                   max_bytes=st.max_bytes)
     return keeper, client.close
+
+
+def build_shared_view(settings: GuardianSettings, worker_id: str, traffic: ClusterTraffic,
+                      pressure: ClusterPressure, rates: FollowedRates) -> tuple[Any, Any, Callable[[], None]]:
+    """(publisher for this worker's stage, the engine's reader, close) of the shared cluster view in
+    the ledger's Redis (``guardian.ingest.view``)."""
+    from guardian.api.app import redis_url_for
+    from guardian.ingest.view import SharedClusterView, ViewPublisher, view_client
+
+    v = settings.view
+    # its own client: the publisher runs on the stream processor's thread, which must not stall on Redis
+    client = view_client(redis_url_for(settings))
+    publisher = ViewPublisher(client, settings.redis.prefix, worker_id, pressure=pressure, traffic=traffic,
+                              rates=rates, interval_s=v.interval_s, ttl_s=v.ttl_s, retry_s=v.retry_s)
+    reader = SharedClusterView(client, settings.redis.prefix, pressure_stale_after_s=pressure.stale_after_s,
+                               traffic_stale_after_s=traffic.stale_after_s, ttl_s=v.ttl_s, cache_s=v.cache_s,
+                               follow_s=rates.follow_s)
+
+    def close() -> None:
+        publisher.close()
+        client.close()
+
+    return publisher, reader, close
 
 
 # ------------------------------------------------------------------------------- the engine
@@ -144,8 +172,11 @@ class EngineHandle:
 def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[], float | None] | None,
                  owner: str, extra_hooks: list[Callable[..., None]] | None = None,
                  pressure: Callable[[], Any] | None = None,
-                 rates: Any | None = None) -> tuple[Any, list[Callable]]:
-    """The acting engine: ledger, policies, instrumented actuators, audit sink, lease, escalation."""
+                 rates: Callable[[str, str, str], Any] | None = None) -> tuple[Any, list[Callable]]:
+    """The acting engine: ledger, policies, instrumented actuators, audit sink, lease, escalation.
+
+    ``traffic``, ``pressure`` and ``rates`` are its cluster providers (``cluster_traffic``,
+    ``cluster_pressure``, ``client_rates``)."""
     import redis
 
     from guardian.actuators.acl import AclActuator
@@ -198,7 +229,7 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
     engine = ActionEngine(ledger, policies, {k: metrics.instrument(a) for k, a in actuators.items()},
                           audit_sink=sink, lease=lease, cluster_traffic=traffic, cluster_pressure=pressure,
                           on_event=on_event, name=owner, pod_resolver=pod_resolver,
-                          group_members=GroupMembers(conf), client_rates=rates.read if rates is not None else None,
+                          group_members=GroupMembers(conf), client_rates=rates,
                           on_decision=_decision_observer(metrics), on_tick=_tick_observer(metrics))
     return engine, closers
 
@@ -263,7 +294,7 @@ def start_action_engine(settings: GuardianSettings, stop: threading.Event, metri
                         traffic: Callable[[], float | None] | None = None,
                         owner: str | None = None, pressure: Callable[[], Any] | None = None,
                         on_death: Callable[[BaseException], None] | None = None,
-                        rates: Any | None = None) -> EngineHandle:
+                        rates: Callable[[str, str, str], Any] | None = None) -> EngineHandle:
     """Start the engine over ``guardian.detections`` in a thread; it acts only while it holds the lease.
 
     ``on_death`` is called if the engine thread dies (default: ``EngineDeath``, which stops the process)."""
@@ -319,21 +350,27 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     traffic = ClusterTraffic(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
     pressure = ClusterPressure(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
     rates = FollowedRates()
+    # the engine's providers: this process's own stage (one worker), or every worker's, merged
+    publisher, close_view = None, lambda: None
+    providers: tuple[Any, Any, Any] = (traffic, pressure, rates.read)
+    if settings.view.enabled:
+        publisher, shared, close_view = build_shared_view(settings, worker_id, traffic, pressure, rates)
+        providers = (shared.cluster_traffic, shared.cluster_pressure, shared.client_rates)
     server = None
     if settings.ingest.metrics_port:
         server = serve_metrics(registry, settings.ingest.metrics_port)
     stop = threading.Event()
     threads = start_collectors(settings, stop, collectors)
     death = EngineDeath()
-    handle = start_action_engine(settings, stop, metrics, traffic, owner=f"guardian-{worker_id}",
-                                 pressure=pressure, on_death=death, rates=rates)
+    handle = start_action_engine(settings, stop, metrics, providers[0], owner=f"guardian-{worker_id}",
+                                 pressure=providers[1], on_death=death, rates=providers[2])
     threads += handle.threads
     api_server = None
     if api:
         api_server, t = start_api(settings, handle.engine)
         threads.append(t)
         log.warning("API on http://%s:%d (docs /v1/docs)", settings.api.host, settings.api.port)
-    stage = stage_factory(settings, traffic, metrics, pressure, rates)
+    stage = stage_factory(settings, traffic, metrics, pressure, rates, publisher)
     state, close_state = build_state_keeper(settings, stage)
     app, _stats = create_app(settings, stage, registry, worker_id, metrics=metrics, state=state)
     try:
@@ -346,6 +383,7 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         for t in threads:
             t.join(timeout=30)
         handle.close()
+        close_view()
         if server is not None:
             server.shutdown()
     if death.exc is not None:

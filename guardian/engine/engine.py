@@ -47,7 +47,8 @@ PodResolver = Callable[[dict[str, str]], "tuple[str, str] | None"]
 # cannot be planned because the detection names no member.
 GroupMembersResolver = Callable[[str], list[str]]
 # client_rates(principal, client_id, metric) -> the client's cluster-wide points seen since it was first
-# asked for (guardian.policy.effect.FollowedRates.read): how the engine follows a throttle's effect.
+# asked for (guardian.policy.effect.FollowedRates.read, or with several workers every worker's points,
+# guardian.ingest.view.SharedClusterView.client_rates): how the engine follows a throttle's effect.
 ClientRatesReader = Callable[[str, str, str], "list[RatePoint]"]
 NEW_OUTCOMES = (Outcome.QUARANTINED, Outcome.AWAITING_APPROVAL, Outcome.SHADOW, Outcome.WATCH)
 _NEW_STATE = {Outcome.QUARANTINED: QState.ACTIVE, Outcome.AWAITING_APPROVAL: QState.AWAITING_APPROVAL,

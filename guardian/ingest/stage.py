@@ -8,20 +8,21 @@ few seconds while the pipeline still has it in alarm, so the engine acts once
 the evidence suffices and climbs the ladder if the runaway continues.
 
 The stage also feeds ``ClusterTraffic`` (bytes/s in and out of every broker,
-from the broker-level samples it sees), the engine's ``cluster_traffic``
-provider for the share-of-traffic cap, and ``ClusterPressure`` (broker
-pressure signals and each client's load), the engine's ``cluster_pressure``
-provider for the harm test. In one process that is the whole cluster; with
-several workers the engine's process knows it only when its worker owns the
-partition of the broker-level samples, and the policy's
-``on_unknown_traffic`` decides otherwise.
+from the broker-level samples it sees), for the engine's share-of-traffic cap,
+``ClusterPressure`` (broker pressure signals and each client's load), for the
+harm test, and ``FollowedRates`` (``guardian.policy.effect``): the
+cluster-wide rate of each client the engine follows after a throttle is
+verified, with its per-broker parts, which is how the engine judges the
+throttle's effect without scraping anything itself.
 
-It feeds ``FollowedRates`` too (``guardian.policy.effect``): the cluster-wide
-rate of each client the engine follows after a throttle is verified, with its
-per-broker parts, which is how the engine judges the throttle's effect
-without scraping anything itself. With several workers the engine's process
-sees only its own worker's clients; a throttle on another's is recorded as
-``unmeasured``.
+Each worker sees only part of these (records are keyed by principal: the
+brokers' own samples reach one worker, each principal's clients another), so
+the stage hands them to its ``view`` (``guardian.ingest.view.ViewPublisher``),
+which publishes this worker's part to Redis every second of sample time and at
+once when an episode opens; the engine, in whichever process holds the lease,
+merges every worker's part (``guardian.policy.view``). Without a view (one
+process, or ``GUARDIAN_VIEW__ENABLED=false``) the engine reads these objects
+directly, which is the whole cluster only with one worker.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Callable
 
 from guardian.ingest.cluster_series import ClusterSeries
 from guardian.ingest.processor import SampleStage
+from guardian.policy.view import merge_traffic
 from guardian.settings import GuardianSettings
 
 log = logging.getLogger(__name__)
@@ -71,16 +73,17 @@ class ClusterTraffic:
                 newest = max(t for t, _ in series)
                 self._series[(w.broker, metric.value)] = [(t, v) for t, v in series if newest - t <= self.window_s]
 
-    def __call__(self) -> float | None:
-        now = self.clock()
-        total, known = 0.0, False
-        for series in list(self._series.values()):
+    def part(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """(broker, metric) -> (newest sample time, mean over the window): what a worker publishes."""
+        out = {}
+        for key, series in list(self._series.items()):
             points = list(series)
-            if not points or now - max(t for t, _ in points) > self.stale_after_s:
-                continue
-            known = True
-            total += sum(v for _, v in points) / len(points)
-        return total if known else None
+            if points:
+                out[key] = (max(t for t, _ in points), sum(v for _, v in points) / len(points))
+        return out
+
+    def __call__(self) -> float | None:
+        return merge_traffic([self.part()], self.clock(), self.stale_after_s)
 
 
 @dataclass
@@ -104,6 +107,7 @@ class DetectorStage:
     metrics: Any | None = None
     pressure: Any | None = None      # guardian.policy.pressure.ClusterPressure
     rates: Any | None = None         # guardian.policy.effect.FollowedRates
+    view: Any | None = None          # guardian.ingest.view.ViewPublisher: the three above, shared with the engine
     reemit_s: float = 2.0
     fast_phase_s: float = 60.0
     slow_reemit_s: float = 30.0
@@ -112,6 +116,7 @@ class DetectorStage:
     _episodes: dict[tuple[Any, str], _Episode] = field(default_factory=dict)
     _batches: int = 0
     _last_evict: float | None = None
+    _opened: bool = False            # an episode opened since the view was last offered
     evicted: int = 0                 # series forgotten so far (bounded memory: every client-id ever seen is not kept)
 
     def process(self, batch: Any) -> list[Any]:
@@ -147,7 +152,12 @@ class DetectorStage:
         for workload, (i, newest) in last.items():
             out[i].extend(self._episodes_of(workload, found.get(workload, []), newest))
         before, self._batches = self._batches, self._batches + len(batches)
-        self._evict(max((max(b.ts) for b in batches if len(b)), default=time.time()))
+        newest = max((max(b.ts) for b in batches if len(b)), default=time.time())
+        self._evict(newest)
+        if self.view is not None:
+            # at once when an episode opened: its principal's loads reach Redis before its detection
+            self.view.observed(newest, self.open_principals, force=self._opened)
+            self._opened = False
         # samples and detections are counted by the processor (guardian.ingest.processor)
         if self.metrics is not None and before // 200 != self._batches // 200:
             self.metrics.set_tracked_workloads(self.pipeline.tracked_series())
@@ -160,7 +170,12 @@ class DetectorStage:
             key = (workload, d.signature.value)
             self._episodes[key] = _Episode(first=d, onset=d.ts - d.duration_s, last_emit=d.ts)
             fresh.add(key)
+            self._opened = True
         return [self._with_brokers(d, workload) for d in detections + self._continuing(workload, newest, fresh)]
+
+    def open_principals(self) -> set[str]:
+        """The principals with an ongoing episode here: whose client loads the shared view carries."""
+        return {w.principal for w, _sig in self._episodes if w.principal is not None}
 
     def _follow(self, whole: Any) -> None:
         """Hand a cluster-wide sample to the engine's followed rates (each scrape in the batch)."""
@@ -229,6 +244,8 @@ class DetectorStage:
         """Drop the workloads ``select`` accepts (their partition moved away); returns the series dropped."""
         dropped = self.pipeline.forget_workloads(select)
         self.cluster_series.forget(select)
+        if self.pressure is not None:
+            self.pressure.forget(select)   # the shared view's totals count a moved tenant once
         for key in [k for k in self._episodes if select(k[0])]:
             del self._episodes[key]
         return dropped
@@ -298,9 +315,10 @@ def detector_config(settings: GuardianSettings) -> Any:
 
 
 def build_stage(settings: GuardianSettings, traffic: ClusterTraffic | None = None,
-                metrics: Any | None = None, pressure: Any | None = None, rates: Any | None = None) -> SampleStage:
+                metrics: Any | None = None, pressure: Any | None = None, rates: Any | None = None,
+                view: Any | None = None) -> SampleStage:
     """The detector stage the processors hand each workload's batch to."""
     from guardian.detectors.pipeline import DetectorPipeline
 
     return DetectorStage(DetectorPipeline(detector_config(settings)), traffic=traffic, metrics=metrics,
-                         pressure=pressure, rates=rates)
+                         pressure=pressure, rates=rates, view=view)

@@ -18,7 +18,8 @@ the throttle is **effective** when the client's cluster-wide samples in (2 W, 3 
 verification average at most ``tolerance`` x R (1.25: Kafka lets a client run ~15 % over on a
 broker while its in-flight requests land, and a throttled client on a busy host goes in bursts),
 **not effective** when they average more, and **unmeasured** when that window has too few samples
-(the client went silent, or, with several workers, its series is on another worker's partition).
+(the client went silent; with several workers the engine reads the points every worker publishes,
+``guardian.policy.view``, so a series on another worker's partition is measured too).
 The verdict is recorded ``grace_s`` after the window ends (samples reach the engine through the
 metrics topic a little late): 38 s after the verification by default.
 
@@ -53,7 +54,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from guardian.policy.decide import BYTE_RATE_METRICS, METRIC_QUOTA
 from guardian.model.units import bytes_rate as _num   # only byte-rate keys are ever measured
@@ -173,8 +174,8 @@ def judge(plan: Mapping[str, Any], points: Sequence[RatePoint], start: float, no
     if not _whole(window, rule):
         return Effect("unmeasured", key, f"throttle to {_num(r)} not measured: {len(window)} cluster-wide "
                                          f"samples of the client in the window {begin - start:.0f}-"
-                                         f"{end - start:.0f}s after the verification (silent, or its series "
-                                         "is on another worker)", r, q)
+                                         f"{end - start:.0f}s after the verification (silent, or its "
+                                         "worker's view did not reach the engine)", r, q)
     measured, brokers = _mean(window)
     if measured <= rule.tolerance * r:
         return Effect("effective", key, f"throttle to {_num(r)} effective: client at {_num(measured)} "
@@ -244,3 +245,30 @@ class FollowedRates:
                 points.append(RatePoint(ts, float(value), dict(detail(metric))))
                 while points and points[-1].ts - points[0].ts > self.keep_s:
                     points.popleft()
+
+    def follow(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Follow these (principal, client-id, metric) series as if just read: how a worker follows the
+        series the engine reads in another process (``guardian.policy.view``)."""
+        now = self.clock()
+        with self._lock:
+            for key in keys:
+                self._read_at[key] = now
+
+    def part(self) -> dict[tuple[str, str, str], list[RatePoint]]:
+        """The points kept of every followed series (what a worker publishes)."""
+        with self._lock:
+            return {key: list(points) for key, points in self._points.items() if points}
+
+
+def merge_points(parts: Iterable[Sequence[RatePoint]]) -> list[RatePoint]:
+    """One series from several workers' points of it, in time order; a sample time in two parts (for a
+    moment after a rebalance both workers have the client) is kept once.
+
+    >>> merge_points([[RatePoint(2.0, 5.0)], [RatePoint(1.0, 4.0), RatePoint(2.0, 5.0)]])
+    [RatePoint(ts=1.0, total=4.0, brokers={}), RatePoint(ts=2.0, total=5.0, brokers={})]
+    """
+    by_ts: dict[float, RatePoint] = {}
+    for points in parts:
+        for p in points:
+            by_ts.setdefault(p.ts, p)
+    return [by_ts[ts] for ts in sorted(by_ts)]

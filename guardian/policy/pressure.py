@@ -13,9 +13,13 @@ per broker:
   in and out, which is how harm is attributed to a workload.
 
 ``snapshot()`` is what the engine's harm test (``guardian.policy.harm``) reads.
-With several stream-processor workers a process sees only the workloads its
-partitions own; broker-level samples all share one key (``cluster``), so the
-process that owns that partition has every broker's signals.
+With several stream-processor workers a process sees only part of this: the
+broker-level samples all share one key (``cluster``), so one worker has every
+broker's signals, while each principal's clients are on the worker owning its
+partition. ``part()`` is what one worker publishes of it (its signals, normals,
+per-broker totals of the loads it sees, and the loads of the principals asked
+for), and ``merge_pressure`` makes the whole snapshot of all workers' parts
+(``guardian.policy.view``); ``snapshot()`` is that merge of this one part.
 
 Example (one broker, one client using most of its threads)::
 
@@ -39,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from guardian.model.samples import PRESSURE_METRICS, Metric, Sample
+from guardian.model.samples import PRESSURE_METRICS, Metric, Sample, Workload
 
 # Latency signals get a learned normal; the others are read against absolute lines.
 LATENCY_METRICS = frozenset({Metric.REQUEST_QUEUE_TIME_P99, Metric.REQUEST_TOTAL_TIME_P99})
@@ -89,6 +93,46 @@ class BrokerPressure:
 class Pressure:
     ts: float
     brokers: dict[str, BrokerPressure]
+
+
+@dataclass(frozen=True)
+class BrokerPart:
+    """What one worker knows of a broker, as it publishes it: the signals with their sample times
+    (freshness is judged when merging), the learned normals, the sum of the client loads it sees
+    (fresh when published) and some of those loads."""
+
+    ts: float                                       # newest signal, -inf without any
+    signals: dict[str, tuple[float, float]]         # signal_name -> (ts, value)
+    normals: dict[str, float]
+    total: ClientLoad
+    clients: dict[tuple[str, str], ClientLoad]
+
+
+def merge_pressure(parts: Iterable[dict[str, BrokerPart]], now: float, stale_after_s: float) -> Pressure:
+    """One ``Pressure`` snapshot from several workers' parts (broker -> ``BrokerPart``).
+
+    Per broker, the signals and normals are those of the part with the newest signal (one worker
+    owns the broker-level samples; after a rebalance the old owner's go stale), dropped when older
+    than ``stale_after_s``; the totals add up (each worker sees other principals); the client loads
+    are the union (a client in two parts, for a moment after a rebalance, keeps the first).
+    """
+    merged: dict[str, list[BrokerPart]] = {}
+    for part in parts:
+        for broker, b in part.items():
+            merged.setdefault(broker, []).append(b)
+    brokers: dict[str, BrokerPressure] = {}
+    for broker, bs in merged.items():
+        owner = max(bs, key=lambda b: b.ts)
+        fresh = {n: v for n, (ts, v) in owner.signals.items() if now - ts <= stale_after_s}
+        normals = {n: v for n, v in owner.normals.items() if n in fresh}
+        total, clients = ClientLoad(), {}
+        for b in bs:
+            total = total + b.total
+            for key, load in b.clients.items():
+                clients.setdefault(key, load)
+        brokers[broker] = BrokerPressure(broker=broker, ts=owner.ts, signals=fresh, normals=normals,
+                                         clients=clients, total=total)
+    return Pressure(ts=now, brokers=brokers)
 
 
 class _Normal:
@@ -149,29 +193,47 @@ class ClusterPressure:
                 slot = self._clients.setdefault(w.broker, {}).setdefault((w.principal, w.client_id), {})
                 slot[_CLIENT_METRICS[s.metric]] = (s.ts, max(0.0, float(s.value)))
 
-    def snapshot(self) -> Pressure:
+    def part(self, principals: Iterable[str] | None = None) -> dict[str, BrokerPart]:
+        """What this process knows, per broker: every signal and normal, the total of the fresh client
+        loads, and the loads of ``principals``' clients (of every client when None)."""
         now = self.clock()
-        brokers: dict[str, BrokerPressure] = {}
+        wanted = None if principals is None else set(principals)
+        out: dict[str, BrokerPart] = {}
         for broker in set(self._signals) | set(self._clients):
-            fresh = {n: v for n, (ts, v) in self._signals.get(broker, {}).items() if now - ts <= self.stale_after_s}
-            newest = max((ts for ts, _ in self._signals.get(broker, {}).values()), default=float("-inf"))
-            normals = {n: nm.value for n, nm in self._normals.get(broker, {}).items()
-                       if nm.value is not None and n in fresh}
+            signals = dict(self._signals.get(broker, {}))
+            newest = max((ts for ts, _ in signals.values()), default=float("-inf"))
+            normals = {n: nm.value for n, nm in self._normals.get(broker, {}).items() if nm.value is not None}
             clients: dict[tuple[str, str], ClientLoad] = {}
-            total = ClientLoad()
+            rt = b_in = b_out = 0.0
             gone = []
             for key, parts in self._clients.get(broker, {}).items():
                 vals = {k: v for k, (ts, v) in parts.items() if now - ts <= self.stale_after_s}
                 if not vals:
                     gone.append(key)
                     continue
-                load = ClientLoad(**vals)
-                clients[key] = load
-                total = total + load
+                rt += vals.get("request_time", 0.0)
+                b_in += vals.get("bytes_in", 0.0)
+                b_out += vals.get("bytes_out", 0.0)
+                if wanted is None or key[0] in wanted:
+                    clients[key] = ClientLoad(**vals)
             for key in gone:   # bounded memory: a client that went quiet is forgotten
                 del self._clients[broker][key]
-            brokers[broker] = BrokerPressure(broker=broker, ts=newest, signals=fresh, normals=normals,
-                                             clients=clients, total=total)
-        return Pressure(ts=now, brokers=brokers)
+            out[broker] = BrokerPart(ts=newest, signals=signals, normals=normals,
+                                     total=ClientLoad(rt, b_in, b_out), clients=clients)
+        return out
+
+    def snapshot(self) -> Pressure:
+        return merge_pressure([self.part()], self.clock(), self.stale_after_s)
+
+    def forget(self, select: Callable[[Workload], bool]) -> None:
+        """Drop what ``select`` accepts (its partition moved to another worker, which reports it now):
+        a moved tenant's loads would otherwise count twice in the merged totals until they go stale."""
+        for broker in list(self._signals):
+            if select(Workload(broker=broker)):
+                self._signals.pop(broker, None)
+                self._normals.pop(broker, None)
+        for broker, clients in self._clients.items():
+            for key in [k for k in clients if select(Workload(principal=k[0], client_id=k[1], broker=broker))]:
+                del clients[key]
 
     __call__ = snapshot

@@ -72,6 +72,7 @@ def test_guardian_run_exits_non_zero_when_the_engine_dies(monkeypatch, caplog):
     monkeypatch.setattr(guardian.clients.topics, "ensure_topics", lambda conf, topics: [])
     monkeypatch.setattr(guardian.ingest.collect, "start_collectors", lambda settings, stop, names: [])
     monkeypatch.setattr(run_mod, "build_engine", lambda *a, **kw: (DyingEngine(exc), []))
+    monkeypatch.setenv("GUARDIAN_VIEW__ENABLED", "false")   # no Redis here for the shared cluster view
     monkeypatch.setattr(guardian.engine.source, "KafkaDetectionSource", lambda *a, **kw: FakeSource())
     monkeypatch.setattr(guardian.ingest.worker, "create_app", lambda *a, **kw: (None, None))
     terminated = threading.Event()

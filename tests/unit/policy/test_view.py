@@ -1,0 +1,167 @@
+"""The shared cluster view's merge (guardian.policy.view): the parts of several workers make what one
+worker seeing every sample would. Pure; the Redis side is tests/integration/ingest/test_shared_view.py."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from guardian.ingest.stage import ClusterTraffic
+from guardian.model.samples import Metric, Sample, Workload
+from guardian.policy.effect import FollowedRates, RatePoint, merge_points
+from guardian.policy.pressure import ClusterPressure, merge_pressure
+from guardian.policy.view import WorkerView, merge_traffic, merge_views
+
+BROKERS = ("1", "2", "3")
+PRINCIPALS = [f"User:t{i}" for i in range(6)]
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def samples(t: float, rng: random.Random) -> list[Sample]:
+    out = []
+    for b in BROKERS:
+        w = Workload(broker=b)
+        out += [Sample(t, w, Metric.REQUEST_HANDLER_IDLE, rng.uniform(0.1, 0.9)),
+                Sample(t, w, Metric.REQUEST_TOTAL_TIME_P99, rng.uniform(3, 9), labels={"request": "Produce"}),
+                Sample(t, w, Metric.PRODUCE_BYTE_RATE, rng.uniform(1e6, 2e6))]
+        for p in PRINCIPALS:
+            for c in ("a", "b"):
+                cw = Workload(principal=p, client_id=c, broker=b)
+                out += [Sample(t, cw, Metric.REQUEST_TIME_SHARE, rng.uniform(0, 20)),
+                        Sample(t, cw, Metric.PRODUCE_BYTE_RATE, rng.uniform(1e4, 1e5))]
+    return out
+
+
+def owner(w: Workload, workers: int) -> int:
+    """Keyed as the metrics topic is: the brokers' own samples on worker 0, principals spread."""
+    return 0 if w.principal is None else (PRINCIPALS.index(w.principal) % workers)
+
+
+def split_run(workers: int, seconds: int = 40, seed: int = 1):
+    clock = Clock()
+    one = ClusterPressure(clock=clock)
+    parts = [ClusterPressure(clock=clock) for _ in range(workers)]
+    rng = random.Random(seed)
+    for t in range(seconds):
+        clock.t = 1000.0 + t
+        batch = samples(clock.t, rng)
+        one.observe(batch)
+        for i, p in enumerate(parts):
+            p.observe([s for s in batch if owner(s.workload, workers) == i])
+    return clock, one, parts
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_the_parts_of_n_workers_merge_into_the_snapshot_of_one(workers):
+    clock, one, parts = split_run(workers)
+    wanted = ["User:t1", "User:t4"]     # principals with an open episode
+    merged = merge_pressure([p.part(wanted) for p in parts], clock(), 30.0)
+    whole = one.snapshot()
+    assert merged.brokers.keys() == whole.brokers.keys()
+    for b, w in whole.brokers.items():
+        m = merged.brokers[b]
+        assert (m.ts, m.signals, m.normals) == (w.ts, w.signals, w.normals)
+        assert m.total.request_time == pytest.approx(w.total.request_time)
+        assert m.total.bytes_in == pytest.approx(w.total.bytes_in)
+        assert m.clients == {k: v for k, v in w.clients.items() if k[0] in wanted}
+        for p in wanted:
+            assert m.load_of(p) == w.load_of(p)
+
+
+def test_a_single_part_is_the_snapshot_and_its_client_loads_are_only_those_asked_for():
+    clock, one, _ = split_run(1)
+    part = one.part(["User:t2"])
+    assert {k[0] for b in part.values() for k in b.clients} == {"User:t2"}
+    assert set(part) == set(BROKERS)
+
+
+def test_after_a_rebalance_the_newest_owner_of_the_broker_signals_wins_and_stale_ones_go():
+    clock = Clock(100.0)
+    old, new = ClusterPressure(clock=clock), ClusterPressure(clock=clock)
+    old.observe([Sample(100.0, Workload(broker="1"), Metric.REQUEST_HANDLER_IDLE, 0.9)])
+    new.observe([Sample(110.0, Workload(broker="1"), Metric.REQUEST_HANDLER_IDLE, 0.1)])
+    clock.t = 111.0
+    b = merge_pressure([old.part(), new.part()], clock(), 30.0).brokers["1"]
+    assert (b.ts, b.signals) == (110.0, {"request_handler_idle": 0.1})
+    assert merge_pressure([old.part()], 200.0, 30.0).brokers["1"].signals == {}   # stale: unknown, not calm
+
+
+def test_a_view_survives_its_json_round_trip():
+    clock, one, _ = split_run(1, seconds=5)
+    traffic = ClusterTraffic(clock=clock)
+    rates = FollowedRates(clock=clock)
+    rates.follow([("User:t1", "a", "produce_byte_rate")])
+    rates.observe("User:t1", "a", {"produce_byte_rate": 9.0}, clock(), lambda m: {"1": 4.0, "2": 5.0})
+    view = WorkerView("w1", clock(), one.part(["User:t1"]), {("1", "fetch_byte_rate"): (clock(), 7.0)}, rates.part())
+    back = WorkerView.from_dict(orjson.loads(orjson.dumps(view.to_dict())))
+    assert back == view
+    assert merge_views([back], clock(), 30.0) == merge_views([view], clock(), 30.0)
+    assert back.rates[("User:t1", "a", "produce_byte_rate")] == [RatePoint(clock(), 9.0, {"1": 4.0, "2": 5.0})]
+    empty = WorkerView("w2", clock())
+    assert WorkerView.from_dict(orjson.loads(orjson.dumps(empty.to_dict()))) == empty
+    assert traffic() is None
+
+
+def test_traffic_takes_each_brokers_freshest_part_and_forgets_stale_ones():
+    clock = Clock(100.0)
+    split = [ClusterTraffic(clock=clock), ClusterTraffic(clock=clock)]
+    one = ClusterTraffic(clock=clock)
+    rng = random.Random(2)
+    for t in range(20):
+        for i, b in enumerate(BROKERS):
+            batch = _broker_batch(b, 100.0 + t, rng.uniform(1e5, 1e6))
+            one.observe(batch)
+            split[i % 2].observe(batch)
+    clock.t = 120.0
+    assert merge_traffic([s.part() for s in split], clock(), 60.0) == pytest.approx(one())
+    assert merge_traffic([s.part() for s in split], 500.0, 60.0) is None
+    assert merge_traffic([], 500.0, 60.0) is None
+    old = {("1", "produce_byte_rate"): (10.0, 5.0)}
+    new = {("1", "produce_byte_rate"): (20.0, 7.0), ("2", "produce_byte_rate"): (20.0, 1.0)}
+    assert merge_traffic([new, old], 25.0, 60.0) == 8.0
+
+
+def _broker_batch(broker: str, ts: float, rate: float):
+    from guardian.ingest.codec import group_samples
+
+    (batch,) = group_samples([Sample(ts, Workload(broker=broker), Metric.PRODUCE_BYTE_RATE, rate)])
+    return batch
+
+
+def test_followed_points_of_several_workers_are_one_series_each_time_once():
+    a = [RatePoint(1.0, 10.0), RatePoint(3.0, 30.0)]
+    b = [RatePoint(2.0, 20.0), RatePoint(3.0, 30.0)]
+    assert [p.ts for p in merge_points([a, b])] == [1.0, 2.0, 3.0]
+    assert merge_points([]) == []
+
+
+def test_a_worker_follows_what_the_engine_named_and_publishes_only_those_points():
+    clock = Clock(0.0)
+    rates = FollowedRates(clock=clock)
+    rates.observe("User:a", "x", {"produce_byte_rate": 1.0}, 0.0, lambda m: {})
+    assert rates.part() == {}                                  # nobody follows it: nothing kept
+    rates.follow([("User:a", "x", "produce_byte_rate")])
+    for t in range(3):
+        rates.observe("User:a", "x", {"produce_byte_rate": 2.0, "fetch_byte_rate": 5.0}, float(t), lambda m: {})
+    assert [p.ts for p in rates.part()[("User:a", "x", "produce_byte_rate")]] == [0.0, 1.0, 2.0]
+    assert list(rates.part()) == [("User:a", "x", "produce_byte_rate")]
+    clock.t = 100.0                                            # the engine stopped asking: followed no more
+    rates.observe("User:a", "x", {"produce_byte_rate": 2.0}, 100.0, lambda m: {})
+    assert rates.part() == {}
+
+
+def test_a_worker_giving_up_a_partition_forgets_its_loads_and_signals():
+    clock, _, (part,) = split_run(1, seconds=3)
+    part.forget(lambda w: w.principal == "User:t1" or w.principal is None)
+    kept = part.part()
+    assert {k[0] for b in kept.values() for k in b.clients} == set(PRINCIPALS) - {"User:t1"}
+    assert all(not b.signals and not b.normals for b in kept.values())
