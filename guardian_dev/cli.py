@@ -8,12 +8,9 @@ lazily so ``guardian-dev --help`` stays fast.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
-
-from guardian.errors import GuardianError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Developer tools of the Kafka workload guardian: local Kafka and Redis, the demo, drills, "
@@ -65,12 +62,10 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Leave the guardian, Ka
 
 
 def main() -> None:
+    from guardian.app.cli import run_app
+
     _register()
-    try:
-        app()
-    except GuardianError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -38,13 +38,19 @@ def _register() -> None:
     app.command("mcp")(mcp_command)
 
 
-def main() -> None:
-    _register()
+def run_app(cli: typer.Typer) -> None:
+    """Run a command line; a ``GuardianError`` (bad config, a missing service) is one red line and exit 2,
+    never a traceback. ``guardian-dev`` runs through it too."""
     try:
-        app()
+        cli()
     except GuardianError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+
+
+def main() -> None:
+    _register()
+    run_app(app)
 
 
 if __name__ == "__main__":
