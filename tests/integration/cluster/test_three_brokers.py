@@ -187,10 +187,16 @@ def test_a_throttle_to_a_cluster_wide_rate_lands_per_broker_and_the_client_falls
     # the busiest broker holds the client at its share of R; no one broker's figure is the client's rate
     assert busiest <= per_broker * (1 + TOLERANCE), history
     assert busiest < 0.75 * total, history
-    # cross-check on the client side: what it got delivered over the last quota window
+    # cross-check on the client side: what it got delivered over the measured windows. A throttled
+    # client's acks come in bursts (a throttled response releases megabytes at once), so a window
+    # holds one burst more or less depending on where it starts: that one burst is the resolution of
+    # this figure (on 2026-12-06 a 22 s window held three 7.5-8.5 MB bursts, 1.25 R, where the
+    # brokers' own sensors read R)
     delivered = producer.rate(t_measure, t_end)
-    assert abs(delivered - R) / R <= 0.25, (f"delivered {delivered:.0f} B/s vs R {R}: "
-                                            f"{producer.per_second(t_apply, t_end)}")
+    burst = max(producer.per_second(t_measure, t_end), default=0) / (t_end - t_measure)
+    assert abs(delivered - R) <= 0.25 * R + burst, (f"delivered {delivered:.0f} B/s vs R {R} (a burst is "
+                                                    f"{burst:.0f} B/s of the window): "
+                                                    f"{producer.per_second(t_apply, t_end)}")
     # 4. revert restores exactly the quota the entity had, including the key the throttle never set
     assert before == {"entity": str(entity), "quotas": previous}
     assert reverted == before
