@@ -432,6 +432,9 @@ class ActionEngine:
         while not stop.is_set():
             try:
                 if not self.is_leader():
+                    standby = getattr(detections_source, "standby", None)
+                    if standby is not None:
+                        standby()   # leave the detections to the lease holder (guardian.engine.source)
                     stop.wait(self.lease.renew_every_s if self.lease is not None else poll_s)
                     continue
                 if iterator is None:

@@ -82,3 +82,44 @@ def test_a_source_subscribed_before_its_topic_exists_reads_once_it_does(bootstra
     finally:
         source.close()
         admin.delete_topics([topic])
+
+
+def test_a_standby_engine_leaves_every_detection_to_the_lease_holder(make_engine, quota, ledger, redis_client,
+                                                                     bootstrap, make_topic, unique):
+    """Two ``guardian run`` processes: both have a detection source in the engines' group, only the lease
+    holder acts. The standby must not hold partitions it never polls (it did, up to
+    max.poll.interval.ms = 5 min: a 2-worker drill acted minutes late on half its detections)."""
+    topic = make_topic("guardian", partitions=2, name="detections")
+    group = f"engine-{unique}"
+    key = ledger.prefix + "lease"
+    leader_lease = RedisLease(redis_client, key, "leader", 5.0)
+    assert leader_lease.ensure()
+    standby = make_engine({"quota": quota()}, lease=RedisLease(redis_client, key, "standby", 5.0), name="standby")
+    leader = make_engine({"quota": quota()}, lease=leader_lease, name="leader")
+    standby_source = KafkaDetectionSource({"bootstrap.servers": bootstrap}, topic, group_id=group)
+    leader_source = KafkaDetectionSource({"bootstrap.servers": bootstrap}, topic, group_id=group)
+    stop = threading.Event()
+    threads = [threading.Thread(target=e.run_forever, args=(s,), kwargs={"stop": stop, "poll_s": 0.2})
+               for e, s in ((standby, standby_source), (leader, leader_source))]
+    threads[0].start()
+    time.sleep(3.0)   # the standby runs first, as a worker that started earlier would
+    threads[1].start()
+    dets = [detection(f"{unique}-p{p}") for p in (0, 1)]
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for p, det in enumerate(dets):   # one detection on each partition
+        producer.produce(topic, partition=p, value=json.dumps(det.to_dict()).encode())
+    producer.flush(15)
+    try:
+        deadline = time.monotonic() + 45
+        handled: set[str] = set()
+        while handled != {d.id for d in dets} and time.monotonic() < deadline:
+            handled = {q.detection["id"] for q in ledger.list()}
+            time.sleep(0.2)
+        assert handled == {d.id for d in dets}, f"the lease holder handled {handled} of {[d.id for d in dets]}"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        standby_source.close()
+        leader_source.close()
+        leader_lease.release()
