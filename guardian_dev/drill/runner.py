@@ -648,6 +648,7 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
                     say(f"[{mode}] worker {i} stopped (exit {w.stop()})")
                 rc = ctx.guardian.stop()
                 say(f"[{mode}] guardian stopped (exit {rc})")
+                _remove_left_quotas(ctx, say)
                 if ctx.redis is not None:   # the run's ledger, tokens and lease: the report has what matters
                     for key in ctx.redis.scan_iter(match=ctx.guardian.prefix + "*", count=500):
                         ctx.redis.delete(key)
@@ -658,6 +659,23 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
             if isinstance(t, TopicStormClient):
                 delete_topics(endpoints.kafka_bootstrap_servers, t.created, wait_s=120.0)
     return ctx
+
+
+def _remove_left_quotas(ctx: RunContext, say: Say) -> None:
+    """A tenant-level quota the guardian set in the run's last seconds (after the finish's release, e.g. a
+    storm re-quarantined on probation) outlives the stopped guardian and would throttle the next drill's
+    clients: remove it, and say so in the report."""
+    from guardian.clients.kafka_admin import ClientQuotaAdmin, QuotaEntity
+
+    tenants = [t.name for t in ctx.scenario.tenants]
+    left = leftover_quotas(ctx.endpoints.kafka_bootstrap_servers, tenants)
+    if not left:
+        return
+    with ClientQuotaAdmin(ctx.endpoints.kafka_bootstrap_servers) as admin:
+        for tenant, quotas in left.items():
+            admin.alter(QuotaEntity.of(user=tenant), None, list(quotas))
+    ctx.notes.append(f"quotas the guardian left on stopping, removed by the drill: {left}")
+    say(f"[{ctx.mode}] removed quotas left by the guardian's last quarantine: {left}")
 
 
 def collect_guardian_record(ctx: RunContext) -> None:
