@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("guardian", "detectors", "actions")
+PACKAGES = ("guardian", "guardian_dev")
 
 
 def modules_with_examples() -> list[str]:
