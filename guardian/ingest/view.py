@@ -172,9 +172,13 @@ class SharedClusterView:
         import redis
 
         try:
-            # a member far older than the TTL is a worker gone for good (its key expired long ago)
-            self.client.zremrangebyscore(self.keys.workers, "-inf", self.clock() - 10 * self.ttl_s)
-            workers = [w.decode() if isinstance(w, bytes) else str(w) for w in self.client.zrange(self.keys.workers, 0, -1)]
+            # a member far older than the TTL is a worker gone for good (its key expired long ago);
+            # pruned and listed in one round trip
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zremrangebyscore(self.keys.workers, "-inf", self.clock() - 10 * self.ttl_s)
+            pipe.zrange(self.keys.workers, 0, -1)
+            _, members = pipe.execute()
+            workers = [w.decode() if isinstance(w, bytes) else str(w) for w in members]
             blobs = self.client.mget([self.keys.worker(w) for w in workers]) if workers else []
         except redis.RedisError as exc:
             raise TemporaryError(f"reading the shared cluster view from Redis: {exc}") from exc
