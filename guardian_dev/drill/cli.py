@@ -113,19 +113,43 @@ def _run_on(ep: Any, scenario: Any, out_dir: Path, modes: tuple[str, ...], say: 
     return res
 
 
+def rescore_drill(out_dir: Path) -> dict[str, Any]:
+    """The report of a finished drill computed again from its saved runs; machine and broker as recorded."""
+    from guardian_dev.drill.report import RAW, load_run, summarize, write_report
+
+    runs = {m: load_run(out_dir / m / RAW) if (out_dir / m / RAW).exists() else None for m in ("off", "on")}
+    if not any(runs.values()):
+        raise typer.BadParameter(f"{out_dir} holds no saved run ({'/'.join(('off', 'on'))}/{RAW}); "
+                                 "drills save them since 2026-12-06")
+    old = json.loads((out_dir / "drill.json").read_text()) if (out_dir / "drill.json").exists() else {}
+    res = summarize(runs["off"], runs["on"], old.get("machine"))
+    if "broker" in old:
+        res["broker"] = old["broker"]
+    write_report(res, runs, out_dir)
+    return res
+
+
 def bench_drill_command(
-    scenario: Path = typer.Option(..., "--scenario", exists=True, dir_okay=False,
+    scenario: Path | None = typer.Option(None, "--scenario", exists=True, dir_okay=False,
                                   help="Scenario YAML (configs/scenarios/drill-*.yaml)."),
     out: Path = typer.Option(..., "--out", file_okay=False, help="Directory for drill.json, drill.md and PNGs."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the headline figures."),
     only: str = typer.Option("off,on", help="Which runs: off,on (default), off or on."),
     brokers: int = typer.Option(1, min=1, help="Local brokers (the drill's own cluster or `guardian-dev up`'s)."),
+    rescore: bool = typer.Option(False, "--rescore", help="Compute --out's report again from the runs it saved "
+                                                         "(<mode>/run.json.gz), with this version's report code."),
     workers: int = typer.Option(1, min=1, max=8, help="`guardian run` processes sharing the stream processors "
                                                       "(the first also collects and serves the API)."),
 ) -> None:
     """Incident drill: the scenario with the guardian off and on; time to act, benign latency, false actions."""
     from guardian_dev.drill.report import headline
 
+    if rescore:
+        res = rescore_drill(out)
+        typer.echo(json.dumps(headline(res)) if as_json else f"report: {out / 'drill.md'}")
+        return
+    if scenario is None:
+        raise typer.BadParameter("--scenario is needed (or --rescore)")
     modes = tuple(m for m in only.split(",") if m)
     if not set(modes) <= {"off", "on"} or not modes:
         raise typer.BadParameter("--only takes off, on or off,on")

@@ -17,8 +17,11 @@ records, instead of the time to act.
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import json
 import math
+import types
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,19 @@ def windows(ctx: Any, inc: Any, verified: float | None = None) -> dict[str, tupl
     return out
 
 
+def in_window(phase: str, inc: Any, lo: float, hi: float, acked: float, latency: float) -> bool:
+    """Whether a message's latency belongs to ``phase``: it was *sent* in the window (acked minus its
+    latency), so a request queued before the throttle and answered after it counts where it was sent
+    (uncontained), and *contained* is what requests sent after the verified throttle met. *before*
+    also needs the ack before the onset: a request sent just before the onset and delayed by the
+    incident is not part of the normal it is compared with. Throughput stays counted by ack time.
+    """
+    sent = acked - latency
+    if not lo <= sent < hi:
+        return False
+    return phase != "before" or acked < inc.onset
+
+
 def action_times(ctx: Any, inc: Any) -> tuple[float | None, float | None, dict[str, Any] | None]:
     """(first verified, first applied, the verified action) of the incident's quarantines, from the ledger."""
     upto = inc.end + ctx.scenario.phases.after_s
@@ -69,7 +85,8 @@ def action_times(ctx: Any, inc: Any) -> tuple[float | None, float | None, dict[s
 
 
 def benign_stats(ctx: Any, split: bool = False) -> dict[str, Any]:
-    """Per benign tenant and phase: produce latency p50/p99 (ms) and throughput, over every incident.
+    """Per benign tenant and phase: produce latency p50/p99 (ms, by the time each message was sent:
+    ``in_window``) and throughput (by ack time), over every incident.
 
     ``split`` (guardian on) adds the *uncontained* and *contained* parts of *during*.
     """
@@ -92,9 +109,10 @@ def benign_stats(ctx: Any, split: bool = False) -> dict[str, Any]:
                 for r in producers:
                     for ts, b, lat in r.acks:
                         if lo <= ts < hi:
-                            lats.append(lat * 1000.0)
                             nbytes += b
                             nmsgs += 1
+                        if in_window(phase, inc, lo, hi, ts, lat):
+                            lats.append(lat * 1000.0)
                 for r in recs:
                     if r.kind == "perf-producer":
                         for p in r.perf:
@@ -415,9 +433,50 @@ def plot_timeline(ctx: Any, path: Path, title: str, highlight: list[str] | None 
     return path
 
 
+RAW = "run.json.gz"   # <out>/<mode>/run.json.gz: what a run recorded, for ``load_run`` and ``--rescore``
+
+
+def save_run(ctx: Any, path: Path) -> Path:
+    """What the report reads from a run (every ack, the incidents, the ledger and detections), as gzip
+    JSON, so a report can be computed again (``guardian-dev bench drill --rescore``) without a rerun."""
+    data = {"scenario": ctx.scenario.model_dump(mode="json", exclude_none=True), "mode": ctx.mode, "t0": ctx.t0,
+            "recorders": [dataclasses.asdict(r) for r in ctx.recorders],
+            "incidents": [{**dataclasses.asdict(i), "client_ids": sorted(i.client_ids), "groups": sorted(i.groups)}
+                          for i in ctx.incidents],
+            "quarantines": getattr(ctx, "quarantines", []), "detections": getattr(ctx, "detections", []),
+            "decisions": getattr(ctx, "decisions", []), "notes": ctx.notes}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        json.dump(data, f, default=str)
+    return path
+
+
+def load_run(path: Path) -> Any:
+    """A run saved by ``save_run``, with the attributes ``summarize`` and ``plot_timeline`` read."""
+    from guardian_dev.drill.load import Recorder
+    from guardian_dev.drill.runner import Incident
+    from guardian_dev.drill.scenario import parse_scenario
+
+    with gzip.open(path, "rt") as f:
+        d = json.load(f)
+    recs = []
+    for r in d["recorders"]:
+        rec = Recorder(**r)
+        rec.acks = [tuple(a) for a in r["acks"]]      # type: ignore[misc]
+        rec.events = [tuple(e) for e in r["events"]]  # type: ignore[misc]
+        recs.append(rec)
+    incs = [Incident(**{**i, "client_ids": set(i["client_ids"]), "groups": set(i["groups"])}) for i in d["incidents"]]
+    return types.SimpleNamespace(scenario=parse_scenario(d["scenario"], str(path)), mode=d["mode"], t0=d["t0"],
+                                 recorders=recs, incidents=incs, quarantines=d["quarantines"],
+                                 detections=d["detections"], decisions=d["decisions"], notes=d["notes"])
+
+
 def write_report(res: dict[str, Any], runs: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": out_dir / "drill.json", "markdown": out_dir / "drill.md"}
+    for mode, ctx in runs.items():
+        if ctx is not None and not isinstance(ctx, types.SimpleNamespace):   # a rescored run is saved already
+            files[f"raw_{mode}"] = save_run(ctx, out_dir / mode / RAW)
     files["json"].write_text(json.dumps(res, indent=2, default=str))
     for mode, ctx in runs.items():
         if ctx is None:

@@ -183,6 +183,24 @@ def test_during_is_split_at_the_verified_throttle() -> None:
     assert "contained" not in benign_stats(_Ctx([_benign(onset)], [inc], sc, [q]))["tenant-b"]
 
 
+def test_a_latency_counts_where_its_message_was_sent() -> None:
+    """A request queued before the throttle and answered after it is uncontained harm; one sent just
+    before the onset and answered late is not part of the normal."""
+    sc = parse_scenario({**SURGE, "repeats": 1, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
+    onset = 1000.0
+    inc = Incident(0, onset, onset + 20, client_ids={"run-a"}, tenant="tenant-a", pattern="step")
+    q = _quarantine("q1", "run-a", [{"ts": onset + 5.0, "status": "verified"}])
+    rec = _benign(onset)
+    rec.acks += [(onset + 0.5, 1000, 1.0)] * 5           # sent 0.5 s before the onset, answered after it
+    rec.acks += [(onset + 6.0, 1000, 2.0)] * 5           # sent at +4 s (uncontained), answered at +6 s
+    b = benign_stats(_Ctx([rec], [inc], sc, [q]), split=True)["tenant-b"]
+    assert b["before"]["p99_ms"] == pytest.approx(10.0)
+    assert b["contained"]["p99_ms"] == pytest.approx(11.0, abs=0.5)
+    assert b["uncontained"]["p99_ms"] == pytest.approx(2000.0)
+    # throughput stays by ack time: the five late answers are in contained's messages
+    assert b["contained"]["messages"] == 150 + 5
+
+
 def test_a_surge_drill_counts_throttles_and_watches_of_the_surge_workload() -> None:
     sc = parse_scenario({**SURGE, "repeats": 2, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
     onset = 1000.0
@@ -217,3 +235,17 @@ def test_the_decisions_harm_is_reported_per_incident() -> None:
     row = incident_stats(_Ctx([], [inc], sc, [], [det], decisions))[0]
     assert row["decisions"] == {"watch": 1, "quarantined": 1}
     assert row["harm_when_acted"] == {"harmful": True, "reason": "pressure"}
+
+
+def test_a_saved_run_gives_the_same_report(tmp_path) -> None:
+    from guardian_dev.drill.report import load_run, save_run, summarize
+
+    sc = parse_scenario({**SURGE, "repeats": 1, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
+    onset = 1000.0
+    inc = Incident(0, onset, onset + 20, client_ids={"run-a"}, tenant="tenant-a", pattern="step")
+    q = _quarantine("q1", "run-a", [{"ts": onset + 5.0, "status": "verified"}])
+    ctx = _Ctx([_benign(onset)], [inc], sc, [q])
+    ctx.mode, ctx.t0 = "on", onset - 100
+    back = load_run(save_run(ctx, tmp_path / "on" / "run.json.gz"))
+    assert back.incidents[0].client_ids == {"run-a"} and back.recorders[0].acks[0] == ctx.recorders[0].acks[0]
+    assert summarize(None, back) == summarize(None, ctx)
