@@ -273,6 +273,57 @@ class TopicStormClient(_Client):
             self.rec.stopped_at = time.time()
 
 
+class ProvisionClient(_Client):
+    """A benign tenant's deploy step, ``rate`` times a second: create a one-partition topic
+    ``prefix-<n>`` and produce its first record (acks=all). The recorded latency is the whole step,
+    from the create request to the record's ack: what a controller or a broker busy creating other
+    tenants' partitions delays (the harm of a partition storm, which no produce latency shows)."""
+
+    def __init__(self, rec: Recorder, conf: dict[str, Any], prefix: str, rate: float, stop: threading.Event,
+                 start_at: float, end_at: float) -> None:
+        super().__init__(rec, stop, start_at, end_at)
+        self.conf, self.prefix, self.period = conf, prefix, 1.0 / max(rate, 1e-3)
+        self.created: list[str] = []
+
+    def run(self) -> None:
+        from confluent_kafka import Producer
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        if not self._wait_start():
+            return
+        admin = AdminClient(self.conf)
+        producer = Producer({**self.conf, "acks": "all", "linger.ms": 0, "message.timeout.ms": 30000})
+        try:
+            while self._running():
+                began = time.time()
+                name = f"{self.prefix}-{len(self.created)}"
+                self.created.append(name)
+                try:
+                    admin.create_topics([NewTopic(name, 1, 1)])[name].result(timeout=30)
+                    self._first_record(producer, name, began + 30)
+                    self.rec.acks.append((time.time(), 0, time.time() - began))
+                except Exception as exc:  # noqa: BLE001 - a failed step is data for the report
+                    self.rec.errors += 1
+                    self.rec.last_error = f"{type(exc).__name__}: {exc}"
+                self.stop.wait(max(0.0, self.period - (time.time() - began)))
+        finally:
+            producer.flush(5)
+            self.rec.stopped_at = time.time()
+
+    @staticmethod
+    def _first_record(producer: Any, topic: str, deadline: float) -> None:
+        """Produce one record to the new topic until it is acked (its leader may not be known yet)."""
+        while True:
+            outcome: list[Any] = []
+            producer.produce(topic, b"first", on_delivery=lambda err, msg: outcome.append(err))
+            producer.flush(max(0.1, deadline - time.time()))
+            if outcome and outcome[0] is None:
+                return
+            if time.time() >= deadline:
+                raise TimeoutError(f"no ack for the first record of {topic}: {outcome[0] if outcome else 'none'}")
+            time.sleep(0.01)
+
+
 # ------------------------------------------------------------------------------- Kafka's perf tools
 
 _PERF_INTERVAL = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg "

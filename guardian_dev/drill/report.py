@@ -128,6 +128,9 @@ def benign_stats(ctx: Any, split: bool = False) -> dict[str, Any]:
         for phase in ("during",) + (SPLIT if split else ()):
             p99 = t[phase]["p99_ms"]
             t[f"p99_ratio_{phase}_vs_before"] = _r(p99 / before if before and p99 else None)
+        provisions = [r for r in recs if r.kind == "provision"]
+        if provisions:
+            t["provision"] = _provision_stats(ctx, provisions, cuts if split else {})
         finals = [p for r in recs if r.kind == "perf-producer" for p in r.perf if p.get("final")]
         if finals:
             t["perf_producer_run_p99_ms"] = max(p["p99_ms"] for p in finals)
@@ -137,6 +140,23 @@ def benign_stats(ctx: Any, split: bool = False) -> dict[str, Any]:
                               for r in consumers}
         t["errors"] = sum(r.errors for r in recs)
         out[tenant] = t
+    return out
+
+
+def _provision_stats(ctx: Any, recs: list[Any], cuts: dict[int, float | None]) -> dict[str, Any]:
+    """The ``provision`` clients' deploy steps (create a topic, ack its first record): latency p50/p99
+    (ms) per phase, by the time each step began, and p99 during (and its parts) over before."""
+    out: dict[str, Any] = {}
+    phases = PHASES + (SPLIT if cuts else ())
+    for phase in phases:
+        lats = [lat * 1000.0 for inc in ctx.incidents for r in recs for ts, _, lat in r.acks
+                if in_window(phase, inc, *windows(ctx, inc, cuts.get(inc.index))[phase], ts, lat)]
+        out[phase] = {"p50_ms": _r(_pct(lats, 50)), "p99_ms": _r(_pct(lats, 99)), "steps": len(lats)}
+    out["errors"] = sum(r.errors for r in recs)
+    before = out["before"]["p99_ms"]
+    for phase in ("during",) + (SPLIT if cuts else ()):
+        p99 = out[phase]["p99_ms"]
+        out[f"p99_ratio_{phase}_vs_before"] = _r(p99 / before if before and p99 else None)
     return out
 
 
@@ -270,6 +290,14 @@ def summarize(off: Any | None, on: Any | None, machine: dict[str, Any] | None = 
         for phase in SPLIT:
             res[f"benign_p99_ratio_{phase}_on"] = _worst(res["on"]["benign"].values(),
                                                          f"p99_ratio_{phase}_vs_before")
+    # the benign deploy steps' p99 (``provision`` clients): the control plane's harm, apart from produce's
+    for mode in ("on", "off"):
+        provs = [t["provision"] for t in res.get(mode, {}).get("benign", {}).values() if "provision" in t]
+        if provs:
+            res[f"benign_provision_p99_ratio_{mode}"] = _worst(provs, "p99_ratio_during_vs_before")
+            if mode == "on":
+                for phase in SPLIT:
+                    res[f"benign_provision_p99_ratio_{phase}_on"] = _worst(provs, f"p99_ratio_{phase}_vs_before")
     return res
 
 
@@ -281,7 +309,7 @@ def _worst(tenants: Any, key: str) -> float | None:
 HEADLINE_KEYS = ("onset_to_verified_action_p50_s", "onset_to_verified_action_p95_s", "benign_p99_ratio_on",
                  "benign_p99_ratio_off", "false_actions", "benign_p99_ratio_contained_on",
                  "benign_p99_ratio_uncontained_on", "benign_throughput_ratio_off", "surge_throttles",
-                 "surge_watches")
+                 "surge_watches", "benign_provision_p99_ratio_off", "benign_provision_p99_ratio_contained_on")
 
 
 def headline(res: dict[str, Any]) -> dict[str, Any]:
@@ -300,6 +328,12 @@ def markdown(res: dict[str, Any]) -> str:
     lines += ["| measure | value |", "|---|---|",
               f"| benign p99 during / before, guardian off | {res.get('benign_p99_ratio_off')} |",
               f"| benign msgs/s during / before, guardian off | {res.get('benign_throughput_ratio_off')} |"]
+    if "benign_provision_p99_ratio_off" in res or "benign_provision_p99_ratio_on" in res:
+        lines += [f"| benign deploy step (create a topic, ack its first record) p99 during / before, guardian off "
+                  f"| {res.get('benign_provision_p99_ratio_off')} |",
+                  f"| the same, guardian on: during / uncontained / contained | "
+                  f"{res.get('benign_provision_p99_ratio_on')} / {res.get('benign_provision_p99_ratio_uncontained_on')}"
+                  f" / {res.get('benign_provision_p99_ratio_contained_on')} |"]
     if "on" in res and res.get("expect") == "watch":
         lines += [f"| throttles of the surge workloads (must be 0) | {res.get('surge_throttles')} |",
                   f"| watch records on the surge workloads | {res.get('surge_watches')} |",

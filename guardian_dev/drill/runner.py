@@ -31,7 +31,8 @@ from typing import Any, Callable
 
 import yaml
 
-from guardian_dev.drill.load import (ConsumerClient, GroupClient, PerfClient, ProducerClient, Recorder,
+from guardian_dev.drill.load import (ConsumerClient, GroupClient, PerfClient, ProducerClient, ProvisionClient,
+                                 Recorder,
                                  TopicStormClient, consumer_perf_cmd, perf_properties, producer_perf_cmd,
                                  sasl_conf)
 from guardian_dev.drill.scenario import Client, Scenario
@@ -445,7 +446,7 @@ def build_clients(ctx: RunContext, stop: threading.Event) -> list[threading.Thre
         principal = f"User:{tenant.name}"
         for ci, c in enumerate(tenant.clients):
             topic = c.topic or f"{tenant.name}.drill-{run}-{ci}"
-            if c.kind != "admin":
+            if c.kind not in ("admin", "provision"):
                 topics[topic] = c.partitions
             base = f"{tenant.name}-{c.client_id or c.kind}-{ci}"
             change = c.change
@@ -534,6 +535,9 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
         out.append(TopicStormClient(rec, cconf, topic, r.partitions,
                                     lambda t: r.rate if inc.onset <= t < inc.end else 0.0, stop, start, end))
         rec.events.append((inc.onset, f"storm prefix {topic}"))
+    elif c.kind == "provision":
+        out.append(ProvisionClient(rec, cconf, f"{rec.tenant}.prov-{cid}", c.rate,
+                                   stop, start, end))
     elif c.kind in ("perf-producer", "perf-consumer"):
         jv, lib = java()
         props = perf_properties(ctx.out_dir / f"{cid}.properties", conf, cid)
@@ -656,7 +660,7 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
         delete_topics(endpoints.kafka_bootstrap_servers,
                       [t for t in ctx.topics if not (keep_guardian and t.startswith(f"drill-{ctx.run_id}."))])
         for t in threads:
-            if isinstance(t, TopicStormClient):
+            if isinstance(t, (TopicStormClient, ProvisionClient)):
                 delete_topics(endpoints.kafka_bootstrap_servers, t.created, wait_s=120.0)
     return ctx
 

@@ -29,7 +29,9 @@ Client kinds: ``producer`` and ``consumer`` (confluent-kafka, every message's
 latency recorded), ``perf-producer`` / ``perf-consumer`` (Kafka's own
 ProducerPerformance / ConsumerPerformance from the kafka-tools jar; their
 5 s interval reports are recorded), ``group`` (``members`` consumers in one
-group) and ``admin`` (creates topics; the partition storm).
+group), ``admin`` (creates topics; the partition storm) and ``provision`` (a
+benign tenant's deploy step ``rate`` times a second: create a topic and
+produce its first record; its latency is the control plane's harm).
 
 Tenant roles: ``benign`` (steady neighbours, whose latency is the measure),
 ``runaway`` (a client with ``runaway:``, which must be throttled) and ``surge``
@@ -100,7 +102,7 @@ class Runaway(_Strict):
 
 
 class Client(_Strict):
-    kind: Literal["producer", "consumer", "perf-producer", "perf-consumer", "group", "admin"]
+    kind: Literal["producer", "consumer", "perf-producer", "perf-consumer", "group", "admin", "provision"]
     count: int = Field(default=1, ge=1, le=50)
     rate: float = Field(default=100.0, ge=0)      # messages/s (producers); consumers read what comes
     size: int = Field(default=1000, ge=1, le=1_000_000)   # bytes per message

@@ -249,3 +249,22 @@ def test_a_saved_run_gives_the_same_report(tmp_path) -> None:
     back = load_run(save_run(ctx, tmp_path / "on" / "run.json.gz"))
     assert back.incidents[0].client_ids == {"run-a"} and back.recorders[0].acks[0] == ctx.recorders[0].acks[0]
     assert summarize(None, back) == summarize(None, ctx)
+
+
+def test_a_deploy_step_probe_gives_the_control_planes_harm() -> None:
+    sc = parse_scenario({**SURGE, "repeats": 1, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
+    onset = 1000.0
+    inc = Incident(0, onset, onset + 20, client_ids={"run-a"}, tenant="tenant-a", pattern="partition_storm")
+    q = _quarantine("q1", "run-a", [{"ts": onset + 8.0, "status": "verified"}])
+    prov = Recorder("p1", "tenant-b", "benign", "provision", {"client_id": "p1"})
+    # (acked, bytes, latency): 40 ms before, 400 ms until the throttle, 45 ms after it
+    prov.acks = ([(onset - 20 + i + 0.04, 0, 0.04) for i in range(20)]
+                 + [(onset + i + 0.4, 0, 0.4) for i in range(8)]
+                 + [(onset + 8 + i + 0.045, 0, 0.045) for i in range(12)])
+    res = summarize(None, _Ctx([_benign(onset), prov], [inc], sc, [q]))
+    p = res["on"]["benign"]["tenant-b"]["provision"]
+    assert (p["before"]["steps"], p["uncontained"]["steps"], p["contained"]["steps"]) == (20, 8, 12)
+    assert res["benign_provision_p99_ratio_uncontained_on"] == pytest.approx(10.0)
+    assert res["benign_provision_p99_ratio_contained_on"] == pytest.approx(1.125)
+    # a produce-only scenario has no such figure
+    assert "benign_provision_p99_ratio_on" not in summarize(None, _Ctx([_benign(onset)], [inc], sc, [q]))
