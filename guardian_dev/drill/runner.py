@@ -96,6 +96,7 @@ class GuardianProc:
     detections_topic: str
     proc: subprocess.Popen | None = None
     extra_worker: bool = False
+    _stopping: bool = False
 
     def start(self, timeout_s: float = 120.0) -> None:
         import httpx
@@ -133,11 +134,17 @@ class GuardianProc:
                 return float(line.split()[1])
         return 0.0
 
+    def request_stop(self) -> None:
+        """SIGTERM, without waiting (``stop`` waits)."""
+        if self.proc is not None and self.proc.poll() is None and not self._stopping:
+            self.proc.send_signal(signal.SIGTERM)
+            self._stopping = True
+
     def stop(self, timeout_s: float = 40.0) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.request_stop()
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -648,6 +655,10 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
                 for i, w in enumerate([ctx.guardian, *ctx.workers], start=1):
                     if ctx.workers:   # evidence that the workers split the partitions
                         ctx.notes.append(f"worker {i}: {_processed(w)}")
+                # every process at once: one stopping while another still runs starts a rebalance, and a
+                # faust worker stopping in the middle of one hung past the 40 s grace (killed, exit -9)
+                for w in [ctx.guardian, *ctx.workers]:
+                    w.request_stop()
                 for i, w in enumerate(ctx.workers, start=2):
                     say(f"[{mode}] worker {i} stopped (exit {w.stop()})")
                 rc = ctx.guardian.stop()
