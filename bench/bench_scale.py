@@ -1,6 +1,6 @@
 """Scale benchmark: what 10,000 and 50,000 client-ids cost the guardian (issue 16).
 
-    guardian-dev bench scale [--clients 10000,50000] [--json]     # or: python bench/bench_scale.py
+    guardian-dev bench scale [--clients 10000,50000] [--no-view] [--json]     # or: python bench/bench_scale.py
 
 For each client count N (one synthetic broker's worth of client sensors):
 
@@ -16,6 +16,13 @@ For each client count N (one synthetic broker's worth of client sensors):
 * ``end_to_end``: the records of ``brokers`` brokers' scrapes through ``MetricsProcessor``
   (decode, validate) with the detector stage ``guardian run`` uses (``DetectorStage``: cluster-wide
   series, then ``DetectorPipeline``), on one core: per-broker samples per second.
+* ``view``: the shared cluster view (``guardian.ingest.view``) with the N clients split by tenant over
+  2 workers, each stage fed as above with the providers ``guardian run`` gives it (``ClusterPressure``,
+  ``ClusterTraffic``, ``FollowedRates`` with 10 followed series of 120 points): a worker's
+  ``ViewPublisher.publish`` and the JSON size of its view with 0, 1 and 10 tenants with an open episode
+  and with every tenant (the worst case), and the engine's ``SharedClusterView`` reading both views
+  (one MGET, decode, merge) for ``cluster_pressure``, ``cluster_traffic``, ``client_rates``. Real Redis,
+  as below. ``capacity`` then counts the publication (every 1 s, 10 tenants open) in the worker's cost.
 
 Once: ``ledger_api`` with ``quarantines`` active quarantines in a real Redis (``REDIS_URL``, else a
 private ``redis-server`` in a temporary directory): ledger latency (create, get, open_counting,
@@ -39,6 +46,7 @@ import resource
 import statistics
 import time
 import tracemalloc
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 Say = Callable[[str], None]
@@ -431,6 +439,194 @@ def ledger_api(quarantines: int = 1000, repeats: int = 3, redis_url: str | None 
 
 
 
+# ---------------------------------------------------------------- the shared cluster view
+
+@dataclass
+class ViewWorker:
+    """One worker's providers, as ``guardian run`` builds them for its stage and its ``ViewPublisher``."""
+
+    pressure: Any            # guardian.policy.pressure.ClusterPressure
+    traffic: Any             # guardian.ingest.stage.ClusterTraffic
+    rates: Any               # guardian.policy.effect.FollowedRates
+    tenants: list[str]       # the principals whose records this worker's partitions carry
+    parts: int = 0           # client-broker parts it was fed per round
+
+
+@dataclass
+class ViewState:
+    workers: list[ViewWorker]
+    followed: list[tuple[str, str, str]]   # the (principal, client_id, metric) series the engine follows
+    now: float                             # just after the last round: the clock of publisher and reader
+
+
+def _broker_samples(brokers: int, step: int, byte_rates: dict[str, float]) -> list[Any]:
+    """The brokers' own samples (record key ``cluster``): the pressure signals and the byte rates in and out."""
+    from guardian.model.samples import Metric, Sample, Workload
+
+    out = []
+    for b in range(brokers):
+        w, ts = Workload(broker=str(b + 1)), START_TS + step
+        out += [Sample(ts, w, Metric.REQUEST_HANDLER_IDLE, 0.6, "plugin"),
+                Sample(ts, w, Metric.NETWORK_PROCESSOR_IDLE, 0.7, "plugin"),
+                Sample(ts, w, Metric.UNDER_REPLICATED_PARTITIONS, 0.0, "plugin"),
+                Sample(ts, w, Metric.PRODUCE_BYTE_RATE, byte_rates["produce_byte_rate"], "plugin"),
+                Sample(ts, w, Metric.FETCH_BYTE_RATE, byte_rates["fetch_byte_rate"], "plugin")]
+        for request in ("Produce", "Fetch"):
+            out += [Sample(ts, w, Metric.REQUEST_QUEUE_TIME_P99, 2.0, "plugin", labels={"request": request}),
+                    Sample(ts, w, Metric.REQUEST_TOTAL_TIME_P99, 8.0, "plugin", labels={"request": request}),
+                    Sample(ts, w, Metric.PURGATORY_SIZE, 10.0, "plugin", labels={"operation": request})]
+    return out
+
+
+def view_state(clients: int, brokers: int = 3, workers: int = 2, followed: int = 10, warm: int = 2,
+               chunk: int = 1000) -> ViewState:
+    """``workers`` detector stages fed ``warm`` rounds of ``brokers`` brokers' records for ``clients`` clients
+    the way ``worker_cost``'s chunked path feeds one, each with the providers ``guardian run`` gives it.
+
+    Tenants are split over the workers (tenant i on worker i % workers, as the metrics topic's records are
+    keyed by principal); the brokers' own samples go to worker 0. The engine follows ``followed`` series
+    (the first clients, one per tenant, as after as many verified throttles), each with ``keep_s`` (120 s)
+    of points as after two minutes of 1 s scrapes: the older ones handed to ``FollowedRates`` directly,
+    the last ``warm`` through the stage."""
+    from guardian.detectors.pipeline import DetectorPipeline
+    from guardian.ingest.codec import decode_batch
+    from guardian.ingest.stage import ClusterTraffic, DetectorStage
+    from guardian.policy.effect import FollowedRates
+    from guardian.policy.pressure import ClusterPressure
+
+    now = START_TS + warm
+    clock = lambda: now  # noqa: E731
+    tenant_of = lambda principal: int(principal.rsplit("-", 1)[1])  # noqa: E731  "User:tenant-7" -> 7
+    keys = [(f"User:{_client(i)[0]}", _client(i)[1], "produce_byte_rate" if i % 2 == 0 else "fetch_byte_rate")
+            for i in range(min(followed, clients, TENANTS))]
+    out, stages = [], []
+    for w in range(workers):
+        vw = ViewWorker(ClusterPressure(stale_after_s=30.0, clock=clock),
+                        ClusterTraffic(stale_after_s=30.0, clock=clock), FollowedRates(clock=clock),
+                        [f"User:tenant-{t}" for t in range(TENANTS) if t % workers == w and t < clients])
+        mine = [k for k in keys if tenant_of(k[0]) % workers == w]
+        vw.rates.follow(mine)
+        older = int(vw.rates.keep_s) - warm
+        for k in range(older):   # the older points, in time order before the rounds below
+            for principal, cid, metric in mine:
+                v = _rate(int(cid.split("-")[1]), k - older)
+                vw.rates.observe(principal, cid, {metric: brokers * v}, START_TS - older + k,
+                                 lambda m, v=v: {str(b + 1): v for b in range(brokers)})
+        out.append(vw)
+        stages.append(DetectorStage(DetectorPipeline(clock=lambda: START_TS), traffic=vw.traffic,
+                                    pressure=vw.pressure, rates=vw.rates))
+    seen: list[set[tuple[Any, ...]]] = [set() for _ in range(workers)]   # client-broker parts by worker
+    for step in range(warm):
+        produce = sum(_rate(i, step) for i in range(0, clients, 2))
+        fetch = sum(_rate(i, step) for i in range(1, clients, 2))
+        records = _plugin_records(clients, brokers, step)
+        records += _records(_broker_samples(brokers, step, {"produce_byte_rate": produce, "fetch_byte_rate": fetch}))
+        routed: list[list[Any]] = [[] for _ in range(workers)]
+        for _, value in records:
+            batch = decode_batch(value)
+            p = batch.workload.principal
+            w = 0 if p is None else tenant_of(p) % workers
+            routed[w].append(batch)
+            if p is not None:
+                seen[w].add((p, batch.workload.client_id, batch.workload.broker))
+        for stage, batches in zip(stages, routed):
+            for i in range(0, len(batches), chunk):
+                stage.process_many(batches[i:i + chunk])
+    for vw, parts in zip(out, seen):
+        vw.parts = len(parts)   # not the records: a throttled client has more than one per broker
+    return ViewState(out, keys, now)
+
+
+def _timed_cpu(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
+    """Median wall and CPU (this process) seconds of ``repeats`` calls, and the last result."""
+    wall, cpu, out = [], [], None
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return statistics.median(wall), statistics.median(cpu), out
+
+
+def view_cost(clients: int, brokers: int = 3, workers: int = 2, open_tenants: Iterable[int] = (0, 1, 10),
+              followed: int = 10, repeats: int = 5, interval_s: float = 1.0, redis_url: str | None = None,
+              say: Say = print) -> dict[str, Any]:
+    """The shared cluster view at ``clients`` clients x ``brokers`` brokers over ``workers`` workers (real Redis).
+
+    For each count of tenants with an open episode (``open_tenants``, then every tenant: the worst case),
+    each worker passing those it carries: worker 0's ``ViewPublisher.publish`` (follow what the engine
+    follows, build, serialize, write) and its view's JSON size; then, every worker having published,
+    the engine's ``SharedClusterView`` (one pipeline and one MGET of every worker's view, decode, merge)
+    for ``cluster_pressure``, ``cluster_traffic`` and ``client_rates``, rereading each call
+    (``cache_s`` 0), and once more from its cache (the merge alone: what each further call within
+    ``cache_s`` costs). Per call: median wall and CPU seconds; ``core_ms_per_s``: wall ms per
+    ``interval_s`` (one publication, or one call, per interval)."""
+    import uuid
+
+    import orjson
+
+    from guardian.ingest.view import SharedClusterView, ViewPublisher, view_client
+
+    state = view_state(clients, brokers, workers, followed)
+    url, stop = _redis(redis_url, say)
+    prefix = f"bench-scale-view-{uuid.uuid4().hex[:8]}:"
+    # guardian run's client (no retries), with a longer timeout: a slow worst case is measured, not failed
+    client = view_client(url, timeout_s=10.0)
+    clock = lambda: state.now  # noqa: E731
+    pubs = [ViewPublisher(client, prefix, f"worker-{w}", pressure=vw.pressure, traffic=vw.traffic, rates=vw.rates,
+                          interval_s=interval_s, clock=clock) for w, vw in enumerate(state.workers)]
+    shared = SharedClusterView(client, prefix, pressure_stale_after_s=30.0, traffic_stale_after_s=30.0,
+                               cache_s=0.0, clock=clock)
+    per_s = lambda s: 1000 * s / interval_s  # noqa: E731
+    try:
+        for key in state.followed:   # the engine reads them: the hash every publication reads names them
+            shared.client_rates(*key)
+        publish: dict[str, Any] = {}
+        engine: dict[str, Any] = {}
+        for n in [*open_tenants, TENANTS]:
+            label = "all" if n >= TENANTS else str(n)
+            open_ = {f"User:tenant-{t}" for t in range(n)}
+            passed = [[p for p in vw.tenants if p in open_] for vw in state.workers]
+            pub = pubs[0]
+            build_s, build_cpu, view = _timed_cpu(lambda: pub.view(passed[0]), repeats)
+            ser_s, ser_cpu, blob = _timed_cpu(lambda: orjson.dumps(view.to_dict()), repeats)
+            pub_s, pub_cpu, ok = _timed_cpu(lambda: pub.publish(passed[0]), repeats)
+            if not ok:
+                raise RuntimeError(f"worker 0's view not published to {url} (see the warning above)")
+            publish[label] = {"principals": len(passed[0]),
+                              "client_entries": sum(len(p.clients) for p in view.pressure.values()),
+                              "bytes": len(blob), "build_s": build_s, "serialize_s": ser_s, "publish_s": pub_s,
+                              "publish_cpu_s": pub_cpu, "core_ms_per_s": per_s(pub_s)}
+            for p, principals in zip(pubs[1:], passed[1:]):
+                p.publish(principals)
+            shared.cache_s = 0.0
+            figs: dict[str, Any] = {"bytes_read": sum(len(b or b"") for b in client.mget(
+                [shared.keys.worker(p.worker) for p in pubs]))}
+            calls = {"cluster_pressure": shared.cluster_pressure, "cluster_traffic": shared.cluster_traffic,
+                     "client_rates": lambda: shared.client_rates(*state.followed[0]) if state.followed else []}
+            results: dict[str, Any] = {}
+            for name, call in calls.items():
+                wall, cpu, results[name] = _timed_cpu(call, repeats)
+                figs[name] = {"s": wall, "cpu_s": cpu, "core_ms_per_s": per_s(wall)}
+            shared.cache_s = 3600.0   # what a further call within cache_s costs: the merge alone
+            shared.views()
+            figs["cached_s"] = {name: _timed_cpu(call, repeats)[0] for name, call in calls.items()}
+            figs["client_entries"] = sum(len(b.clients) for b in results["cluster_pressure"].brokers.values())
+            figs["traffic_known"] = results["cluster_traffic"] is not None
+            figs["rate_points"] = len(results["client_rates"])
+            engine[label] = figs
+        return {"clients": clients, "brokers": brokers, "workers": workers, "interval_s": interval_s,
+                "client_parts_by_worker": [vw.parts for vw in state.workers], "followed_series": len(state.followed),
+                "redis": url.split("@")[-1], "publish": publish, "engine": engine}
+    finally:
+        for p in pubs:
+            p.close()
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+        stop()
+
+
 # ---------------------------------------------------------------- a real broker's exporter
 
 def real_scrape(clients: int, repeats: int = 3, say: Say = print) -> dict[str, Any]:
@@ -494,47 +690,82 @@ def real_scrape(clients: int, repeats: int = 3, say: Say = print) -> dict[str, A
 
 # ---------------------------------------------------------------- the whole benchmark
 
-def capacity(parse: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
+def capacity(parse: dict[str, Any], worker: dict[str, Any], view: dict[str, Any] | None = None,
+             view_open: str = "10") -> dict[str, Any]:
     """The largest cluster one core watches at a 1 s scrape: client-broker parts per second it can
-    scrape (collector) and detect (worker), each alone and both on the same core."""
+    scrape (collector) and detect (worker), each alone and both on the same core.
+
+    With ``view`` (``view_cost``), the worker also publishes its part of the shared cluster view every
+    interval: worker 0's ``publish`` with ``view_open`` tenants open, per client-broker part it carries
+    (the publication walks every client load it keeps, so its cost grows with the parts; its Redis round
+    trips are a constant in it), added as ``*_with_view``."""
     per_part_scrape = parse["scrape"]["core_share_per_broker"] / parse["clients"]
     per_part_plugin = parse["plugin"]["core_share_per_broker"] / parse["clients"]
     parts = parse["clients"] * worker["brokers"]
     per_part_worker = worker["s_per_round"] / parts
     per_part_chunked = worker["chunked"]["s_per_round"] / parts
-    return {"worker_parts_per_s": 1 / per_part_worker, "worker_chunked_parts_per_s": 1 / per_part_chunked,
-            "scrape_parts_per_s": 1 / per_part_scrape, "plugin_parts_per_s": 1 / per_part_plugin,
-            "scrape_and_worker_parts_per_s": 1 / (per_part_scrape + per_part_worker),
-            "scrape_and_chunked_worker_parts_per_s": 1 / (per_part_scrape + per_part_chunked)}
+    out = {"worker_parts_per_s": 1 / per_part_worker, "worker_chunked_parts_per_s": 1 / per_part_chunked,
+           "scrape_parts_per_s": 1 / per_part_scrape, "plugin_parts_per_s": 1 / per_part_plugin,
+           "scrape_and_worker_parts_per_s": 1 / (per_part_scrape + per_part_worker),
+           "scrape_and_chunked_worker_parts_per_s": 1 / (per_part_scrape + per_part_chunked)}
+    if view is not None:
+        fig = view["publish"][view_open if view_open in view["publish"] else "all"]
+        per_part_view = fig["publish_s"] / view["interval_s"] / max(1, view["client_parts_by_worker"][0])
+        out.update(view_share_of_chunked_worker=per_part_view / per_part_chunked,
+                   worker_chunked_with_view_parts_per_s=1 / (per_part_chunked + per_part_view),
+                   scrape_and_chunked_worker_with_view_parts_per_s=1 / (per_part_scrape + per_part_chunked
+                                                                        + per_part_view))
+    return out
 
 
 def run(clients: Iterable[int] = (10_000, 50_000), brokers: int = 3, quarantines: int = 1000,
-        real_broker_clients: int = 0, say: Say = print) -> dict[str, Any]:
+        real_broker_clients: int = 0, view: bool = True, say: Say = print) -> dict[str, Any]:
     affinity = _one_core()
     out: dict[str, Any] = {"cpu_affinity": affinity, "brokers": brokers, "load_average_start": os.getloadavg(),
                            "by_clients": {}}
-    for n in clients:
-        say(f"{n:,} clients: parse one broker's exporter page and plugin snapshot ...")
-        parse = {"clients": n, **parse_cost(n)}
-        say(f"  scrape {parse['scrape']['parse_s']:.3f} s + encode {parse['scrape']['encode_s']:.3f} s; "
-            f"plugin {parse['plugin']['decode_s']:.3f} s + {parse['plugin']['encode_s']:.3f} s")
-        say(f"{n:,} clients: worker (decode, cluster-wide series, detectors) on one core ...")
-        worker = {**worker_cost(n, brokers, say=say), "detectors_alone": detector_calls(n)}
-        say(f"  {worker['samples_per_s']:,.0f} samples/s ({worker['chunked']['samples_per_s']:,.0f} in chunks of "
-            f"{worker['chunked']['records']}), {worker['s_per_round']:.2f} s per 1 s round, "
-            f"{worker['heap_bytes_per_client']:,.0f} B heap per client; detectors alone "
-            f"{worker['detectors_alone']['per_record_samples_per_s']:,.0f} samples/s called per record, "
-            f"{worker['detectors_alone']['per_round_samples_per_s']:,.0f} called per round")
-        out["by_clients"][str(n)] = {"parse": parse, "worker": worker, "capacity": capacity(parse, worker),
-                                     "load_average": os.getloadavg()}
-    if quarantines:
-        say(f"ledger and API with {quarantines:,} active quarantines (real Redis) ...")
-        out["ledger_api"] = ledger_api(quarantines, say=say)
+    url, stop = _redis(None, say) if (view or quarantines) else ("", lambda: None)
+    try:
+        for n in clients:
+            say(f"{n:,} clients: parse one broker's exporter page and plugin snapshot ...")
+            parse = {"clients": n, **parse_cost(n)}
+            say(f"  scrape {parse['scrape']['parse_s']:.3f} s + encode {parse['scrape']['encode_s']:.3f} s; "
+                f"plugin {parse['plugin']['decode_s']:.3f} s + {parse['plugin']['encode_s']:.3f} s")
+            say(f"{n:,} clients: worker (decode, cluster-wide series, detectors) on one core ...")
+            worker = {**worker_cost(n, brokers, say=say), "detectors_alone": detector_calls(n)}
+            say(f"  {worker['samples_per_s']:,.0f} samples/s ({worker['chunked']['samples_per_s']:,.0f} in chunks of "
+                f"{worker['chunked']['records']}), {worker['s_per_round']:.2f} s per 1 s round, "
+                f"{worker['heap_bytes_per_client']:,.0f} B heap per client; detectors alone "
+                f"{worker['detectors_alone']['per_record_samples_per_s']:,.0f} samples/s called per record, "
+                f"{worker['detectors_alone']['per_round_samples_per_s']:,.0f} called per round")
+            fig: dict[str, Any] = {"parse": parse, "worker": worker}
+            if view:
+                say(f"{n:,} clients: shared cluster view, 2 workers (real Redis) ...")
+                fig["view"] = v = view_cost(n, brokers, redis_url=url, say=say)
+                say("  " + _view_summary(v))
+            fig.update(capacity=capacity(parse, worker, fig.get("view")), load_average=os.getloadavg())
+            out["by_clients"][str(n)] = fig
+        if quarantines:
+            say(f"ledger and API with {quarantines:,} active quarantines (real Redis) ...")
+            out["ledger_api"] = ledger_api(quarantines, redis_url=url, say=say)
+    finally:
+        stop()
     if real_broker_clients:
         say(f"a real local broker with {real_broker_clients:,} client sensors ...")
         out["real_broker"] = real_scrape(real_broker_clients, say=say)
     out["load_average_end"] = os.getloadavg()
     return out
+
+
+def _view_summary(v: dict[str, Any]) -> str:
+    """Two lines: worker 0's publication and the engine's read, for each count of tenants open."""
+    pub, eng = v["publish"], v["engine"]
+    ms = lambda figs: " / ".join(f"{1000 * x:.1f}" for x in figs)  # noqa: E731
+    kb = " / ".join(f"{f['bytes'] / 1000:,.0f}" for f in pub.values())
+    reads = "; ".join(f"{name} {ms(eng[k][name]['s'] for k in eng)} ms"
+                      for name in ("cluster_pressure", "cluster_traffic", "client_rates"))
+    return (f"publish, worker 0 ({v['client_parts_by_worker'][0]:,} client-broker parts), {' / '.join(pub)} "
+            f"tenants open: {ms(f['publish_s'] for f in pub.values())} ms a call (every {v['interval_s']:g} s), "
+            f"{kb} kB\n  engine reading {v['workers']} views, each call: {reads}")
 
 
 if __name__ == "__main__":
@@ -544,8 +775,9 @@ if __name__ == "__main__":
     ap.add_argument("--clients", default="10000,50000")
     ap.add_argument("--quarantines", type=int, default=1000)
     ap.add_argument("--real-broker", type=int, default=0, help="also scrape a private local broker with this many clients")
+    ap.add_argument("--no-view", dest="view", action="store_false", help="skip the shared cluster view (Redis)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     result = run([int(x) for x in a.clients.split(",")], quarantines=a.quarantines,
-                 real_broker_clients=a.real_broker, say=(lambda m: None) if a.json else print)
+                 real_broker_clients=a.real_broker, view=a.view, say=(lambda m: None) if a.json else print)
     print(json.dumps(result, indent=None if a.json else 1))

@@ -55,9 +55,11 @@ def bench_scale_command(
     brokers: int = typer.Option(3, help="Brokers every client is on, for the worker figures."),
     quarantines: int = typer.Option(1000, help="Active quarantines in the ledger for the engine and API figures (0: skip)."),
     real_broker: int = typer.Option(0, help="Also scrape a private local broker given this many client sensors."),
+    view: bool = typer.Option(True, "--view/--no-view",
+                              help="Measure the shared cluster view (publish and engine read, real Redis) at each count."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Scrape and parse cost, detector memory, worker samples/s per core, ledger and API latency at scale."""
+    """Scrape and parse cost, detector memory, worker samples/s per core, shared view, ledger and API at scale."""
     from bench.bench_scale import run
 
     try:
@@ -65,5 +67,5 @@ def bench_scale_command(
     except ValueError:
         raise typer.BadParameter(f"--clients takes comma-separated integers, not {clients!r}") from None
     result = run(counts, brokers=brokers, quarantines=quarantines, real_broker_clients=real_broker,
-                 say=lambda m: typer.echo(m, err=True))
+                 view=view, say=lambda m: typer.echo(m, err=True))
     typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
