@@ -238,7 +238,9 @@ class GroupClient(_Client):
 
 
 class TopicStormClient(_Client):
-    """Creates topics named ``prefix-<n>`` of ``partitions`` partitions at ``rate_fn(now)`` topics/s."""
+    """Creates topics named ``prefix-<n>`` of ``partitions`` partitions at ``rate_fn(now)`` topics/s, one at a
+    time, as a script in a loop does: at most 1 s of backlog (a throttled create delays the next one; it
+    does not queue a burst for when the throttle lifts), and nothing after ``end_at``."""
 
     def __init__(self, rec: Recorder, conf: dict[str, Any], prefix: str, partitions: int, rate_fn: RateFn,
                  stop: threading.Event, start_at: float, end_at: float) -> None:
@@ -256,9 +258,10 @@ class TopicStormClient(_Client):
         try:
             while self._running():
                 now = time.monotonic()
-                target += self.rate_fn(time.time()) * (now - last)
+                rate = self.rate_fn(time.time())
+                target = min(target + rate * (now - last), len(self.created) + max(rate, 1.0))
                 last = now
-                while len(self.created) < int(target):
+                while len(self.created) < int(target) and self._running():
                     name = f"{self.prefix}-{len(self.created)}"
                     self.created.append(name)
                     fut = admin.create_topics([NewTopic(name, self.partitions, 1)])[name]
