@@ -307,7 +307,12 @@ def start_action_engine(settings: GuardianSettings, stop: threading.Event, metri
     t = threading.Thread(target=run_engine, args=(engine, source, stop, on_death or EngineDeath()),
                          name="action-engine", daemon=True)
     t.start()
-    return EngineHandle(engine, [t], closers)
+    threads = [t]
+    if hasattr(engine.lease, "keep_alive"):   # one slow turn of the loop must not lose the lease (lease.py)
+        threads.append(threading.Thread(target=engine.lease.keep_alive, args=(stop,), name="lease-keep-alive",
+                                        daemon=True))
+        threads[-1].start()
+    return EngineHandle(engine, threads, closers)
 
 
 # ------------------------------------------------------------------------------- /metrics and the API

@@ -6,11 +6,19 @@ holder renews (compare-and-``PEXPIRE``) well inside ``ttl``; a holder that
 dies stops renewing and another takes over once the key expires, i.e. within
 ``ttl`` of the last renewal. Ledger writes carry the ``Fence`` and fail once
 the lease is someone else's.
+
+The engine's loop renews through ``ensure`` on every turn, but one turn can
+outlast the TTL (a quota waiting 10 s to become visible on a busy broker, then
+its retry), and the lease ran out in the middle of an action. ``keep_alive``
+renews it from its own thread while the loop still turns: it renews only a
+lease this holder has, and only while ``ensure`` was called within
+``max_stall_s``, so a loop that hangs loses the lease as a dead holder does.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -47,6 +55,8 @@ class RedisLease:
         self._valid_until = 0.0
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._lock = threading.Lock()     # ensure (the engine's thread) and keep_alive (its own)
+        self._last_ensure = float("-inf")
 
     @property
     def renew_every_s(self) -> float:
@@ -65,7 +75,9 @@ class RedisLease:
 
     def ensure(self) -> bool:
         """Renew if ours (when a third of the TTL has passed), else try to take it. True = we act."""
-        held = self._ensure()
+        with self._lock:
+            self._last_ensure = self._clock()
+            held = self._ensure()
         if self._on_ensure is not None:
             self._on_ensure(held)
         return held
@@ -96,12 +108,37 @@ class RedisLease:
             self._value = None
             raise TemporaryError(f"lease {self.key}: {exc}") from exc
 
-    def release(self) -> None:
-        if self._value is not None:
+    def renew_if_alive(self, max_stall_s: float) -> bool:
+        """Renew a lease we hold while ``ensure`` was called within ``max_stall_s``; never takes one.
+        True when renewed."""
+        import redis
+
+        with self._lock:
+            now = self._clock()
+            if self._value is None or now - self._last_ensure > max_stall_s or now >= self._valid_until:
+                return False
             try:
-                self._release(keys=[self.key], args=[self._value])
-            finally:
-                self._value = None
+                if self._renew(keys=[self.key], args=[self._value, int(self.ttl_s * 1000)]):
+                    self._valid_until = now + self.ttl_s
+                    return True
+            except redis.RedisError as exc:
+                log.warning("lease %s not renewed: %s", self.key, exc)
+            return False
+
+    def keep_alive(self, stop: threading.Event, max_stall_s: float | None = None) -> None:
+        """Renew every ``renew_every_s`` until ``stop`` (``renew_if_alive``; ``max_stall_s`` default 3 TTLs).
+        Run it in its own thread beside the loop that calls ``ensure``."""
+        stall = 3 * self.ttl_s if max_stall_s is None else max_stall_s
+        while not stop.wait(self.renew_every_s):
+            self.renew_if_alive(stall)
+
+    def release(self) -> None:
+        with self._lock:
+            if self._value is not None:
+                try:
+                    self._release(keys=[self.key], args=[self._value])
+                finally:
+                    self._value = None
 
     def holder(self) -> str | None:
         raw = self._r.get(self.key)

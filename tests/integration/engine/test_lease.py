@@ -107,3 +107,29 @@ def test_lease_release_hands_over_at_once(redis_client, unique):
     finally:
         b.release()
         redis_client.delete(key, key + ":fence")
+
+
+def test_keep_alive_holds_the_lease_through_a_slow_turn_and_drops_it_when_the_loop_hangs(redis_client, unique):
+    """A turn of the engine's loop longer than the TTL (a quota waiting to become visible on a busy broker)
+    keeps the lease; a loop that stops calling ``ensure`` for longer than ``max_stall_s`` loses it."""
+    import threading
+
+    key = f"{unique}:lease"
+    holder = RedisLease(redis_client, key, "holder", ttl_s=1.0)
+    other = RedisLease(redis_client, key, "other", ttl_s=1.0)
+    stop = threading.Event()
+    try:
+        assert holder.ensure()
+        token = holder.token
+        t = threading.Thread(target=holder.keep_alive, args=(stop, 3.0), daemon=True)
+        t.start()
+        time.sleep(2.5)                      # the loop is busy for 2.5 TTLs: nothing calls ensure
+        assert not other.ensure() and holder.held()
+        assert holder.ensure() and holder.token == token      # the next turn finds it still ours
+        time.sleep(4.5)                      # now the loop hangs past max_stall_s (3 s) and one TTL
+        assert other.ensure(), "a hung holder kept the lease"
+        assert not holder.held()
+        assert not holder.renew_if_alive(3.0)   # never takes back what it lost
+    finally:
+        stop.set()
+        redis_client.delete(key, key + ":fence")
