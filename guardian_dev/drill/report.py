@@ -8,7 +8,9 @@ PNG timelines into the output directory. Phases are per incident: *before*
 With the guardian on, *during* is also split at the incident's first
 verified action: *uncontained* (onset to the verified throttle; the whole of
 *during* when there is none) and *contained* (the verified throttle to the
-incident's end), so the protection is seen apart from the seconds it took.
+incident's end), so the protection is seen apart from the seconds it took;
+*settled* is *contained* without its first ``DRAIN_S`` (the broker working off
+what the runaway queued before the throttle).
 
 A surge drill (``Scenario.expect == "watch"``) counts, per incident, the
 quarantines that throttled its surge workload (must be 0) and the watch
@@ -28,7 +30,11 @@ from typing import Any
 import numpy as np
 
 PHASES = ("before", "during", "after")
-SPLIT = ("uncontained", "contained")   # during, cut at the verified action (guardian on)
+SPLIT = ("uncontained", "contained", "settled")   # during, cut at the verified action (guardian on)
+# *settled*: contained without its first DRAIN_S. A throttle stops new requests, not those the broker
+# already queued: on the drills' one-thread broker the requests a runaway queued before the throttle
+# take up to ~1 s to work off, and benign requests sent then wait behind them
+DRAIN_S = 2.0
 
 
 def _pct(xs: list[float], p: float) -> float | None:
@@ -50,6 +56,7 @@ def windows(ctx: Any, inc: Any, verified: float | None = None) -> dict[str, tupl
     cut = min(max(verified, inc.onset), inc.end) if verified is not None else inc.end
     out["uncontained"] = (inc.onset, cut)
     out["contained"] = (cut, inc.end)
+    out["settled"] = (min(cut + DRAIN_S, inc.end), inc.end)
     return out
 
 
@@ -309,7 +316,8 @@ def _worst(tenants: Any, key: str) -> float | None:
 HEADLINE_KEYS = ("onset_to_verified_action_p50_s", "onset_to_verified_action_p95_s", "benign_p99_ratio_on",
                  "benign_p99_ratio_off", "false_actions", "benign_p99_ratio_contained_on",
                  "benign_p99_ratio_uncontained_on", "benign_throughput_ratio_off", "surge_throttles",
-                 "surge_watches", "benign_provision_p99_ratio_off", "benign_provision_p99_ratio_contained_on")
+                 "surge_watches", "benign_provision_p99_ratio_off", "benign_provision_p99_ratio_contained_on",
+                 "benign_p99_ratio_settled_on")
 
 
 def headline(res: dict[str, Any]) -> dict[str, Any]:
@@ -331,9 +339,10 @@ def markdown(res: dict[str, Any]) -> str:
     if "benign_provision_p99_ratio_off" in res or "benign_provision_p99_ratio_on" in res:
         lines += [f"| benign deploy step (create a topic, ack its first record) p99 during / before, guardian off "
                   f"| {res.get('benign_provision_p99_ratio_off')} |",
-                  f"| the same, guardian on: during / uncontained / contained | "
+                  f"| the same, guardian on: during / uncontained / contained / settled | "
                   f"{res.get('benign_provision_p99_ratio_on')} / {res.get('benign_provision_p99_ratio_uncontained_on')}"
-                  f" / {res.get('benign_provision_p99_ratio_contained_on')} |"]
+                  f" / {res.get('benign_provision_p99_ratio_contained_on')}"
+                  f" / {res.get('benign_provision_p99_ratio_settled_on')} |"]
     if "on" in res and res.get("expect") == "watch":
         lines += [f"| throttles of the surge workloads (must be 0) | {res.get('surge_throttles')} |",
                   f"| watch records on the surge workloads | {res.get('surge_watches')} |",
@@ -352,6 +361,8 @@ def markdown(res: dict[str, Any]) -> str:
                   f"{res.get('benign_p99_ratio_uncontained_on')} |",
                   f"| benign p99 verified throttle to incident end / before, guardian on | "
                   f"{res.get('benign_p99_ratio_contained_on')} |",
+                  f"| the same from {DRAIN_S:g} s after the verified throttle (settled) / before | "
+                  f"{res.get('benign_p99_ratio_settled_on')} |",
                   f"| watch records on the runaways | {res.get('runaway_watches')} |",
                   f"| false actions (benign workloads) | {res.get('false_actions')} |"]
     if "on" in res:

@@ -196,6 +196,14 @@ def test_a_latency_counts_where_its_message_was_sent() -> None:
     b = benign_stats(_Ctx([rec], [inc], sc, [q]), split=True)["tenant-b"]
     assert b["before"]["p99_ms"] == pytest.approx(10.0)
     assert b["contained"]["p99_ms"] == pytest.approx(11.0, abs=0.5)
+    assert b["settled"]["p99_ms"] == pytest.approx(11.0, abs=0.5)
+    # sent 0.5 s after the verified throttle, behind what the runaway had queued: contained, not settled
+    rec.acks += [(onset + 7.0, 1000, 1.5)] * 5
+    b = benign_stats(_Ctx([rec], [inc], sc, [q]), split=True)["tenant-b"]
+    assert b["contained"]["p99_ms"] == pytest.approx(1500.0)
+    assert b["settled"]["p99_ms"] == pytest.approx(11.0, abs=0.5)
+    rec.acks = rec.acks[:-5]
+    b = benign_stats(_Ctx([rec], [inc], sc, [q]), split=True)["tenant-b"]
     assert b["uncontained"]["p99_ms"] == pytest.approx(2000.0)
     # throughput stays by ack time: the five late answers are in contained's messages
     assert b["contained"]["messages"] == 150 + 5
