@@ -87,8 +87,9 @@ class ProducerClient(_Client):
 
     def __init__(self, rec: Recorder, conf: dict[str, Any], topic: str, rate_fn: RateFn, size: int,
                  stop: threading.Event, start_at: float, end_at: float, linger_ms: int = 5,
-                 extra: dict[str, Any] | None = None, fresh_payloads: bool = False) -> None:
+                 extra: dict[str, Any] | None = None, fresh_payloads: bool = False, drain_s: float = 15.0) -> None:
         super().__init__(rec, stop, start_at, end_at)
+        self.drain_s = drain_s   # at the end, how long the backlog may still be sent before it is dropped
         self.conf = {**conf, "linger.ms": linger_ms, "acks": "all", "message.timeout.ms": 30000,
                      "queue.buffering.max.kbytes": 65536, **(extra or {})}
         self.topic, self.rate_fn, self.size = topic, rate_fn, size
@@ -134,7 +135,7 @@ class ProducerClient(_Client):
                 # latency is the broker's and not this loop's 20 ms tick
                 p.poll(0.02)
         finally:
-            if p.flush(15):
+            if p.flush(self.drain_s):
                 # what is still queued is a throttled runaway's backlog: a stopped application drops it
                 # (purged, not counted as errors) instead of librdkafka warning about it on the terminal
                 dropping = True

@@ -526,8 +526,11 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
             # each resend its own request: the retry loop of a client that never backs off
             extra = {"batch.size": max(1, c.size + 100)}
         linger = 0 if (r and r.pattern == "retry_storm") else (5 if c.linger_ms is None else c.linger_ms)
+        # a runaway stopped at its incident's end drops its backlog (up to 64 MB queued while it was
+        # throttled): sent in the 15 s a benign client may take, it hurt the *after* phase as the incident did
+        drain = 1.0 if (r is not None and c.runaway is not None) else 15.0
         out.append(ProducerClient(rec, cconf, topic, rate, c.size, stop, start, end, linger_ms=linger, extra=extra,
-                                  fresh_payloads=c.payload == "random"))
+                                  fresh_payloads=c.payload == "random", drain_s=drain))
     elif c.kind == "consumer":
         rewind = _during(inc.onset, inc.end, r.every_s) if (r and inc and r.pattern == "rewind") else None
         group = f"{rec.tenant}.{cid}"
