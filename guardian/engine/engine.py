@@ -106,6 +106,10 @@ class ActionEngine:
         self._following: set[str] = set()          # quarantines with a verified throttle not judged yet
         self._follow_start: dict[str, float] = {}  # action key -> when this engine began following it
         self.reconciler = Reconciler(ledger, actuators, clock, fence=self._fence, crash_at=self.crash_at)
+        # one converge at a time: with --api the API's thread (an SRE's release) and the engine's loop (its
+        # tick) share this engine, and two reverts of one action raced: the loser's write of the record
+        # failed on its version, so the release answered 409 after it had released the quarantine
+        self._converging = threading.RLock()
 
     # ---------------------------------------------------------------- leadership
     def _fence(self):
@@ -289,12 +293,13 @@ class ActionEngine:
     def _converge(self, q: Quarantine, deep: bool = False) -> bool:
         if not self.is_leader():
             return False
-        paused = self.ledger.pause_state() is not None
-        done = self.reconciler.converge(q, paused=paused, deep=deep)
-        if done:
-            self.ledger.mark_converged(q.id, q.version)
-            if self.client_rates is not None and q.throttles and q.state.enforcing and not q.dry_run:
-                self._following.add(q.id)   # its throttles are verified: tick judges their effect
+        with self._converging:
+            paused = self.ledger.pause_state() is not None
+            done = self.reconciler.converge(q, paused=paused, deep=deep)
+            if done:
+                self.ledger.mark_converged(q.id, q.version)
+                if self.client_rates is not None and q.throttles and q.state.enforcing and not q.dry_run:
+                    self._following.add(q.id)   # its throttles are verified: tick judges their effect
         return done
 
     def _drain(self) -> int:

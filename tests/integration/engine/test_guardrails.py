@@ -102,6 +102,49 @@ def test_two_deciders_on_one_quarantine_one_wins(make_engine, quota, client_id, 
     assert ledger.get(d.quarantine_id).expires_at == a.expires_at
 
 
+def test_a_release_and_the_engine_loop_converging_at_once_revert_once_without_a_conflict(
+        make_engine, quota, quota_admin, client_id, ledger):
+    """``guardian run --api``: the API's thread (an SRE's release) and the engine's loop (its tick) share one
+    engine. While the release's revert waits on a busy broker, the tick reads the released quarantine and
+    converges it too. Two reverts raced before: the loser's write of the action record failed on its
+    version, and the release answered 409 after it had released (a drill's notes, 2026-12-06)."""
+    act = quota()
+    first_revert, go_on = threading.Event(), threading.Event()
+    inner_revert = act.revert
+
+    def revert(plan, before):   # the first revert waits (a busy broker) while the tick runs; others do not
+        if not first_revert.is_set():
+            first_revert.set()
+            go_on.wait(30)
+        inner_revert(plan, before)
+
+    act.revert = revert
+    engine = make_engine({"quota": act})
+    d = engine.handle(detection(client_id))
+    assert quota_admin.describe(_entity(client_id))["producer_byte_rate"] == 400_000.0
+    errors: list[BaseException] = []
+
+    def call(fn) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - the test's finding
+            errors.append(exc)
+
+    release = threading.Thread(target=call, args=(lambda: engine.release(d.quarantine_id, by="sre-1"),))
+    release.start()
+    assert first_revert.wait(30)
+    tick = threading.Thread(target=call, args=(lambda: engine._converge(ledger.get(d.quarantine_id)),))
+    tick.start()
+    tick.join(1.0)      # without one converge at a time, the tick reverts and writes the record here
+    go_on.set()
+    release.join(30)
+    tick.join(30)
+    assert errors == []
+    assert quota_admin.describe(_entity(client_id)) == {}
+    (rec,) = ledger.actions(ledger.get(d.quarantine_id))
+    assert rec.status is StepStatus.REVERTED and act.effective_reverts == 1
+
+
 def test_approval_appeal_deny_release_and_probation(make_engine, quota, quota_admin, client_id, ledger, clock):
     policies = make_policies()
     ladder0 = policies.policies[0].ladder[0].model_copy(update={"requires_approval": True})
