@@ -308,9 +308,9 @@ def start_action_engine(settings: GuardianSettings, stop: threading.Event, metri
                          name="action-engine", daemon=True)
     t.start()
     threads = [t]
-    if hasattr(engine.lease, "keep_alive"):   # one slow turn of the loop must not lose the lease (lease.py)
-        threads.append(threading.Thread(target=engine.lease.keep_alive, args=(stop,), name="lease-keep-alive",
-                                        daemon=True))
+    keep_alive = getattr(getattr(engine, "lease", None), "keep_alive", None)
+    if keep_alive is not None:   # one slow turn of the engine's loop must not lose the lease (lease.py)
+        threads.append(threading.Thread(target=keep_alive, args=(stop,), name="lease-keep-alive", daemon=True))
         threads[-1].start()
     return EngineHandle(engine, threads, closers)
 
