@@ -90,7 +90,7 @@ def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off
 def _run_on(ep: Any, scenario: Any, out_dir: Path, modes: tuple[str, ...], say: Callable[[str], None],
             command: str, brokers: int = 1, workers: int = 1) -> dict[str, Any]:
     from guardian_dev.drill.report import summarize, write_report
-    from guardian_dev.drill.runner import leftover_quotas, run_once, warm_broker
+    from guardian_dev.drill.runner import leftover_quotas, probe_latency, run_once, settle_broker, warm_broker
     from guardian.errors import SetupError
 
     missing = [t.name for t in scenario.tenants if t.name not in ep.tenants]
@@ -104,9 +104,19 @@ def _run_on(ep: Any, scenario: Any, out_dir: Path, modes: tuple[str, ...], say: 
         raise SetupError(f"tenants already carry user-level quotas {stale} (left by a run that did not "
                          "finish?); remove them first: kafka-configs.sh --bootstrap-server <admin listener> "
                          "--alter --entity-type users --entity-name <tenant> --delete-config <key>")
-    for mode in modes:
+    normal = probe_latency(ep.kafka_bootstrap_servers)
+    waits: list[str] = []
+    for i, mode in enumerate(modes):
+        if i:
+            waited = settle_broker(ep.kafka_bootstrap_servers, normal, say=say)
+            if waited >= 1.0:
+                waits.append(f"waited {waited:.0f}s for the broker to settle (probe latency back near its "
+                             f"{normal * 1000:.1f} ms) before the {mode} run")
+                say(f"  {waits[-1]}")
         runs[mode] = run_once(scenario, ep, mode, out_dir / mode, say=say, workers=workers)
     res = summarize(runs["off"], runs["on"], {**machine(command), "loadavg_at_start": at_start})
+    if waits:
+        res.setdefault("notes", []).extend(waits)
     res["broker"] = broker_record(ep, scenario, brokers, workers)
     files = write_report(res, runs, out_dir)
     say(f"report: {files['markdown']} ({', '.join(str(p) for p in files.values())})")

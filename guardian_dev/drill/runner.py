@@ -385,6 +385,45 @@ def warm_broker(bootstrap: str, timeout_s: float = 60.0) -> None:
         delete_topics(bootstrap, [topic])
 
 
+def probe_latency(bootstrap: str, messages: int = 100) -> float:
+    """Median produce latency (s) of ``messages`` small records (acks=all, one at a time) to a scratch topic."""
+    from confluent_kafka import Producer
+
+    topic = f"drill-probe-{uuid.uuid4().hex[:6]}"
+    create_topics(bootstrap, {topic: 1})
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+    lats: list[float] = []
+    try:
+        for _ in range(messages):
+            p.produce(topic, b"probe", on_delivery=lambda err, msg: lats.append(msg.latency() or 0.0)
+                      if err is None else None)
+            p.flush(30)
+    finally:
+        delete_topics(bootstrap, [topic])
+    if not lats:
+        raise SetupError(f"the broker at {bootstrap} acknowledged none of {messages} probe records")
+    return sorted(lats)[len(lats) // 2]
+
+
+def settle_broker(bootstrap: str, normal_s: float, max_wait_s: float = 300.0, say: Say = print) -> float:
+    """Wait until the broker's probe latency is back near ``normal_s`` (at most 2x, or 5 ms more) after a
+    run; seconds waited. A storm's thousands of partitions are deleted after the run, and the broker works
+    on them for minutes: the next run's *before* would otherwise be measured on a broker still busy with
+    the last run (the partition storm's guardian-on run, 2026-12-06: benign p99 10-20x the off run's)."""
+    began = time.monotonic()
+    while True:
+        now = probe_latency(bootstrap)
+        waited = time.monotonic() - began
+        if now <= max(2 * normal_s, normal_s + 0.005):
+            return waited
+        if waited >= max_wait_s:
+            say(f"  the broker is still slow after {waited:.0f}s (probe {now * 1000:.1f} ms, normal "
+                f"{normal_s * 1000:.1f} ms); going on")
+            return waited
+        say(f"  waiting for the broker to settle (probe {now * 1000:.1f} ms, normal {normal_s * 1000:.1f} ms)")
+        time.sleep(10.0)
+
+
 def leftover_quotas(bootstrap: str, tenants: list[str]) -> dict[str, dict[str, float]]:
     """Quotas already on the tenants' principals (user level): a run that died with a quarantine
     open leaves one, and it would throttle this drill's clients from their first second."""
