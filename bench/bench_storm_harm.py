@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from guardian_dev.drill.load import first_record
+
 PHASES = ("before", "during", "after")
 
 
@@ -66,13 +68,7 @@ class Probes:
             name = f"probe-{self.run}-{i}"
             i += 1
             self._create(name, 1)
-            while not self.stop.is_set():
-                outcome: list[Any] = []
-                p.produce(name, b"first", on_delivery=lambda err, msg: outcome.append(err))
-                p.flush(30)
-                if outcome and outcome[0] is None:
-                    break
-                time.sleep(0.01)
+            first_record(p, name, began + 60)
             self._record("deploy_step", phase, time.time() - began)
             self.stop.wait(max(0.0, 1.0 - (time.time() - began)))
 

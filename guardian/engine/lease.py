@@ -90,8 +90,7 @@ class RedisLease:
             if self._value is not None:
                 if now < self._valid_until - 2 * self.renew_every_s:
                     return True
-                if self._renew(keys=[self.key], args=[self._value, int(self.ttl_s * 1000)]):
-                    self._valid_until = now + self.ttl_s
+                if self._extend(now):
                     return True
                 log.warning("lease %s lost (was token %s)", self.key, self.token)
                 self._value = None
@@ -118,12 +117,17 @@ class RedisLease:
             if self._value is None or now - self._last_ensure > max_stall_s or now >= self._valid_until:
                 return False
             try:
-                if self._renew(keys=[self.key], args=[self._value, int(self.ttl_s * 1000)]):
-                    self._valid_until = now + self.ttl_s
-                    return True
+                return self._extend(now)
             except redis.RedisError as exc:
                 log.warning("lease %s not renewed: %s", self.key, exc)
-            return False
+                return False
+
+    def _extend(self, now: float) -> bool:
+        """Compare-and-PEXPIRE the lease we hold; True (and valid for another TTL) when it is still ours."""
+        if self._renew(keys=[self.key], args=[self._value, int(self.ttl_s * 1000)]):
+            self._valid_until = now + self.ttl_s
+            return True
+        return False
 
     def keep_alive(self, stop: threading.Event, max_stall_s: float | None = None) -> None:
         """Renew every ``renew_every_s`` until ``stop`` (``renew_if_alive``; ``max_stall_s`` default 3 TTLs).

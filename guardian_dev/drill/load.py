@@ -277,6 +277,20 @@ class TopicStormClient(_Client):
             self.rec.stopped_at = time.time()
 
 
+def first_record(producer: Any, topic: str, deadline: float) -> None:
+    """Produce one record to a new topic until it is acked (its leader may not be known yet); TimeoutError
+    at ``deadline``."""
+    while True:
+        outcome: list[Any] = []
+        producer.produce(topic, b"first", on_delivery=lambda err, msg: outcome.append(err))
+        producer.flush(max(0.1, deadline - time.time()))
+        if outcome and outcome[0] is None:
+            return
+        if time.time() >= deadline:
+            raise TimeoutError(f"no ack for the first record of {topic}: {outcome[0] if outcome else 'none'}")
+        time.sleep(0.01)
+
+
 class ProvisionClient(_Client):
     """A benign tenant's deploy step, ``rate`` times a second: create a one-partition topic
     ``prefix-<n>`` and produce its first record (acks=all). The recorded latency is the whole step,
@@ -304,7 +318,7 @@ class ProvisionClient(_Client):
                 self.created.append(name)
                 try:
                     admin.create_topics([NewTopic(name, 1, 1)])[name].result(timeout=30)
-                    self._first_record(producer, name, began + 30)
+                    first_record(producer, name, began + 30)
                     self.rec.acks.append((time.time(), 0, time.time() - began))
                 except Exception as exc:  # noqa: BLE001 - a failed step is data for the report
                     self.rec.errors += 1
@@ -313,19 +327,6 @@ class ProvisionClient(_Client):
         finally:
             producer.flush(5)
             self.rec.stopped_at = time.time()
-
-    @staticmethod
-    def _first_record(producer: Any, topic: str, deadline: float) -> None:
-        """Produce one record to the new topic until it is acked (its leader may not be known yet)."""
-        while True:
-            outcome: list[Any] = []
-            producer.produce(topic, b"first", on_delivery=lambda err, msg: outcome.append(err))
-            producer.flush(max(0.1, deadline - time.time()))
-            if outcome and outcome[0] is None:
-                return
-            if time.time() >= deadline:
-                raise TimeoutError(f"no ack for the first record of {topic}: {outcome[0] if outcome else 'none'}")
-            time.sleep(0.01)
 
 
 # ------------------------------------------------------------------------------- Kafka's perf tools
