@@ -41,6 +41,8 @@ from guardian.settings import GuardianSettings
 log = logging.getLogger(__name__)
 
 _BYTE_RATES = ("produce_byte_rate", "fetch_byte_rate")
+# a re-emission is due once this share of its period has passed (samples 1 s apart arrive 0.9-1.1 s apart)
+JITTER = 0.8
 
 
 class ClusterTraffic:
@@ -98,8 +100,11 @@ class DetectorStage:
     """``DetectorPipeline`` as the processors' ``SampleStage``, with re-emission of ongoing episodes.
 
     ``reemit_s``: how often an ongoing episode is re-emitted during its first
-    ``fast_phase_s`` (while the policy may still be waiting for evidence);
-    ``slow_reemit_s`` after that (enough for the ladder's cool-downs).
+    ``fast_phase_s`` (while the policy may still be waiting for evidence, or watching for harm:
+    the engine re-judges a watched runaway only when it is re-emitted, so this is how soon after
+    a broker starts to hurt the throttle can come); ``slow_reemit_s`` after that (enough for the
+    ladder's cool-downs). A sample that comes a little early (scrape jitter) still counts: the gap
+    needs ``JITTER`` of the period, so 1 s samples re-emit every second, not every other one.
     """
 
     pipeline: Any
@@ -108,7 +113,7 @@ class DetectorStage:
     pressure: Any | None = None      # guardian.policy.pressure.ClusterPressure
     rates: Any | None = None         # guardian.policy.effect.FollowedRates
     view: Any | None = None          # guardian.ingest.view.ViewPublisher: the three above, shared with the engine
-    reemit_s: float = 2.0
+    reemit_s: float = 1.0
     fast_phase_s: float = 60.0
     slow_reemit_s: float = 30.0
     evict_every_s: float = 60.0      # how often (sample time) series unseen for idle_evict_s are forgotten
@@ -263,7 +268,7 @@ class DetectorStage:
                 continue
             age = now - ep.onset
             every = self.reemit_s if age < self.fast_phase_s else self.slow_reemit_s
-            if now - ep.last_emit < every:
+            if now - ep.last_emit < every * JITTER:
                 continue
             ep.last_emit = now
             d = ep.first

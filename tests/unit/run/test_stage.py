@@ -61,6 +61,22 @@ def test_an_ongoing_episode_is_re_emitted_with_growing_evidence_then_stops_when_
     assert not any(d.workload["client_id"] == "peer" for _, d in emitted)
 
 
+def test_with_the_default_period_every_second_sample_is_re_emitted_even_when_samples_come_a_little_early() -> None:
+    # the engine re-judges a watched runaway only when it is re-emitted: a scrape 0.95 s after the last must
+    # not wait for the next one (what a strict "1 s since the last emission" did to 1 s scrapes)
+    config = DetectorConfig.from_dict({"tiers": {"produce_byte_rate": {"warm_n": 20}}})
+    stage = DetectorStage(DetectorPipeline(config, clock=lambda: 0.0), traffic=ClusterTraffic(clock=lambda: 200.0))
+    assert stage.reemit_s == 1.0
+    ts, rates = 0.0, []
+    for i in range(120):
+        ts += 0.95 if i % 2 else 1.05
+        rates.append((ts, 200_000.0 if i < 60 else 5_000_000.0))
+    emitted = _drive(stage, rates)
+    during = [t for t, _ in emitted]
+    assert len(during) >= 10, "a 25x step must be detected and re-emitted"
+    gaps = [b - a for a, b in zip(during, during[1:])]
+    assert max(gaps) < 1.1, f"a re-emission skipped a sample: gaps {gaps}"
+
 def test_re_emissions_report_the_current_level_not_the_onset_value() -> None:
     stage = _stage()
     emitted = _drive(stage, [(float(t), 200_000.0) for t in range(60)] + [(float(t), 5_000_000.0) for t in range(60, 90)])
