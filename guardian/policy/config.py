@@ -167,7 +167,9 @@ class PressureTargets(_Strict):
     more than ``under_replicated_above`` under-replicated partitions.
     """
 
-    idle_below: float = Field(default=0.25, gt=0, lt=1)
+    # 30 %: the line SRE runbooks commonly page on for RequestHandlerAvgIdlePercent (above 50 % healthy,
+    # below 30 % critical); at 25 % the 3-broker ramp drill hurt benign produce 10x for 2 s more before it
+    idle_below: float = Field(default=0.30, gt=0, lt=1)
     latency_factor: float = Field(default=3.0, gt=1)
     # above 100 ms: a p99 of a few tens of ms is a loaded machine, not a hurting broker (and a normal of 0 ms
     # made 3x of it meaningless: the drills saw "Fetch p99 queue time 50 ms (normal 0 ms)")
