@@ -194,6 +194,7 @@ def intents_for(rung: Any, detection: Detection, harm: Harm | None = None) -> li
         if not principal:
             return "a throttle needs the workload's principal; the detection has none"
         key = _quota_key(rung, detection)
+        baseline, current = 0.0, None
         if rung.absolute is not None:
             rate = rung.absolute
         else:
@@ -217,7 +218,11 @@ def intents_for(rung: Any, detection: Detection, harm: Harm | None = None) -> li
         targets = _throttle_targets(principal, wl, detection)
         if isinstance(targets, str):
             return targets
-        return [{"kind": "quota", "target": t, "params": _quota_params(key, rate, detection)} for t in targets]
+        intents = [{"kind": "quota", "target": t, "params": _quota_params(key, rate, detection)} for t in targets]
+        cap = thread_time_cap(key, harm, baseline, current) if len(targets) == 1 else None
+        if cap is not None:
+            intents.append({"kind": "quota", "target": targets[0], "params": {"request_percentage": cap}})
+        return intents
     if isinstance(rung, DenyAclRung):
         if not principal:
             return "a DENY ACL needs the workload's principal; the detection has none"
@@ -237,6 +242,27 @@ def intents_for(rung: Any, detection: Detection, harm: Harm | None = None) -> li
                 target[k] = wl[k]
         return [{"kind": "pod", "target": target, "params": {"scale_owner": rung.scale_owner}}]
     raise TypeError(f"unknown rung {rung!r}")  # pragma: no cover - pydantic's union is closed
+
+
+def thread_time_cap(key: str, harm: Harm | None, baseline: float, current: float | None) -> float | None:
+    """With pressure the reason, a byte-rate throttle also caps the workload's broker thread time
+    (``request_percentage``, percent of one thread, the unit of Kafka's ``request-time`` sensor).
+
+    Pressure is thread time, and bytes are a poor proxy for it when a runaway sends many small
+    requests: in the retry-storm drill from 24 connections the byte throttle, sized to shed the
+    missing headroom in bytes, left the storm most of the broker's threads (benign p99 still 3.5x
+    under the verified throttle). The cap keeps ``harm.scale`` of the thread time the workload uses
+    now on the broker under pressure, never less than its baseline bytes would need at today's cost
+    per byte (``request_time * baseline / current``, an overestimate for a storm of small requests,
+    which is the safe side). None when the throttle is not a byte rate sized by pressure, or the
+    broker gave no thread time for the workload."""
+    if key not in BYTE_RATE_QUOTAS or harm is None or harm.scale is None or not current or current <= 0:
+        return None
+    used = float((harm.load or {}).get("request_time") or 0.0)
+    if not math.isfinite(used) or used <= 0:
+        return None
+    floor = used * min(1.0, max(0.0, float(baseline)) / float(current))
+    return round(max(1.0, floor, used * harm.scale), 3)
 
 
 def _quota_params(key: str, rate: float, detection: Detection) -> dict[str, Any]:

@@ -97,7 +97,11 @@ def test_a_runaway_that_hurts_is_quarantined(ledger, quota, clock):
     engine = make(ledger, quota, clock, policies=policies(harm=True), cluster_pressure=hurting)
     d = engine.handle(detection("loader", clock()))
     assert d.outcome is Outcome.QUARANTINED and d.harm["harmful"] is True
-    assert quota.steps("apply") == 1 and quota.steps("verify") == 1
+    # sized by pressure: a byte-rate throttle and a cap on its thread time, each its own step
+    assert quota.steps("apply") == 2 and quota.steps("verify") == 2
+    assert sorted(k for i in d.intents for k in i["params"]) == ["producer_byte_rate", "request_percentage"]
+    engine.release(d.quarantine_id, by="sre", reason="fixed")
+    assert quota.state == {}, "the release reverted both"
 
 
 def test_release_reverts_and_starts_probation(ledger, quota, clock):

@@ -85,6 +85,29 @@ def test_a_proportionate_throttle_never_goes_below_the_baseline(ps):
     assert d.intents[0]["params"]["producer_byte_rate"] == 50_000.0
 
 
+def test_a_pressure_sized_throttle_also_caps_the_workloads_thread_time(ps):
+    # pressure is thread time: the runaway keeps the same share of its request time as of its bytes
+    d = decide(det(), ps, View(pressure=broker(idle=0.05, mine=90, others=10)), NOW)
+    keep = (0.855 - 0.45) / 0.855
+    assert [i["params"] for i in d.intents] == [{"producer_byte_rate": float(int(500_000 * keep))},
+                                                {"request_percentage": round(90 * keep, 3)}]
+    assert d.intents[0]["target"] == d.intents[1]["target"] == {"principal": ME[0], "client_id": ME[1]}
+
+
+def test_the_thread_time_cap_never_goes_below_what_its_baseline_bytes_need(ps):
+    # it keeps nothing by idle; its baseline is 1/10 of its bytes now, so 1/10 of its thread time stays
+    d = decide(det(), ps, View(pressure=broker(idle=0.0, mine=30, others=70)), NOW)
+    assert [i["params"] for i in d.intents] == [{"producer_byte_rate": 50_000.0}, {"request_percentage": 3.0}]
+
+
+def test_no_thread_time_cap_without_pressure_sizing(ps):
+    # latency-only pressure sizes nothing (no idle headroom): the rung's byte throttle alone
+    hurt = decide(det(), ps, View(pressure=broker(p99=120.0, normal=10.0, mine=80)), NOW)
+    assert [i["params"] for i in hurt.intents] == [{"producer_byte_rate": 100_000.0}]
+    # a healthy broker: the watch record says what it would do, one byte throttle
+    calm = decide(det(), ps, View(pressure=broker(idle=0.8, mine=60, others=20)), NOW)
+    assert len(calm.intents) == 1
+
 def test_latency_pressure_is_relative_to_its_normal_and_above_the_floor(ps):
     hurt = decide(det(), ps, View(pressure=broker(p99=120.0, normal=10.0, mine=80)), NOW)
     assert hurt.outcome is Outcome.QUARANTINED and "Produce p99 total time 120 ms (normal 10 ms)" in hurt.harm["line"]
