@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.integration.actions.traffic import PacedProducer
+from tests.integration.actions.traffic import PacedProducer, at_speed, throttle_for
 
 QUOTA = 1 << 20            # 1 MiB/s for the runaway
 RUNAWAY = 3 * QUOTA        # what the runaway offers
@@ -41,23 +41,14 @@ def test_runaway_producer_falls_to_its_quota_and_tenant_b_is_unchanged(make_topi
     plan = quota_actuator.plan({"principal": "User:tenant-a", "client_id": cid_a},
                                {"producer_byte_rate": QUOTA}, quarantine_id=f"q-{unique}")
     before = quota_actuator.observe(plan)
+    t0 = time.monotonic()
     try:
-        # Start-up (SASL, metadata) is slow on a busy machine: act once both run at speed, not at a fixed time.
-        t0 = time.monotonic()
-        while True:
-            time.sleep(0.25)
-            now = time.monotonic()
-            if (now - t0 >= BASELINE_S and a.rate(now - BASELINE_S, now) > 2 * QUOTA
-                    and abs(b.rate(now - BASELINE_S, now) - STEADY) / STEADY <= 0.15):
-                break
-            assert now - t0 < RAMP_LIMIT_S, (f"producers not at speed after {RAMP_LIMIT_S:.0f}s: tenant-a "
-                                             f"{a.per_second(t0, now)}, tenant-b {b.per_second(t0, now)}; "
-                                             f"errors {a.errors[:2]} {b.errors[:2]}")
-        t_apply = now
-        quota_actuator.apply(plan)
-        assert quota_actuator.verify(plan)
-        time.sleep(SETTLE_S + MEASURE_S)
-        t_end = time.monotonic()
+        at_speed(lambda now: (now - t0 >= BASELINE_S and a.rate(now - BASELINE_S, now) > 2 * QUOTA
+                              and abs(b.rate(now - BASELINE_S, now) - STEADY) / STEADY <= 0.15), RAMP_LIMIT_S,
+                 lambda t0, now: (f"producers not at speed after {RAMP_LIMIT_S:.0f}s: tenant-a "
+                                  f"{a.per_second(t0, now)}, tenant-b {b.per_second(t0, now)}; "
+                                  f"errors {a.errors[:2]} {b.errors[:2]}"))
+        t_apply, t_end = throttle_for(quota_actuator, plan, SETTLE_S + MEASURE_S)
     finally:
         a.stop()
         b.stop()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from tests.integration.actions.traffic import PacedProducer
+from tests.integration.actions.traffic import PacedProducer, at_speed, throttle_for
 
 MSG = 200                  # bytes: each message its own produce request
 OFFER = 2000 * MSG         # 2,000 requests/s offered
@@ -44,20 +44,12 @@ def test_a_request_quota_alone_holds_a_storm_of_small_requests(make_topic, tenan
     plan = quota_actuator.plan({"principal": "User:tenant-a", "client_id": cid}, {"request_percentage": CAP},
                                quarantine_id=f"q-{unique}")
     before = quota_actuator.observe(plan)
+    t0 = time.monotonic()
     try:
-        t0 = time.monotonic()
-        while True:
-            time.sleep(0.25)
-            now = time.monotonic()
-            if now - t0 >= BASELINE_S and storm.requests(now - BASELINE_S, now) > 500:
-                break
-            assert now - t0 < RAMP_LIMIT_S, (f"the storm never reached 500 requests/s: "
-                                             f"{storm.per_second(t0, now)} B/s; errors {storm.errors[:2]}")
-        t_apply = now
-        quota_actuator.apply(plan)
-        assert quota_actuator.verify(plan)
-        time.sleep(SETTLE_S + MEASURE_S)
-        t_end = time.monotonic()
+        at_speed(lambda now: now - t0 >= BASELINE_S and storm.requests(now - BASELINE_S, now) > 500, RAMP_LIMIT_S,
+                 lambda t0, now: (f"the storm never reached 500 requests/s: {storm.per_second(t0, now)} B/s; "
+                                  f"errors {storm.errors[:2]}"))
+        t_apply, t_end = throttle_for(quota_actuator, plan, SETTLE_S + MEASURE_S)
     finally:
         storm.stop()
         quota_actuator.revert(plan, before)

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -107,3 +107,26 @@ class PacedProducer:
 
     def throttle_events(self, t0: float = 0.0) -> list[tuple[float, int]]:
         return [e for e in self.throttle.events if e[0] >= t0]
+
+
+def at_speed(ready: Callable[[float], bool], limit_s: float, why_not: Callable[[float, float], str]) -> float:
+    """Poll every 0.25 s until ``ready(now)``; the monotonic time it first held. Start-up (SASL,
+    metadata) is slow on a busy machine, so a test acts once its clients run at speed, not at a fixed
+    time; past ``limit_s`` it fails with ``why_not(t0, now)``."""
+    t0 = time.monotonic()
+    while True:
+        time.sleep(0.25)
+        now = time.monotonic()
+        if ready(now):
+            return now
+        assert now - t0 < limit_s, why_not(t0, now)
+
+
+def throttle_for(actuator: Any, plan: Any, seconds: float) -> tuple[float, float]:
+    """Apply ``plan``, check the broker serves it, hold it ``seconds``: (applied at, ended at), monotonic."""
+    applied = time.monotonic()
+    actuator.apply(plan)
+    assert actuator.verify(plan)
+    time.sleep(seconds)
+    return applied, time.monotonic()
+
