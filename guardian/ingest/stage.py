@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 _BYTE_RATES = ("produce_byte_rate", "fetch_byte_rate")
 # a re-emission is due once this share of its period has passed (samples 1 s apart arrive 0.9-1.1 s apart)
 JITTER = 0.8
+# an ongoing episode whose ratio has grown this much since it was last emitted is re-emitted at once, whatever
+# its period: a runaway on top of a standing alarm (a young client alarmed against its peers since its start,
+# in the slow phase) was otherwise judged only at the next 30 s re-emission (3-broker retry-storm drill: 16 s)
+SURGE = 2.0
 
 
 class ClusterTraffic:
@@ -93,6 +97,7 @@ class _Episode:
     first: Any            # the Detection the pipeline emitted at onset
     onset: float          # when the evidence started
     last_emit: float      # sample time of the last (re-)emission
+    emitted_ratio: float | None = None   # the ratio last (re-)emitted; None: the onset's
 
 
 @dataclass
@@ -104,7 +109,8 @@ class DetectorStage:
     the engine re-judges a watched runaway only when it is re-emitted, so this is how soon after
     a broker starts to hurt the throttle can come); ``slow_reemit_s`` after that (enough for the
     ladder's cool-downs). A sample that comes a little early (scrape jitter) still counts: the gap
-    needs ``JITTER`` of the period, so 1 s samples re-emit every second, not every other one.
+    needs ``JITTER`` of the period, so 1 s samples re-emit every second, not every other one. An
+    episode whose ratio grew ``SURGE`` times since its last emission is re-emitted at once.
     """
 
     pipeline: Any
@@ -267,23 +273,28 @@ class DetectorStage:
                 del self._episodes[key]        # recovered: the next onset is a new episode
                 continue
             age = now - ep.onset
-            every = self.reemit_s if age < self.fast_phase_s else self.slow_reemit_s
-            if now - ep.last_emit < every * JITTER:
-                continue
-            ep.last_emit = now
             d = ep.first
             series = snap.get("series", {}).get(d.metric, {})
             fast, base = series.get("fast"), series.get("base")
+            ratio = None
+            if isinstance(fast, (int, float)) and isinstance(base, (int, float)) and base == base and fast == fast:
+                floor = self.pipeline.config.tiers[_metric(d.metric)].floor
+                ratio = (float(fast) + floor) / (max(float(base), 0.0) + floor)
+            every = self.reemit_s if age < self.fast_phase_s else self.slow_reemit_s
+            last = ep.emitted_ratio if ep.emitted_ratio is not None else float(d.ratio)
+            surged = ratio is not None and last > 0 and ratio >= SURGE * last
+            if now - ep.last_emit < every * JITTER and not surged:
+                continue
+            ep.last_emit = now
             changes: dict[str, Any] = {"ts": now, "duration_s": max(0.0, now - ep.onset)}
             if age >= self.fast_phase_s:
                 # a fresh id per slow period: if an SRE released the workload and it still runs
                 # away, the engine may open a new quarantine (the old id is taken)
                 changes["id"] = f"{d.id}.{int(age // self.slow_reemit_s)}"
-            if isinstance(fast, (int, float)) and isinstance(base, (int, float)) and base == base and fast == fast:
+            if ratio is not None:
                 from guardian.detectors.pipeline import severity_of
 
-                floor = self.pipeline.config.tiers[_metric(d.metric)].floor
-                ratio = (float(fast) + floor) / (max(float(base), 0.0) + floor)
+                ep.emitted_ratio = ratio
                 # a runaway found early (the broker's windowed rate still climbing) grows more severe
                 severity = max(d.severity, severity_of(ratio), key=lambda s: s.rank)
                 changes.update(observed=float(fast), baseline=float(base), ratio=ratio, severity=severity)

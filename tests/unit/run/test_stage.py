@@ -77,6 +77,22 @@ def test_with_the_default_period_every_second_sample_is_re_emitted_even_when_sam
     gaps = [b - a for a, b in zip(during, during[1:])]
     assert max(gaps) < 1.1, f"a re-emission skipped a sample: gaps {gaps}"
 
+def test_an_episode_whose_ratio_doubles_is_re_emitted_at_once_even_in_its_slow_phase() -> None:
+    # a standing alarm (25x for 100 s, re-emitted every 30 s by now) that then grows 10x more: the engine
+    # must see the surge within a sample or two, not at the next slow re-emission
+    config = DetectorConfig.from_dict({"tiers": {"produce_byte_rate": {"warm_n": 20}}})
+    stage = DetectorStage(DetectorPipeline(config, clock=lambda: 0.0), traffic=ClusterTraffic(clock=lambda: 200.0),
+                          reemit_s=1.0, fast_phase_s=30.0, slow_reemit_s=30.0)
+    rates = ([(float(t), 200_000.0) for t in range(60)] + [(float(t), 5_000_000.0) for t in range(60, 165)]
+             + [(float(t), 50_000_000.0) for t in range(165, 180)])
+    emitted = _drive(stage, rates)
+    assert emitted and emitted[0][0] < 70, "the 25x step must be detected"
+    standing = [ts for ts, _ in emitted if 120 <= ts < 165]
+    assert len(standing) <= 2, f"the standing alarm is in its slow phase by then: {standing}"
+    surge = [(ts, d) for ts, d in emitted if 165 <= ts < 180]
+    assert surge and surge[0][0] <= 167, f"the surge at 165 s was re-emitted at {[ts for ts, _ in surge]}"
+    assert surge[0][1].ratio >= 2 * max(d.ratio for ts, d in emitted if ts < 165)
+
 def test_re_emissions_report_the_current_level_not_the_onset_value() -> None:
     stage = _stage()
     emitted = _drive(stage, [(float(t), 200_000.0) for t in range(60)] + [(float(t), 5_000_000.0) for t in range(60, 90)])
