@@ -84,10 +84,12 @@ def test_a_watch_becomes_a_quarantine_when_its_runaway_starts_to_hurt(engine, cl
     assert d.harm["reason"] == "pressure"
     q = ledger.get(d.quarantine_id)
     assert q.state is QState.ACTIVE and q.throttles and q.harm["reason"] == "pressure"
-    # request handlers 2 % idle, it holds ~95 % of the load: it keeps what brings idle back to 50 %
-    rate = quota_admin.describe(_entity(client_id))["producer_byte_rate"]
-    assert 100_000 <= rate < 2_000_000
-    assert [a.status.value for a in ledger.actions(q)] == ["verified"]
+    # request handlers 2 % idle, it holds ~95 % of the load: it keeps what brings idle back to 50 %, in bytes and
+    # in thread time (90 % of a thread in pressure_blaming), each its own verified step on the real broker
+    quotas = quota_admin.describe(_entity(client_id))
+    assert 100_000 <= quotas["producer_byte_rate"] < 2_000_000
+    assert 1.0 <= quotas["request_percentage"] < 90.0
+    assert [a.status.value for a in ledger.actions(q)] == ["verified", "verified"]
 
 
 def test_an_sre_can_approve_a_watch_into_a_quarantine_or_dismiss_it(engine, quota_admin, client_id, unique,
