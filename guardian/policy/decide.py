@@ -219,7 +219,7 @@ def intents_for(rung: Any, detection: Detection, harm: Harm | None = None) -> li
         if isinstance(targets, str):
             return targets
         intents = [{"kind": "quota", "target": t, "params": _quota_params(key, rate, detection)} for t in targets]
-        cap = thread_time_cap(key, harm, baseline, current) if len(targets) == 1 else None
+        cap = thread_time_cap(key, detection, harm, baseline, current) if len(targets) == 1 else None
         if cap is not None:
             intents.append({"kind": "quota", "target": targets[0], "params": {"request_percentage": cap}})
         return intents
@@ -244,7 +244,8 @@ def intents_for(rung: Any, detection: Detection, harm: Harm | None = None) -> li
     raise TypeError(f"unknown rung {rung!r}")  # pragma: no cover - pydantic's union is closed
 
 
-def thread_time_cap(key: str, harm: Harm | None, baseline: float, current: float | None) -> float | None:
+def thread_time_cap(key: str, detection: Detection, harm: Harm | None, baseline: float,
+                    current: float | None) -> float | None:
     """With pressure the reason, a byte-rate throttle also caps the workload's broker thread time
     (``request_percentage``, percent of one thread, the unit of Kafka's ``request-time`` sensor).
 
@@ -258,8 +259,8 @@ def thread_time_cap(key: str, harm: Harm | None, baseline: float, current: float
     broker gave no thread time for the workload."""
     if key not in BYTE_RATE_QUOTAS or harm is None or harm.scale is None or not current or current <= 0:
         return None
-    used = float((harm.load or {}).get("request_time") or 0.0)
-    if not math.isfinite(used) or used <= 0:
+    used = _current("request_percentage", detection, harm)
+    if used is None or not math.isfinite(used) or used <= 0:
         return None
     floor = used * min(1.0, max(0.0, float(baseline)) / float(current))
     return round(max(1.0, floor, used * harm.scale), 3)
