@@ -72,14 +72,14 @@ def test_pressure_explained_by_the_runaway_throttles_it_proportionately(ps):
     d = decide(det(), ps, View(pressure=broker(idle=0.05, mine=90, others=10)), NOW)
     assert d.outcome is Outcome.QUARANTINED and d.acts
     assert d.harm["reason"] == "pressure" and d.harm["share"] == 0.9
-    # busy 0.95, its part 0.9 x 0.95 = 0.855; back to 50 % idle sheds 0.45: it keeps (0.855 - 0.45) / 0.855
-    keep = (0.855 - 0.45) / 0.855
+    # busy 0.95, its part 0.9 x 0.95 = 0.855; back to 70 % idle sheds 0.65: it keeps (0.855 - 0.65) / 0.855
+    keep = (0.855 - 0.65) / 0.855
     assert d.intents[0]["params"]["producer_byte_rate"] == float(int(500_000 * keep))
     assert "request handlers 5% idle" in d.harm["line"] and "90% of its load" in d.harm["line"]
 
 
 def test_a_proportionate_throttle_never_goes_below_the_baseline(ps):
-    # idle 0: busy 1, its part 0.3, the gap to 50 % idle is 0.5 > 0.3: it would keep nothing
+    # idle 0: busy 1, its part 0.3, the gap to 70 % idle is 0.7 > 0.3: it would keep nothing
     d = decide(det(), ps, View(pressure=broker(idle=0.0, mine=30, others=70)), NOW)
     assert d.outcome is Outcome.QUARANTINED
     assert d.intents[0]["params"]["producer_byte_rate"] == 50_000.0
@@ -88,7 +88,7 @@ def test_a_proportionate_throttle_never_goes_below_the_baseline(ps):
 def test_a_pressure_sized_throttle_also_caps_the_workloads_thread_time(ps):
     # pressure is thread time: the runaway keeps the same share of its request time as of its bytes
     d = decide(det(), ps, View(pressure=broker(idle=0.05, mine=90, others=10)), NOW)
-    keep = (0.855 - 0.45) / 0.855
+    keep = (0.855 - 0.65) / 0.855
     assert [i["params"] for i in d.intents] == [{"producer_byte_rate": float(int(500_000 * keep))},
                                                 {"request_percentage": round(90 * keep, 3)}]
     assert d.intents[0]["target"] == d.intents[1]["target"] == {"principal": ME[0], "client_id": ME[1]}
@@ -216,7 +216,7 @@ def test_proportionate_scale_needs_an_idle_signal_under_its_line():
     cfg = HarmTest()
     p = broker(idle=0.6, p99=500, normal=5).brokers["b1"]
     assert proportionate_scale(p, 0.9, cfg) is None
-    assert proportionate_scale(broker(idle=0.2).brokers["b1"], 1.0, cfg) == pytest.approx((0.8 - 0.3) / 0.8)
+    assert proportionate_scale(broker(idle=0.2).brokers["b1"], 1.0, cfg) == pytest.approx((0.8 - 0.5) / 0.8)
 
 
 def test_harm_settings_are_validated():
