@@ -212,8 +212,9 @@ def intents_for(rung: Any, detection: Detection, harm: Harm | None = None) -> li
         if key in BYTE_RATE_QUOTAS:
             # the floor is in bytes/s; byte-rate quotas are whole bytes/s (the broker refuses fractions)
             rate = float(int(max(rate, rung.floor)))
-        else:
-            # never under 1 % of a broker thread, or 1 partition mutation/s
+        elif rung.absolute is None:
+            # a rate computed from a baseline is never under 1 % of a broker thread, or 1 partition
+            # mutation/s; an absolute rate is what the policy's author chose, below that too
             rate = max(rate, 1.0)
         targets = _throttle_targets(principal, wl, detection)
         if isinstance(targets, str):

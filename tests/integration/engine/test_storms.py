@@ -92,8 +92,8 @@ def test_a_partition_storm_caps_the_principals_topic_creation(make_engine, quota
                                 principal="User:tenant-c"))
         assert d.outcome.value == "quarantined", d.reason
         assert d.policy == "tenant-partition-storm"
-        assert quota_admin.describe(entity) == {"controller_mutation_rate": 2.0}
-        # 2 partitions/s over the broker's 11 x 1 s window allows a burst of ~22: ask for 40.
+        assert quota_admin.describe(entity) == {"controller_mutation_rate": 0.5}
+        # 0.5 partitions/s over the broker's 11 x 1 s window allows a burst of ~5.5: ask for 40.
         # librdkafka speaks CreateTopics < v6, so the broker delays it (throttle_time) instead of
         # refusing with THROTTLING_QUOTA_EXCEEDED; either way the storm is slowed to the quota.
         create(4)

@@ -212,7 +212,7 @@ def test_a_partition_storm_caps_the_principals_partition_mutations(default_ps):
                    signature=Signature.PARTITION_STORM), default_ps, View(pressure=HURT), 100.0)
     assert d.outcome is Outcome.QUARANTINED and d.policy == "tenant-partition-storm"
     assert d.intents == [{"kind": "quota", "target": {"principal": "User:tenant-a"},
-                          "params": {"controller_mutation_rate": 2.0}}]
+                          "params": {"controller_mutation_rate": 0.5}}]
 
 
 def test_a_rebalance_storm_throttles_each_member_client_and_needs_them(default_ps):

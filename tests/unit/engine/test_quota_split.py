@@ -114,6 +114,19 @@ def test_partition_mutations_are_never_split():
     assert intent["params"] == {"controller_mutation_rate": 2.0}
 
 
+def test_an_absolute_rate_below_one_is_kept_and_a_computed_one_is_not():
+    d = Detection(id="d3", ts=1.0, signature=Signature.PARTITION_STORM, severity=Severity.HIGH, confidence=0.9,
+                  workload={"principal": "User:tenant-a"}, metric="partition_creation_rate", baseline=0.01,
+                  observed=40.0, ratio=4000.0, duration_s=20.0)
+    half = parse_policy(POLICY.replace("multiple_of_baseline: 2, floor: 1000",
+                                       "absolute: 0.5, quota: controller_mutation_rate"), "t.yaml").policies[0].ladder[0]
+    assert intents_for(half, d)[0]["params"] == {"controller_mutation_rate": 0.5}
+    tiny = parse_policy(POLICY.replace("multiple_of_baseline: 2, floor: 1000",
+                                       "multiple_of_baseline: 2, quota: controller_mutation_rate"),
+                        "t.yaml").policies[0].ladder[0]
+    assert intents_for(tiny, d)[0]["params"] == {"controller_mutation_rate": 1.0}   # 2 x 0.01, raised to 1/s
+
+
 # ------------------------------------------------------------------ the actuator's side
 
 Q = QuotaActuator(admin=None)
