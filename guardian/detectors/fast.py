@@ -37,11 +37,16 @@ and either ``hit_s >= hold_s`` or ``cusum >= cusum_h``; it stays in alarm
 until the ratio falls below ``recover_ratio``, and fires again only after
 that (onsets, not one per sample). A young series (fewer than ``warm_n``
 samples) is judged against ``prior`` (its tenant's peers) with the higher
-``cold_ratio`` and against the absolute limit from its first sample.
+``cold_ratio`` and against the absolute limit from its first sample. One whose
+alarm began within ``tau_young_s`` of its first sample was judged against the
+prior, never against a level of its own: when its cold start ends, still in that
+alarm, it takes its last samples' median as its normal and leaves the alarm
+(otherwise it would stay in alarm, and unlearned, for good).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -81,6 +86,7 @@ _COLUMNS: dict[str, float] = {
     "vol": np.nan, "cusum": 0.0, "hit_s": 0.0, "alarm": 0.0, "onset_ts": np.nan, "peak": 0.0,
     "quiet_ts": np.nan,  # since when the level has been at ~0 (at most ``floor``); NaN while it is not
     "rise_ts": np.nan,   # since when the hold or the CUSUM has been gathering evidence; NaN while neither
+    "born_ts": np.nan,   # the series' first sample
 }
 
 
@@ -211,6 +217,7 @@ class FastTierDetector(Detector):
         peak = c["peak"][s]
         quiet_ts = c["quiet_ts"][s]
         rise_ts = c["rise_ts"][s]
+        born_ts = np.where((n == 0) & ok, t, c["born_ts"][s])
 
         first = n == 0
         pri = np.full(len(s), np.nan) if prior is None else np.asarray(prior, dtype=np.float64).reshape(-1)
@@ -274,6 +281,14 @@ class FastTierDetector(Detector):
         peak = np.where(onset, fast, np.where(new_alarm, np.maximum(peak, fast), 0.0))
         cusum = np.where(recovered, 0.0, cusum)
         hit_s = np.where(recovered, 0.0, hit_s)
+        # the cold start ends in an alarm that began against the prior: take its own level instead
+        rebase = np.nonzero(new_alarm & ok & (n + 1 == p.warm_n) & (onset_ts - born_ts <= p.tau_young_s))[0]
+        if len(rebase):
+            own = self._own_level(s[rebase], n[rebase], t[rebase], x[rebase])
+            base[rebase], dev[rebase], vol[rebase] = own
+            new_alarm[rebase], recovered[rebase] = False, True
+            onset_ts[rebase], peak[rebase], cusum[rebase], hit_s[rebase] = np.nan, 0.0, 0.0, 0.0
+            ratio[rebase] = (fast[rebase] + p.floor) / (np.maximum(base[rebase], 0.0) + p.floor)
         duration = np.where(new_alarm | onset, t - onset_ts, 0.0)
         # when a stopped workload went to ~0, and when this rise began (a CUSUM onset reports no
         # duration): the pipeline tells a failover (one stops as the other rises) from a runaway
@@ -322,6 +337,7 @@ class FastTierDetector(Detector):
             c["peak"][s] = peak
             c["quiet_ts"][s] = quiet_ts
             c["rise_ts"][s] = rise_ts
+            c["born_ts"][s] = born_ts
             okk = np.nonzero(ok)[0]
             if len(okk):
                 col = (n[okk].astype(np.int64)) % p.evidence
@@ -331,6 +347,22 @@ class FastTierDetector(Detector):
                 self.seasonal.observe(s, t, x, frozen=new_alarm)
         return TierStep(score=score, ratio=ratio, fast=fast, base=seen_base, onset=onset, alarm=new_alarm,
                         recovered=recovered, duration_s=duration, young=young)
+
+    def _own_level(self, s: np.ndarray, n: np.ndarray, t: np.ndarray, x: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(level, spread, log-step noise) of each series' evidence window with this sample in it."""
+        e = self.params.evidence
+        win = self._ev_val[s].copy()
+        win[np.arange(len(s)), n.astype(np.int64) % e] = x
+        order = (n.astype(np.int64)[:, None] - np.arange(e - 1, -1, -1)[None, :]) % e   # oldest first
+        win = np.take_along_axis(win, order, axis=1)
+        with warnings.catch_warnings():   # a warm_n below the window leaves NaN in it: no noise figure yet
+            warnings.simplefilter("ignore", RuntimeWarning)
+            level = np.nanmedian(win, axis=1)
+            spread = np.nanmean(np.abs(win - level[:, None]), axis=1)
+            lw = np.log(np.maximum(win, 0.0) + self.params.floor)
+            noise = np.nanmean(np.abs(np.diff(lw, axis=1)), axis=1)
+        return level, spread, noise
 
     # -- the Detector interface -----------------------------------------------------
     def score(self, slots: Any, ts: Any, values: Any) -> np.ndarray:

@@ -92,6 +92,28 @@ def test_cold_start_judges_a_new_workload_against_its_tenant_peers_from_the_star
     assert dets[0].baseline < 2e6  # judged against the peers (1e6), not its own 3e7
 
 
+def test_a_newcomer_alarmed_against_its_peers_from_the_start_learns_its_own_level_when_warm() -> None:
+    """Its alarm was against the tenant's prior, not a level of its own: once warm it stops being one
+    long alarm, and a later runaway from its own level is a fresh detection against that level."""
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    feed(pipe, 0, 600, peers("t6", 5, 1e6))
+    big = wl("t6", "big")
+    dets = feed(pipe, 600, 1200, {**peers("t6", 5, 1e6), (big, BYTES): lambda t: 3e7 if t < 1000 else 1.5e8})
+    assert [(d.extra["young"], d.ts < 610) for d in dets] == [(True, True), (False, False)]
+    assert 1000 <= dets[1].ts <= 1010 and 2e7 < dets[1].baseline < 4e7   # 5x its own 3e7, not 150x the peers
+
+
+def test_a_young_runaway_from_a_level_it_had_learned_stays_in_its_alarm_when_warm() -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    feed(pipe, 0, 600, peers("t7", 5, 1e6))
+    late = wl("t7", "late")
+    series = {**peers("t7", 5, 1e6), (late, BYTES): lambda t: 4e7 if t >= 660 else 1.2e6}
+    dets = feed(pipe, 600, 900, series)
+    assert [d.extra["young"] for d in dets] == [True]          # one alarm, 60 s after its start, kept
+    det = pipe._tables[BYTES].detector
+    assert det.state.cols["alarm"][pipe._tables[BYTES].slot_of[late]] == 1.0
+
+
 def test_retry_storm_needs_requests_and_errors_up_with_smaller_requests() -> None:
     pipe = DetectorPipeline(clock=lambda: 0.0)
     w = wl("t4", "retrier")
