@@ -22,6 +22,7 @@ number of workers.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -403,6 +404,8 @@ def run_command(
                                                   "(GUARDIAN_API__HOST/PORT)."),
 ) -> None:
     """Run the collectors, the stream processors, the action engine (and the API) until stopped."""
+    # a crash inside a C extension (librdkafka, numpy) leaves every thread's Python stack on stderr
+    faulthandler.enable()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("kafka", "faust", "aiokafka", "mode", "httpx", "uvicorn.access", "guardian.ingest.collect"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
