@@ -55,7 +55,7 @@ class Incident:
     end: float
     client_ids: set[str] = field(default_factory=set)
     groups: set[str] = field(default_factory=set)
-    signature_only: str | None = None    # partition storm: no narrower identity than the broker
+    signature_only: str | None = None    # partition storm: no narrower identity than its tenant (or a broker)
     tenant: str = ""
     pattern: str = ""
     role: str = "runaway"                # runaway (to be throttled) | surge (benign: a watch at most)
@@ -68,7 +68,12 @@ class Incident:
     def matches(self, workload: dict[str, Any], signature: str | None = None) -> bool:
         if workload.get("client_id") in self.client_ids or workload.get("group") in self.groups:
             return True
-        return self.signature_only is not None and signature == self.signature_only
+        if self.signature_only is None or signature != self.signature_only:
+            return False
+        # a principal-wide workload is the incident's only if it is its tenant's: a benign tenant
+        # throttled for the same signature is a false action, not part of the storm
+        principal = workload.get("principal")
+        return principal is None or principal == f"User:{self.tenant}"
 
 
 def _die_with_parent() -> None:

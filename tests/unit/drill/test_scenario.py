@@ -138,11 +138,14 @@ def test_a_principal_wide_quarantine_counts_for_its_partition_storm_incident() -
 
 
 def test_an_incident_holds_its_quarantine_by_identity_or_by_the_storms_signature() -> None:
-    storm = Incident(0, 0.0, 30.0, client_ids={"run-admin"}, signature_only="partition_storm")
+    storm = Incident(0, 0.0, 30.0, client_ids={"run-admin"}, tenant="tenant-a", signature_only="partition_storm")
     producer = Incident(1, 0.0, 30.0, client_ids={"run-a"})
     ledger_record = {"workload": {"principal": "User:tenant-a"}, "detection": {"signature": "partition_storm"}}
     api_detail = {"workload": {"principal": "User:tenant-a"}, "evidence": {"signature": "partition_storm"}}
     api_list_item = {"workload": {"principal": "User:tenant-a"}}
     assert storm.holds(ledger_record) and storm.holds(api_detail) and not storm.holds(api_list_item)
+    # another tenant throttled for a partition storm is not this incident's (a false action), a broker is
+    assert not storm.holds({**ledger_record, "workload": {"principal": "User:tenant-b"}})
+    assert storm.matches({"broker": "b1"}, "partition_storm")
     assert not producer.holds(ledger_record)
     assert producer.holds({"workload": {"principal": "User:tenant-a", "client_id": "run-a"}})
