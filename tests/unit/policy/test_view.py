@@ -84,6 +84,41 @@ def test_a_single_part_is_the_snapshot_and_its_client_loads_are_only_those_asked
     assert set(part) == set(BROKERS)
 
 
+def _exact_totals(cp: ClusterPressure, now: float) -> dict[str, tuple[float, float, float]]:
+    """The totals walked from every client's fresh loads: what the running totals must match."""
+    out = {}
+    for broker, clients in cp._clients.items():
+        fresh = [{k: v for k, (ts, v) in parts.items() if now - ts <= cp.stale_after_s} for parts in clients.values()]
+        out[broker] = tuple(sum(f.get(k, 0.0) for f in fresh) for k in ("request_time", "bytes_in", "bytes_out"))
+    return out
+
+
+def test_the_running_totals_are_exact_after_each_sweep_and_late_by_at_most_a_sweep_between():
+    """Clients come and go (a third stop reporting at random): the totals are kept as samples arrive
+    and recomputed every sweep_s, so a load that went stale counts for at most sweep_s more."""
+    clock, rng = Clock(0.0), random.Random(7)
+    cp = ClusterPressure(stale_after_s=30.0, sweep_s=5.0, clock=clock)
+    live = {(p, c) for p in PRINCIPALS for c in "abcd"}
+    for t in range(120):
+        clock.t = float(t)
+        if t % 10 == 0:
+            live = {k for k in live if rng.random() > 0.3} | {(rng.choice(PRINCIPALS), f"n{t}-{i}") for i in range(3)}
+        cp.observe([Sample(clock.t, Workload(principal=p, client_id=c, broker=b), m, rng.uniform(0, 10))
+                    for p, c in live for b in BROKERS[:2]
+                    for m in (Metric.REQUEST_TIME_SHARE, Metric.PRODUCE_BYTE_RATE)])
+        part = cp.part(["User:t1"])
+        exact, late = _exact_totals(cp, clock.t), _exact_totals(cp, clock.t - cp.sweep_s)
+        for b, bp in part.items():
+            got = (bp.total.request_time, bp.total.bytes_in, bp.total.bytes_out)
+            if t % 5 == 0:   # swept just now
+                assert got == pytest.approx(exact[b])
+            # between sweeps: at least the fresh loads, at most those fresh sweep_s ago
+            assert all(e - 1e-6 <= g <= lt + 1e-6 for g, e, lt in zip(got, exact[b], late[b]))
+            assert set(bp.clients) == {k for k in cp._clients[b] if k[0] == "User:t1"
+                                       and any(t - ts <= 30.0 for ts, _ in cp._clients[b][k].values())}
+    assert max(len(c) for c in cp._clients.values()) < 4 * len(PRINCIPALS) + 30   # quiet clients are forgotten
+
+
 def test_after_a_rebalance_the_newest_owner_of_the_broker_signals_wins_and_stale_ones_go():
     clock = Clock(100.0)
     old, new = ClusterPressure(clock=clock), ClusterPressure(clock=clock)
@@ -161,7 +196,11 @@ def test_a_worker_follows_what_the_engine_named_and_publishes_only_those_points(
 
 def test_a_worker_giving_up_a_partition_forgets_its_loads_and_signals():
     clock, _, (part,) = split_run(1, seconds=3)
+    part.part()   # its totals were just computed: forgetting must not leave the moved loads in them
     part.forget(lambda w: w.principal == "User:t1" or w.principal is None)
     kept = part.part()
     assert {k[0] for b in kept.values() for k in b.clients} == set(PRINCIPALS) - {"User:t1"}
     assert all(not b.signals and not b.normals for b in kept.values())
+    assert all(not b.clients for b in part.part(["User:t1"]).values())   # nor asked for by name
+    for b in kept.values():   # the totals were recomputed without them
+        assert b.total.request_time == pytest.approx(sum(c.request_time for c in b.clients.values()))
