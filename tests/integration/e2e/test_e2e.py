@@ -97,7 +97,17 @@ def test_a_runaway_producer_that_hurts_is_throttled_and_verified_and_the_benign_
     assert not [q for q in ctx.quarantines if q["workload"].get("principal") == "User:tenant-b"]
     benign = [r for r in ctx.recorders if r.tenant == "tenant-b"]
     assert all(r.errors == 0 for r in benign)
-    assert sum(1 for r in benign for ts, _, _ in r.acks if inc.onset <= ts < inc.end) > 0.8 * 100 * 40
+    # It kept producing through the incident: every message it produced then was acknowledged, counted by
+    # when it was produced (the ack time minus its latency). Counted by ack time, a benign tenant whose
+    # latency the runaway raised before the throttle would look as if it had sent less (on CI's busy
+    # cores, 3,020 of 4,000 acks fell inside the incident once, with no delivery error).
+    produced = [ts - lat for r in benign for ts, _, lat in r.acks]
+    in_incident = sum(1 for t in produced if inc.onset <= t < inc.end)
+    per_s = [sum(1 for r in benign for ts, _, _ in r.acks if inc.onset + i <= ts < inc.onset + i + 1)
+             for i in range(int(inc.end - inc.onset))]
+    context = {"acks_per_s_in_incident": per_s, "verified_after_s": round(steps["verified"] - inc.onset, 1),
+               "max_latency_s": round(max((lat for r in benign for _, _, lat in r.acks), default=0.0), 2)}
+    assert in_incident >= 0.95 * 100 * (inc.end - inc.onset), (in_incident, context)
 
 
 def test_the_demo_runs_to_completion_in_quick_mode(small_stack, tmp_path: Path) -> None:
