@@ -126,6 +126,10 @@ class DevSettings(_Section):
     kafka_flush_interval_messages: int = Field(default=0, ge=0)    # log.flush.interval.messages; 0 = the OS's
     kafka_compression_type: str = "producer"                       # compression.type: the broker's codec
     kafka_compression_gzip_level: int = Field(default=-1, ge=-1, le=9)  # compression.gzip.level; -1 = default
+    # each broker's memory limit (MB, its page cache included; heap fixed at 512 MB) and disk read rate
+    # (MB/s); 0 = none. Linux cgroup v1 and root (guardian_dev/cgroups.py): the rewind drill's slow disk
+    kafka_memory_mb: int = Field(default=0, ge=0)
+    kafka_disk_read_mb_s: float = Field(default=0.0, ge=0)
 
 
 class ApiSettings(_Section):

@@ -53,13 +53,8 @@ def demo_stack(scenario: Any, run_dir: Path | None = None) -> Any:
 
     dev: DevSettings = GuardianSettings().dev
     b = scenario.broker
-    dev = dev.model_copy(update={"kafka_io_threads": b.io_threads, "kafka_network_threads": b.network_threads,
-                                 "kafka_queued_max_requests": b.queued_max_requests,
-                                 "kafka_flush_interval_messages": b.flush_interval_messages,
-                                 "kafka_compression_type": b.compression_type,
-                                 "kafka_compression_gzip_level": b.compression_gzip_level,
-                                 "kafka_port": 0, "kafka_sasl_port": 0, "kafka_controller_port": 0,
-                                 "kafka_metrics_port": 0, "redis_port": 0})
+    dev = dev.model_copy(update={**b.dev_settings(), "kafka_port": 0, "kafka_sasl_port": 0,
+                                 "kafka_controller_port": 0, "kafka_metrics_port": 0, "redis_port": 0})
     return DevStack(dev, run_dir=run_dir or dev.home / "run-demo", use_environment=False, use_docker=False)
 
 

@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from guardian_dev import procs
+from guardian_dev import cgroups, procs
 from guardian.errors import ConfigError, SetupError
 
 JMX_AGENT = ("io.prometheus.jmx", "jmx_prometheus_javaagent", "1.0.1")
@@ -142,6 +142,15 @@ class BrokerCapacity:
     # producer's recompresses each one on its I/O thread ("producer", Kafka's default, never does)
     compression_type: str = "producer"
     compression_gzip_level: int = -1   # -1: the codec's default
+    # a memory limit (MB) for each broker process, its page cache included, and a read rate (MB/s) for
+    # the disk under its data (0: none; Linux cgroup v1, root: guardian_dev.cgroups). With a memory limit
+    # the heap is fixed at 512 MB, so what is left of the limit is the broker's page cache.
+    memory_mb: int = 0
+    disk_read_mb_s: float = 0.0
+
+    @property
+    def confined(self) -> bool:
+        return bool(self.memory_mb or self.disk_read_mb_s)
 
     def properties(self) -> dict[str, str]:
         out = {"num.io.threads": str(self.io_threads), "num.network.threads": str(self.network_threads),
@@ -151,6 +160,10 @@ class BrokerCapacity:
         if self.compression_gzip_level != -1:
             out["compression.gzip.level"] = str(self.compression_gzip_level)
         return out
+
+
+def _cgroup_name(node: NodeState) -> str:
+    return f"guardian-dev-kafka-{node.port}"
 
 
 def _cluster_id() -> str:
@@ -329,7 +342,8 @@ class LocalKafka:
             log4j.write_text(_LOG4J2)
             rules = cfg_dir / "jmx_rules.yaml"
             rules.write_text(rules_text)
-            base = [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            heap = ["-Xms512m", "-Xmx512m"] if self.capacity.memory_mb else ["-Xms256m", "-Xmx1g"]
+            base = [java, *heap, "-XX:+UseG1GC", "-Djava.awt.headless=true",
                     f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={cfg_dir}", "-cp", classpath]
             if not (data_dir / "meta.properties").exists():
                 to_format.append(base + ["kafka.tools.StorageTool", "format", f"--cluster-id={st.cluster_id}",
@@ -364,6 +378,16 @@ class LocalKafka:
                 st.nodes = [asdict(n) for n in nodes]
             # recorded after each spawn: `guardian-dev down` stops whatever started, even if a later spawn fails
             self.state_file.write_text(json.dumps(asdict(st), indent=2))
+            if self.capacity.confined:
+                try:
+                    cgroups.confine(node.pid, _cgroup_name(node), self.node_dir(len(nodes), node.node_id) / "data",
+                                    self.capacity.memory_mb, self.capacity.disk_read_mb_s)
+                except SetupError:
+                    self.stop()
+                    raise
+        if self.capacity.confined:
+            progress(f"each broker confined: memory {self.capacity.memory_mb or 'unlimited'} MB (heap 512 MB), "
+                     f"disk reads {self.capacity.disk_read_mb_s or 'unlimited'} MB/s")
         self._wait_ready(st, progress)
         self._bootstrap_security(st, progress)
         return st
@@ -380,6 +404,9 @@ class LocalKafka:
         else:
             # all at once: a node stopped last would wait for a quorum that is already gone
             procs.stop_all([n.pid for n in nodes], timeout=30)
+        if st.capacity.get("memory_mb") or st.capacity.get("disk_read_mb_s"):
+            for node in nodes:
+                cgroups.release(_cgroup_name(node))
         return running
 
     def destroy(self) -> bool:

@@ -110,7 +110,8 @@ class DevStack:
                                 capacity=BrokerCapacity(s.kafka_io_threads, s.kafka_network_threads,
                                                         s.kafka_queued_max_requests,
                                                         s.kafka_flush_interval_messages, s.kafka_compression_type,
-                                                        s.kafka_compression_gzip_level),
+                                                        s.kafka_compression_gzip_level, s.kafka_memory_mb,
+                                                        s.kafka_disk_read_mb_s),
                                 brokers=self.brokers)
         self.redis = LocalRedis(self.run_dir, s.redis_port)
         self.kubernetes = kubernetes

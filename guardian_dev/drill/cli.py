@@ -36,7 +36,6 @@ def drill_stack(scenario: Any, say: Callable[[str], None], brokers: int = 1) -> 
     broker for the next drill; a just-started JVM would stall the first incident's baseline);
     `guardian-dev down` stops it too.
     """
-    from guardian_dev.kafka import BrokerCapacity
     from guardian_dev.stack import DRILL_RUN_DIR, DevStack
     from guardian.settings import GuardianSettings
 
@@ -44,18 +43,12 @@ def drill_stack(scenario: Any, say: Callable[[str], None], brokers: int = 1) -> 
     if scenario.broker is None:
         return DevStack(dev, brokers=brokers)
     b = scenario.broker
-    dev = dev.model_copy(update={"kafka_io_threads": b.io_threads, "kafka_network_threads": b.network_threads,
-                                 "kafka_queued_max_requests": b.queued_max_requests,
-                                 "kafka_flush_interval_messages": b.flush_interval_messages,
-                                 "kafka_compression_type": b.compression_type,
-                                 "kafka_compression_gzip_level": b.compression_gzip_level, "kafka_port": 0,
-                                 "kafka_sasl_port": 0, "kafka_controller_port": 0, "kafka_metrics_port": 0,
-                                 "redis_port": 0})
+    dev = dev.model_copy(update={**b.dev_settings(), "kafka_port": 0, "kafka_sasl_port": 0,
+                                 "kafka_controller_port": 0, "kafka_metrics_port": 0, "redis_port": 0})
     stack = DevStack(dev, run_dir=dev.home / DRILL_RUN_DIR, use_environment=False, use_docker=False,
                      brokers=brokers)
     st = stack.kafka.state()
-    wanted = BrokerCapacity(b.io_threads, b.network_threads, b.queued_max_requests, b.flush_interval_messages,
-                            b.compression_type, b.compression_gzip_level)
+    wanted = stack.kafka.capacity
     if stack.kafka.is_running() and st is not None and st.capacity != vars(wanted):
         say(f"  the drill's broker(s) run with {st.capacity}; restarting with {vars(wanted)}")
         stack.kafka.stop()

@@ -58,7 +58,8 @@ into each repeat for ``during_s``:
 
 ``broker:`` states the capacity of the drill's own local broker
 (``guardian_dev.kafka.BrokerCapacity``: I/O and network threads, request
-queue, fsync interval, the broker's compression codec); without it the drill
+queue, fsync interval, the broker's compression codec, a memory limit and a
+disk read rate); without it the drill
 uses the usual broker (the environment's, else ``guardian-dev up``'s).
 
 Pure: parsing and validation only.
@@ -70,7 +71,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from guardian.errors import ConfigError
 
@@ -217,6 +218,27 @@ class BrokerOptions(_Strict):
     # on its I/O thread (Kafka's default "producer" keeps the producer's codec and never does)
     compression_type: Literal["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"] = "producer"
     compression_gzip_level: int = Field(default=-1, ge=-1, le=9)  # compression.gzip.level (-1: default)
+    # a memory limit per broker, page cache included (the heap is fixed at 512 MB, so what the JVM leaves of
+    # the limit is the page cache), and a read rate for the disk under its data: a broker that reads a
+    # rewound topic from a slow disk (Linux cgroup v1, root; 0: none)
+    memory_mb: int = Field(default=0, ge=0)
+    disk_read_mb_s: float = Field(default=0.0, ge=0)
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _room_beside_the_heap(cls, v: int) -> int:
+        if v and v < 900:
+            raise ValueError("memory_mb below 900 leaves the broker's JVM (512 MB heap and ~300 MB besides) no room")
+        return v
+
+    def dev_settings(self) -> dict[str, Any]:
+        """The ``DevSettings`` keys (``kafka_*``) that give the dev stack's broker this capacity."""
+        return {"kafka_io_threads": self.io_threads, "kafka_network_threads": self.network_threads,
+                "kafka_queued_max_requests": self.queued_max_requests,
+                "kafka_flush_interval_messages": self.flush_interval_messages,
+                "kafka_compression_type": self.compression_type,
+                "kafka_compression_gzip_level": self.compression_gzip_level,
+                "kafka_memory_mb": self.memory_mb, "kafka_disk_read_mb_s": self.disk_read_mb_s}
 
 
 class GuardianOptions(_Strict):
