@@ -35,6 +35,8 @@ SPLIT = ("uncontained", "contained", "settled")   # during, cut at the verified 
 # already queued: on the drills' one-thread broker the requests a runaway queued before the throttle
 # take up to ~1 s to work off, and benign requests sent then wait behind them
 DRAIN_S = 2.0
+# harm began when the benign p99 reached this multiple of its normal (the drills' "hurts" line, issue 15)
+HARM_FACTOR = 3.0
 
 
 def _pct(xs: list[float], p: float) -> float | None:
@@ -89,6 +91,33 @@ def action_times(ctx: Any, inc: Any) -> tuple[float | None, float | None, dict[s
                 if h.get("status") == "applied" and (applied is None or h["ts"] < applied):
                     applied = h["ts"]
     return verified, applied, action
+
+
+def harm_onset(ctx: Any, inc: Any, factor: float = HARM_FACTOR) -> float | None:
+    """When the incident began to hurt: the first second after its onset from which the benign
+    producers' p99 (pooled, by send time) stays at least ``factor`` times its *before* p99 for two
+    seconds running (one slow second is noise); None if it never does before the incident ends.
+
+    A ramp hurts only once it has grown, and the guardian acts on harm, so the time from here to
+    the verified throttle is how long the others were hurt before the guardian stopped it.
+    """
+    producers = [r for r in ctx.recorders if r.role == "benign" and r.kind == "producer"]
+    lo, hi = windows(ctx, inc)["before"]
+    before = _pct([lat for r in producers for ts, _, lat in r.acks if in_window("before", inc, lo, hi, ts, lat)], 99)
+    if not before:
+        return None
+    seconds = int(inc.end - inc.onset)
+    buckets: list[list[float]] = [[] for _ in range(seconds)]
+    for r in producers:
+        for ts, _, lat in r.acks:
+            i = int(ts - lat - inc.onset)
+            if 0 <= ts - lat - inc.onset and i < seconds:
+                buckets[i].append(lat)
+    hurt = [bool(b) and (_pct(b, 99) or 0.0) >= factor * before for b in buckets]
+    for i in range(seconds - 1):
+        if hurt[i] and hurt[i + 1]:
+            return inc.onset + i
+    return None
 
 
 def benign_stats(ctx: Any, split: bool = False) -> dict[str, Any]:
@@ -200,6 +229,7 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
         fired = float(first["ts"]) if first and isinstance(first.get("ts"), (int, float)) else None
         sigs = sorted({d["signature"] for d in mine})
         verified, applied, action = action_times(ctx, inc)
+        hurt = harm_onset(ctx, inc)
         held = [q for q in quarantines if inc.holds(q)]
         ph = ctx.scenario.phases
         cut = verified if verified is not None and verified < inc.end else inc.end
@@ -226,6 +256,10 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
             "fired_to_published_s": _r(first_det - fired if fired is not None and first_det else None),
             "onset_to_applied_s": _r(applied - inc.onset if applied else None),
             "onset_to_verified_action_s": _r(verified - inc.onset if verified else None),
+            # when the benign p99 first held at 3x its normal, and from there to the verified throttle
+            # (negative: verified before anyone was hurt that much)
+            "onset_to_harm_s": _r(hurt - inc.onset if hurt is not None else None),
+            "harm_to_verified_action_s": _r(verified - hurt if verified and hurt is not None else None),
             "action": action,
             "decisions": outcomes, "last_decision_reason": reason,
             "runaway_bytes_per_s": {
@@ -281,6 +315,9 @@ def summarize(off: Any | None, on: Any | None, machine: dict[str, Any] | None = 
         res["onset_to_detection_p95_s"] = _r(_pct(det, 95))
         res["onset_to_verified_action_p50_s"] = _r(_pct(ver, 50))
         res["onset_to_verified_action_p95_s"] = _r(_pct(ver, 95))
+        h2v = [i["harm_to_verified_action_s"] for i in inc if i["harm_to_verified_action_s"] is not None]
+        res["harm_to_verified_action_p50_s"] = _r(_pct(h2v, 50))
+        res["harm_to_verified_action_p95_s"] = _r(_pct(h2v, 95))
         res["incidents_detected"] = f"{len(det)}/{len(inc)}"
         res["incidents_acted_on"] = f"{len(ver)}/{len(inc)}"
         res["false_actions"] = len(res["on"]["false_actions"])
@@ -293,6 +330,8 @@ def summarize(off: Any | None, on: Any | None, machine: dict[str, Any] | None = 
         falls = [t["during"]["msgs_per_s"] / t["before"]["msgs_per_s"] for t in tenants
                  if t["before"]["msgs_per_s"] and t["during"]["msgs_per_s"] is not None]
         res[f"benign_throughput_ratio_{mode}"] = _r(min(falls)) if falls else None
+        hurt = [i["onset_to_harm_s"] for i in res[mode]["incidents"] if i["onset_to_harm_s"] is not None]
+        res[f"onset_to_harm_p50_s_{mode}"] = _r(_pct(hurt, 50))
     if "on" in res:
         for phase in SPLIT:
             res[f"benign_p99_ratio_{phase}_on"] = _worst(res["on"]["benign"].values(),
@@ -317,7 +356,7 @@ HEADLINE_KEYS = ("onset_to_verified_action_p50_s", "onset_to_verified_action_p95
                  "benign_p99_ratio_off", "false_actions", "benign_p99_ratio_contained_on",
                  "benign_p99_ratio_uncontained_on", "benign_throughput_ratio_off", "surge_throttles",
                  "surge_watches", "benign_provision_p99_ratio_off", "benign_provision_p99_ratio_contained_on",
-                 "benign_p99_ratio_settled_on")
+                 "benign_p99_ratio_settled_on", "onset_to_harm_p50_s_off", "harm_to_verified_action_p50_s")
 
 
 def headline(res: dict[str, Any]) -> dict[str, Any]:
@@ -335,7 +374,9 @@ def markdown(res: dict[str, Any]) -> str:
     lines += [f"Broker: {broker_line(res.get('broker'))}", ""]
     lines += ["| measure | value |", "|---|---|",
               f"| benign p99 during / before, guardian off | {res.get('benign_p99_ratio_off')} |",
-              f"| benign msgs/s during / before, guardian off | {res.get('benign_throughput_ratio_off')} |"]
+              f"| benign msgs/s during / before, guardian off | {res.get('benign_throughput_ratio_off')} |",
+              f"| onset -> benign p99 at {HARM_FACTOR:g}x its normal, guardian off (p50) | "
+              f"{res.get('onset_to_harm_p50_s_off')} s |"]
     if "benign_provision_p99_ratio_off" in res or "benign_provision_p99_ratio_on" in res:
         lines += [f"| benign deploy step (create a topic, ack its first record) p99 during / before, guardian off "
                   f"| {res.get('benign_provision_p99_ratio_off')} |",
@@ -356,6 +397,8 @@ def markdown(res: dict[str, Any]) -> str:
                   f"{res.get('onset_to_detection_p95_s')} s |",
                   f"| onset -> verified action p50 / p95 | {res.get('onset_to_verified_action_p50_s')} s / "
                   f"{res.get('onset_to_verified_action_p95_s')} s |",
+                  f"| benign p99 at {HARM_FACTOR:g}x its normal -> verified action p50 / p95 (negative: before) | "
+                  f"{res.get('harm_to_verified_action_p50_s')} s / {res.get('harm_to_verified_action_p95_s')} s |",
                   f"| benign p99 during / before, guardian on | {res.get('benign_p99_ratio_on')} |",
                   f"| benign p99 onset to verified throttle / before, guardian on | "
                   f"{res.get('benign_p99_ratio_uncontained_on')} |",
@@ -420,7 +463,10 @@ def broker_line(b: dict[str, Any] | None) -> str:
            + (f", compression.type={c['compression_type']}" if c.get("compression_type", "producer") != "producer"
               else "")
            + (f", compression.gzip.level={c['compression_gzip_level']}"
-              if c.get("compression_gzip_level", -1) != -1 else "")) if c else "capacity not known"
+              if c.get("compression_gzip_level", -1) != -1 else "")
+           + (f", memory limit {c['memory_mb']} MB (512 MB heap, the rest page cache)" if c.get("memory_mb") else "")
+           + (f", disk reads {c['disk_read_mb_s']:g} MB/s" if c.get("disk_read_mb_s") else "")) \
+        if c else "capacity not known"
     return f"{b.get('provider')} at {b.get('bootstrap')}: {cap}" + (", as the scenario states"
                                                                    if b.get("stated_by_scenario") else "")
 

@@ -100,7 +100,8 @@ def test_the_stated_capacity_is_written_into_server_properties_and_recorded(tmp_
     assert (props["compression.type"], props["compression.gzip.level"]) == ("gzip", "9")
     assert "log.flush.interval.messages" not in props          # 0: left to the OS, as Kafka does
     assert st.capacity == {"io_threads": 1, "network_threads": 1, "queued_max_requests": 16,
-                           "flush_interval_messages": 0, "compression_type": "gzip", "compression_gzip_level": 9}
+                           "flush_interval_messages": 0, "compression_type": "gzip", "compression_gzip_level": 9,
+                           "memory_mb": 0, "disk_read_mb_s": 0.0}
     default = LocalKafka(tmp_path, tmp_path)
     dprops = default._properties(default._new_state(None), tmp_path / "data")
     assert "num.io.threads=4\n" in dprops and "compression.gzip.level" not in dprops
@@ -124,6 +125,17 @@ def test_the_report_states_the_capacity() -> None:
     assert "1 I/O thread" in line and "1 network thread" in line and "queued.max.requests=16" in line
     assert "compression.type=gzip" in line and "as the scenario states" in line
     assert "not known" in broker_line({"provider": "environment", "bootstrap": "x", "capacity": None})
+    slow = broker_line({"provider": "local", "bootstrap": "127.0.0.1:1", "stated_by_scenario": True,
+                        "capacity": vars(BrokerCapacity(1, 1, 16, memory_mb=1024, disk_read_mb_s=20))})
+    assert "memory limit 1024 MB" in slow and "disk reads 20 MB/s" in slow and "memory limit" not in line
+
+
+def test_a_confined_broker_gets_a_fixed_heap_and_a_memory_limit_too_small_for_it_is_refused() -> None:
+    sc = parse_scenario({**_copy(SURGE), "broker": {"memory_mb": 1024, "disk_read_mb_s": 20}})
+    assert sc.broker.dev_settings()["kafka_memory_mb"] == 1024
+    assert sc.broker.dev_settings()["kafka_disk_read_mb_s"] == 20
+    with pytest.raises(ConfigError, match="memory_mb"):
+        parse_scenario({**_copy(SURGE), "broker": {"memory_mb": 512}}, "s.yaml")
 
 
 # ----------------------------------------------------------------------------- rolling restart
@@ -207,6 +219,27 @@ def test_a_latency_counts_where_its_message_was_sent() -> None:
     assert b["uncontained"]["p99_ms"] == pytest.approx(2000.0)
     # throughput stays by ack time: the five late answers are in contained's messages
     assert b["contained"]["messages"] == 150 + 5
+
+
+def test_harm_begins_where_the_benign_p99_holds_at_3x_its_normal_and_the_throttle_is_timed_from_there() -> None:
+    sc = parse_scenario({**SURGE, "repeats": 1, "phases": {"before_s": 30, "during_s": 20, "after_s": 10}})
+    onset = 1000.0
+    inc = Incident(0, onset, onset + 20, client_ids={"run-a"}, tenant="tenant-a", pattern="ramp")
+    rec = Recorder("b1", "tenant-b", "benign", "producer", {"client_id": "b1"})
+    rec.acks = ([(onset - 20 + i * 0.1, 1000, 0.010) for i in range(200)]           # before: 10 ms
+                + [(onset + 2.05, 1000, 0.5)]                                      # one slow second: noise
+                + [(onset + i * 0.1, 1000, 0.011) for i in range(60)]               # calm until +6 s
+                + [(onset + 6 + i * 0.1 + 0.05, 1000, 0.040) for i in range(40)]    # +6 .. +10 s: 40 ms, 4x
+                + [(onset + 10 + i * 0.1 + 0.05, 1000, 0.011) for i in range(100)])
+    q = _quarantine("q1", "run-a", [{"ts": onset + 9.5, "status": "verified"}])
+    stats = incident_stats(_Ctx([rec], [inc], sc, [q]))[0]
+    assert stats["onset_to_harm_s"] == 6.0
+    assert stats["harm_to_verified_action_s"] == 3.5
+    assert stats["onset_to_verified_action_s"] == 9.5
+    # never 3x for two seconds running: no harm, and nothing to time from
+    rec.acks = [a for a in rec.acks if a[2] != 0.040]
+    stats = incident_stats(_Ctx([rec], [inc], sc, [q]))[0]
+    assert stats["onset_to_harm_s"] is None and stats["harm_to_verified_action_s"] is None
 
 
 def test_a_surge_drill_counts_throttles_and_watches_of_the_surge_workload() -> None:
