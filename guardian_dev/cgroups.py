@@ -13,6 +13,7 @@ a ``SetupError`` saying so. One group per process, named by the caller, under bo
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from guardian.errors import SetupError
@@ -68,12 +69,23 @@ def confine(pid: int, name: str, data_dir: Path, memory_mb: int = 0, disk_read_m
     return made
 
 
-def release(name: str, root: Path = ROOT) -> None:
-    """Remove group ``name`` from both hierarchies once its processes are gone (missing groups are fine)."""
-    for controller in ("memory", "blkio"):
-        try:
-            (root / controller / name).rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass   # a process still in it (stopped later): the empty group costs nothing until then
+def release(name: str, root: Path = ROOT, wait_s: float = 5.0) -> bool:
+    """Remove group ``name`` from both hierarchies (missing groups are fine); True when none is left.
+
+    A process that just exited can keep its group busy for a moment, so this waits up to ``wait_s``;
+    a group still busy then (a process left in it) stays, and costs nothing while empty.
+    """
+    deadline = time.monotonic() + wait_s
+    left = [root / c / name for c in ("memory", "blkio")]
+    while True:
+        for group in list(left):
+            try:
+                group.rmdir()
+                left.remove(group)
+            except FileNotFoundError:
+                left.remove(group)
+            except OSError:
+                pass   # still busy
+        if not left or time.monotonic() >= deadline:
+            return not left
+        time.sleep(0.1)

@@ -34,7 +34,8 @@ def test_a_process_is_confined_with_both_limits_and_its_groups_go_with_it(tmp_pa
     finally:
         proc.kill()
         proc.wait()
-        cgroups.release(name)
+        released = cgroups.release(name)
+    assert released
     assert not (cgroups.ROOT / "memory" / name).exists() and not (cgroups.ROOT / "blkio" / name).exists()
 
 
