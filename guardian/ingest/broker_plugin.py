@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import orjson
 
 from guardian.errors import DecodeError
-from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, HandlerIdle, clamp_ratio
+from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, HandlerIdle, NetworkIdle, clamp_ratio
 from guardian.ingest.prometheus import TOPIC_METERS
 from guardian.ingest.rates import CounterRates
 from guardian.model.samples import Metric, Sample, Workload
@@ -72,6 +72,7 @@ class BrokerSnapshotDecoder:
         self.cluster = cluster
         self.rates = CounterRates()
         self.handler_idle = HandlerIdle()
+        self.network_idle = NetworkIdle()
         self._counts: dict[tuple[str, str], tuple[float, float]] = {}
 
     def decode(self, value: bytes) -> list[Sample]:
@@ -89,6 +90,8 @@ class BrokerSnapshotDecoder:
             raise DecodeError(f"shape: {exc}") from exc
         out: list[Sample] = []
         connections: dict[str, float] = {}
+        io_wait: dict[tuple[str, str], float] = {}
+        network_avg: float | None = None
         for entry in metrics:
             group, name, tags, v = _entry(entry)
             if v is None:
@@ -101,6 +104,8 @@ class BrokerSnapshotDecoder:
                 out.append(self._sample(ts, w, metric, v, labels))
             elif group == "socket-server-metrics" and name == "connection-creation-rate" and "listener" in tags:
                 connections[tags["listener"]] = connections.get(tags["listener"], 0.0) + v
+            elif group == "socket-server-metrics" and name == "io-wait-time-ns-total" and "listener" in tags:
+                io_wait[(tags["listener"], tags.get("networkProcessor", ""))] = v
             elif group == "group-coordinator-metrics" and name == "group-completed-rebalance-count":
                 self._rate(out, (broker, "rebalances"), ts, v, Workload(broker=broker), Metric.REBALANCE_RATE, {})
         for listener, v in connections.items():
@@ -130,9 +135,7 @@ class BrokerSnapshotDecoder:
                 elif "stat" not in tags:
                     idle_count = v
             elif kind == "SocketServer" and name == "NetworkProcessorAvgIdlePercent":
-                ratio = clamp_ratio(v)
-                if ratio is not None:
-                    out.append(self._sample(ts, Workload(broker=broker), Metric.NETWORK_PROCESSOR_IDLE, ratio, {}))
+                network_avg = clamp_ratio(v)   # used only without the per-thread io-wait counters
             elif kind == "RequestMetrics" and name in _P99 and tags.get("stat") == "p99":
                 request = REQUEST_LABELS.get(tags.get("request", ""))
                 if request:
@@ -148,11 +151,15 @@ class BrokerSnapshotDecoder:
             ratio = self.handler_idle.observe(broker, ts, idle_count, idle_mean)
             if ratio is not None:
                 out.append(self._sample(ts, Workload(broker=broker), Metric.REQUEST_HANDLER_IDLE, ratio, {}))
+        network = self.network_idle.observe(broker, ts, io_wait) if io_wait else network_avg
+        if network is not None:
+            out.append(self._sample(ts, Workload(broker=broker), Metric.NETWORK_PROCESSOR_IDLE, network, {}))
         for (metric, topic), total in topic_totals.items():
             w = Workload(topic=topic, broker=broker) if topic else Workload(broker=broker)
             self._rate(out, (broker, metric, topic), ts, total, w, metric, {})
         self.rates.forget_stale(ts)
         self.handler_idle.forget_stale(ts)
+        self.network_idle.forget_stale(ts)
         return out
 
     def _rate(self, out: list[Sample], key: tuple, ts: float, total: float, w: Workload, metric: Metric,

@@ -9,7 +9,10 @@ MBean (attribute)                                                               
 =====================================================================================  ==========================  =====
 ``kafka.server:type=KafkaRequestHandlerPool,name=RequestHandlerAvgIdlePercent``        ``request_handler_idle``    ratio
 (``Count``: rate over the interval / 1e9; ``MeanRate``: pools sharing the meter)
+``kafka.server:type=socket-server-metrics,listener=L,networkProcessor=N``              ``network_processor_idle``  ratio
+(``io-wait-time-ns-total``: the least idle data-plane network thread; ``NetworkIdle``)
 ``kafka.network:type=SocketServer,name=NetworkProcessorAvgIdlePercent`` (``Value``)    ``network_processor_idle``  ratio
+(only where the per-thread counters are missing)
 ``kafka.network:type=RequestMetrics,name=RequestQueueTimeMs,request=R`` (p99)          ``request_queue_time_p99``  ms
 ``kafka.network:type=RequestMetrics,name=TotalTimeMs,request=R`` (p99)                 ``request_total_time_p99``  ms
 ``kafka.server:type=DelayedOperationPurgatory,name=PurgatorySize,delayedOperation=O``  ``purgatory_size``         count
@@ -32,6 +35,15 @@ local 4.1.1 broker shape how ``HandlerIdle`` reads it:
   rate, which cannot exceed the number of pools marking it, says how many there are; the others
   are taken as idle (the controller's pool serves only controller requests and idles nearly always),
   so the share is that of the broker's own pool, the one tenants' requests wait for.
+
+Network threads: ``NetworkProcessorAvgIdlePercent`` is the wrong figure twice over. In KRaft combined
+mode the controller's SocketServer registers that gauge first and the broker's registration gets the
+same one, so it is the controller listener's idle: it read 1.0 throughout a drill in which the broker's
+only network thread was ~95 % busy sending a rewound topic from disk (its ``io-wait-time-ns`` grew 1.3 s
+in 29 s) and benign produce waited 1.7 s. And each thread's ``io-wait-ratio`` is a 30-60 s average. So
+``NetworkIdle`` takes each data-plane thread's cumulative ``io-wait-time-ns-total`` (time waiting in
+select, per ``listener`` and ``networkProcessor``) over the last few seconds, leaves out the controller
+listeners, and reports the lowest: every client of the busiest thread waits for it.
 
 Pure code: no I/O.
 """
@@ -130,3 +142,40 @@ class HandlerIdle:
         for key in [k for k, r in self._readings.items() if not r or now - r[-1][0] > self.stale_after_s]:
             del self._readings[key]
             self._pools.pop(key, None)
+
+
+# Listeners that serve the KRaft controller, not clients (Kafka's usual ``controller.listener.names``).
+CONTROLLER_LISTENERS: frozenset[str] = frozenset({"CONTROLLER"})
+
+
+class NetworkIdle:
+    """The least idle data-plane network thread's idle share, per broker, from each thread's io-wait time.
+
+    ``observe`` takes one reading of every thread's cumulative ``io-wait-time-ns-total`` (keyed by
+    ``(listener, processor)``) and returns the lowest idle share over the last ``window_s`` among the
+    threads of listeners not in ``controller_listeners`` (``None`` until a thread has two readings).
+
+    >>> net = NetworkIdle(window_s=5.0)
+    >>> [net.observe("b1", float(t), {("SASL", "1"): ns1, ("PLAIN", "0"): ns0, ("CONTROLLER", "2"): 0.0})
+    ...  for t, ns1, ns0 in [(0, 0.0, 0.0), (1, 0.9e9, 0.95e9), (6, 1.2e9, 5.9e9)]]
+    [None, 0.9, 0.06]
+    """
+
+    def __init__(self, window_s: float = 5.0, stale_after_s: float = 600.0,
+                 controller_listeners: frozenset[str] = CONTROLLER_LISTENERS) -> None:
+        self._threads = HandlerIdle(window_s=window_s, stale_after_s=stale_after_s)   # one pool: one thread
+        self.controller_listeners = controller_listeners
+
+    def observe(self, broker: Hashable, ts: float, io_wait_ns: dict[tuple[str, str], float],
+                restarted: bool = False) -> float | None:
+        ratios = []
+        for (listener, processor), ns in io_wait_ns.items():
+            if listener in self.controller_listeners:
+                continue
+            ratio = self._threads.observe((broker, listener, processor), ts, ns, restarted=restarted)
+            if ratio is not None:
+                ratios.append(ratio)
+        return min(ratios) if ratios else None
+
+    def forget_stale(self, now: float) -> None:
+        self._threads.forget_stale(now)

@@ -15,7 +15,9 @@ the exporter names in ``guardian/ingest/jmx_rules.yaml``:
   partition counts whose growth gives creation rates;
 * broker pressure (``guardian.ingest.pressure``): the request-handler idle
   share over the last few seconds from the idle meter's count (``HandlerIdle``),
-  network-processor idle, p99 request queue and total time for
+  network-thread idle (the least idle data-plane thread over the last few seconds,
+  from each thread's io-wait time: ``NetworkIdle``; Kafka's average gauge only where
+  those are missing), p99 request queue and total time for
   Produce and FetchConsumer, Produce and Fetch purgatory sizes and
   under-replicated partitions, all as broker-level samples.
 
@@ -33,7 +35,7 @@ from typing import Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
 from guardian.errors import TemporaryError
-from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, HandlerIdle, clamp_ratio
+from guardian.ingest.pressure import PURGATORIES, REQUEST_LABELS, HandlerIdle, NetworkIdle, clamp_ratio
 from guardian.ingest.rates import CounterRates
 from guardian.model.samples import Metric, Sample, Workload
 
@@ -76,6 +78,7 @@ _START_TIME = "process_start_time_seconds"
 _HANDLER_IDLE = "kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent"   # Count, a counter
 _HANDLER_IDLE_MEAN = "kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent_meanrate"
 _NETWORK_IDLE = "kafka_network_socketserver_networkprocessoravgidlepercent"
+_IO_WAIT = "kafka_server_socket_io_wait_time_ns"   # per listener and network thread, cumulative ns
 _P99: dict[str, Metric] = {"kafka_network_requestmetrics_requestqueuetimems": Metric.REQUEST_QUEUE_TIME_P99,
                            "kafka_network_requestmetrics_totaltimems": Metric.REQUEST_TOTAL_TIME_P99}
 _P99_QUANTILES = frozenset({"99thPercentile", "0.99"})
@@ -144,6 +147,7 @@ class PrometheusSampler:
         self.cluster = cluster
         self.rates = CounterRates(stale_after_s=stale_after_s)
         self.handler_idle = HandlerIdle(stale_after_s=stale_after_s)
+        self.network_idle = NetworkIdle(stale_after_s=stale_after_s)
         self._start_times: dict[str, float] = {}
         self._counts: dict[tuple[str, str], tuple[float, float]] = {}
 
@@ -155,6 +159,8 @@ class PrometheusSampler:
         restarted = False
         idle_count: float | None = None
         idle_mean: float | None = None
+        network_avg: float | None = None
+        io_wait: dict[tuple[str, str], float] = {}
         broker = Workload(broker=target)
         for name, labels, value in text_samples(text):
             if name.startswith("kafka_server_quota_"):
@@ -197,9 +203,9 @@ class PrometheusSampler:
             elif name == _HANDLER_IDLE_MEAN:
                 idle_mean = value
             elif name == _NETWORK_IDLE:
-                ratio = clamp_ratio(value)
-                if ratio is not None:
-                    out.append(self._sample(ts, broker, Metric.NETWORK_PROCESSOR_IDLE, ratio))
+                network_avg = clamp_ratio(value)
+            elif base == _IO_WAIT and math.isfinite(value):
+                io_wait[(labels.get("listener", ""), labels.get("network_processor", ""))] = value
             elif name in _P99:
                 request = REQUEST_LABELS.get(labels.get("request", ""))
                 if request and labels.get("quantile") in _P99_QUANTILES and math.isfinite(value):
@@ -224,8 +230,12 @@ class PrometheusSampler:
             ratio = self.handler_idle.observe(target, ts, idle_count, idle_mean, restarted=restarted)
             if ratio is not None:
                 out.append(self._sample(ts, broker, Metric.REQUEST_HANDLER_IDLE, ratio))
+        network = self.network_idle.observe(target, ts, io_wait, restarted=restarted) if io_wait else network_avg
+        if network is not None:
+            out.append(self._sample(ts, broker, Metric.NETWORK_PROCESSOR_IDLE, network))
         self.rates.forget_stale(ts)
         self.handler_idle.forget_stale(ts)
+        self.network_idle.forget_stale(ts)
         return out
 
     def _growth(self, target: str, name: str, ts: float, value: float) -> float | None:

@@ -61,8 +61,17 @@ def test_every_pressure_signal_appears_for_the_broker_with_a_sane_value(endpoint
             assert s.value == 0.0, s     # one broker, replication factor 1: nothing can lag
         else:
             assert s.value >= 0.0, s
+    # network idle is read from each data-plane network thread's io-wait counter (guardian.ingest.pressure
+    # NetworkIdle), which the exporter rules export per listener: not only the controller's
+    import httpx
+
+    listeners = {line.split('listener="', 1)[1].split('"', 1)[0] for line in httpx.get(url, timeout=30).text.splitlines()
+                 if line.startswith("kafka_server_socket_io_wait_time_ns{")}
+    assert listeners - {"CONTROLLER"}, listeners
+    network = [s.value for s in samples if s.metric is Metric.NETWORK_PROCESSOR_IDLE]
+    assert len(network) >= 3 and statistics.median(network) >= 0.5, network   # a quiet broker's threads idle
     idle = _idle(scrapes)
-    print(f"handler idle on a quiet broker: {[round(v, 3) for v in idle]}")
+    print(f"handler idle on a quiet broker: {[round(v, 3) for v in idle]}; network idle: {[round(v, 3) for v in network]}")
     # combined mode (broker and controller pools on one meter) reads ~2 raw; the share is of the broker pool
     assert len(idle) >= 3 and statistics.median(idle) >= 0.8, idle
 

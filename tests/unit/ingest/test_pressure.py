@@ -106,6 +106,32 @@ def test_handler_idle_is_taken_over_the_last_five_seconds_to_smooth_the_meters_l
     assert got[-1] == pytest.approx(0.5, abs=0.05)   # then the last five seconds: 2.5e9 ns over 5 s
 
 
+IO_WAIT = """\
+# TYPE kafka_server_socket_io_wait_time_ns gauge
+kafka_server_socket_io_wait_time_ns{{listener="CONTROLLER",network_processor="0",}} {controller}
+kafka_server_socket_io_wait_time_ns{{listener="PLAINTEXT",network_processor="0",}} {plain}
+kafka_server_socket_io_wait_time_ns{{listener="SASL_PLAINTEXT",network_processor="1",}} {sasl}
+"""
+
+
+def test_network_idle_is_the_busiest_data_plane_thread_from_its_io_wait_not_the_average_gauge() -> None:
+    """Kafka's average gauge read 1.0 (combined mode: the controller's) while the broker's SASL thread was
+    ~95 % busy; the per-thread io-wait counters say so within seconds (drill-rewind, 2026-12-06)."""
+    sampler = PrometheusSampler()
+
+    def scrape(t: float, controller: float, plain: float, sasl: float) -> float | None:
+        body = text(network_idle=1.0) + IO_WAIT.format(controller=controller, plain=plain, sasl=sasl)
+        return pressure(sampler.samples_from_text(body, t, "b1")).get((Metric.NETWORK_PROCESSOR_IDLE, ()))
+
+    assert scrape(100.0, 0.0, 0.0, 0.0) is None                   # a rate needs two readings
+    assert scrape(101.0, 1.0e9, 0.98e9, 0.92e9) == pytest.approx(0.92)
+    # the SASL thread now waits in select 0.05 s a second; the controller's thread idles, and is not read
+    assert scrape(106.0, 6.0e9, 5.88e9, 0.92e9 + 5 * 0.05e9) == pytest.approx(0.05)
+    # without the per-thread counters (an exporter without that rule) the average gauge is what there is
+    plain = PrometheusSampler().samples_from_text(text(network_idle=0.4), 100.0, "b2")
+    assert pressure(plain)[(Metric.NETWORK_PROCESSOR_IDLE, ())] == 0.4
+
+
 def test_ratios_are_clamped_and_non_finite_values_dropped() -> None:
     sampler = PrometheusSampler()
     sampler.samples_from_text(text(idle_count=0.0, network_idle=1.2), 100.0, "b1")

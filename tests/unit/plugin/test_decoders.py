@@ -87,6 +87,22 @@ def test_snapshot_pressure_entries_become_the_same_broker_samples_as_the_exporte
     }
 
 
+def test_snapshot_network_idle_comes_from_the_busiest_data_plane_threads_io_wait() -> None:
+    def snap(ts_ms: int, sasl_ns: float) -> bytes:
+        d = orjson.loads(_pressure_snapshot(ts_ms, idle_count=100e9))
+        d["metrics"] = [["socket-server-metrics", "io-wait-time-ns-total",
+                         {"listener": "CONTROLLER", "networkProcessor": "0"}, ts_ms * 1e6],
+                        ["socket-server-metrics", "io-wait-time-ns-total",
+                         {"listener": "SASL_PLAINTEXT", "networkProcessor": "1"}, sasl_ns]]
+        return orjson.dumps(d)
+
+    d = BrokerSnapshotDecoder()
+    first = d.decode(snap(10_000, 5e9))
+    assert not [s for s in first if s.metric is Metric.NETWORK_PROCESSOR_IDLE]   # not the 0.97 gauge
+    out = d.decode(snap(12_000, 5e9 + 0.2e9))                                    # 0.1 s of select per s
+    assert [s.value for s in out if s.metric is Metric.NETWORK_PROCESSOR_IDLE] == [pytest.approx(0.1)]
+
+
 def test_snapshot_pressure_idle_is_clamped_and_missing_values_are_no_samples() -> None:
     d = BrokerSnapshotDecoder()
     d.decode(_pressure_snapshot(10_000, idle_count=0.0, idle_mean=0.5))
