@@ -161,11 +161,10 @@ class Probation(_Strict):
 class PressureTargets(_Strict):
     """When a broker counts as under pressure, and where a proportionate throttle brings it back.
 
-    A broker is under pressure when any signal crosses its line: request-handler threads or its
-    busiest network thread idle less than ``idle_below`` of the time; Produce p99 queue or total
-    time, or Fetch p99 queue time, at least ``latency_factor`` times its learned normal and above
-    ``latency_floor_ms`` (Fetch total time includes the consumers' long polls and is not read:
-    ``guardian.policy.harm``); more than ``under_replicated_above`` under-replicated partitions.
+    A broker is under pressure when any signal crosses its line: request-handler or network
+    threads idle less than ``idle_below`` of the time; Produce or Fetch p99 (queue or total
+    time) at least ``latency_factor`` times its learned normal and above ``latency_floor_ms``;
+    more than ``under_replicated_above`` under-replicated partitions.
     """
 
     # 30 %: the line SRE runbooks commonly page on for RequestHandlerAvgIdlePercent (above 50 % healthy,
