@@ -45,7 +45,7 @@ class Metric(str, Enum):
     # the per-client attribution of broker thread time is REQUEST_TIME_SHARE above. Sources, MBeans
     # and caveats: guardian/ingest/pressure.py and docs/broker-plugin.md.
     REQUEST_HANDLER_IDLE = "request_handler_idle"      # 0..1: share of the last ~5 s the broker's I/O threads idled
-    NETWORK_PROCESSOR_IDLE = "network_processor_idle"  # 0..1: share of time the network threads idle
+    NETWORK_PROCESSOR_IDLE = "network_processor_idle"  # 0..1: share of time the least idle network thread idles
     REQUEST_QUEUE_TIME_P99 = "request_queue_time_p99"  # ms a request waits for a handler (label request=Produce|Fetch)
     REQUEST_TOTAL_TIME_P99 = "request_total_time_p99"  # ms from request received to response sent (label request)
     PURGATORY_SIZE = "purgatory_size"                  # ops a purgatory watches (label operation=Produce|Fetch)

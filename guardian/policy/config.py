@@ -161,8 +161,8 @@ class Probation(_Strict):
 class PressureTargets(_Strict):
     """When a broker counts as under pressure, and where a proportionate throttle brings it back.
 
-    A broker is under pressure when any signal crosses its line: request-handler or network
-    threads idle less than ``idle_below`` of the time; Produce or Fetch p99 (queue or total
+    A broker is under pressure when any signal crosses its line: request-handler threads or the
+    busiest network thread idle less than ``idle_below`` of the time; Produce or Fetch p99 (queue or total
     time) at least ``latency_factor`` times its learned normal and above ``latency_floor_ms``;
     more than ``under_replicated_above`` under-replicated partitions.
     """
