@@ -110,9 +110,9 @@ def harm_onset(ctx: Any, inc: Any, factor: float = HARM_FACTOR) -> float | None:
     buckets: list[list[float]] = [[] for _ in range(seconds)]
     for r in producers:
         for ts, _, lat in r.acks:
-            i = int(ts - lat - inc.onset)
-            if 0 <= ts - lat - inc.onset and i < seconds:
-                buckets[i].append(lat)
+            sent = ts - lat - inc.onset
+            if 0 <= sent < seconds:
+                buckets[int(sent)].append(lat)
     hurt = [bool(b) and (_pct(b, 99) or 0.0) >= factor * before for b in buckets]
     for i in range(seconds - 1):
         if hurt[i] and hurt[i + 1]:
