@@ -6,8 +6,9 @@ per broker:
 * the latest broker-pressure signals (``guardian.model.samples.PRESSURE_METRICS``:
   request-handler and network-thread idle, Produce/Fetch p99 queue and total
   time, purgatory size, under-replicated partitions), and for each latency
-  signal a learned normal (a slow EWMA that a pressure episode barely moves),
-  so "p99 is 3x its normal" means something on any cluster;
+  signal a learned normal (the mean of its first 30 s, then a slow EWMA that
+  a pressure episode barely moves), so "p99 is 3x its normal" means something
+  on any cluster;
 * each client's latest load on that broker: its share of broker thread time
   (Kafka's ``request-time`` quota sensor, percent of one thread) and its bytes
   in and out, which is how harm is attributed to a workload.
@@ -136,18 +137,36 @@ def merge_pressure(parts: Iterable[dict[str, BrokerPart]], now: float, stale_aft
 
 
 class _Normal:
-    """A slow EWMA of a latency signal. While the value is far above it (``guard`` times) it
-    learns ``slow_tau_s`` slowly, so a pressure episode does not become the normal in minutes."""
+    """A latency signal's normal. For its first ``warm_s`` it is the plain mean of what was read and
+    is not yet a normal (``warm`` is False: no line is drawn against it). Then a slow EWMA: while the
+    value is far above it (``guard`` times) it learns ``slow_tau_s`` slowly, so a pressure episode
+    does not become the normal in minutes.
 
-    __slots__ = ("value", "ts")
+    The warm-up is what keeps the first reading from becoming the anchor: a broker's histogram reads 0
+    until its first request, and with the guard an EWMA seeded there learned the real level (consumers'
+    long polls: 500-900 ms) at the slow rate, so a normal of 46-63 ms was drawn under a Fetch p99 that
+    had been ~800 ms all along, and every busy client looked like it explained that "pressure".
+    """
+
+    __slots__ = ("value", "ts", "first", "n")
 
     def __init__(self) -> None:
         self.value: float | None = None
         self.ts = 0.0
+        self.first = 0.0
+        self.n = 0
 
-    def update(self, ts: float, x: float, tau_s: float, slow_tau_s: float, guard: float) -> None:
+    def warm(self, warm_s: float) -> bool:
+        return self.value is not None and self.ts - self.first >= warm_s
+
+    def update(self, ts: float, x: float, tau_s: float, slow_tau_s: float, guard: float, warm_s: float) -> None:
         if self.value is None:
-            self.value, self.ts = x, ts
+            self.value, self.ts, self.first, self.n = x, ts, ts, 1
+            return
+        if not self.warm(warm_s):
+            self.n += 1
+            self.value += (x - self.value) / self.n
+            self.ts = max(self.ts, ts)
             return
         dt = max(0.0, ts - self.ts)
         self.ts = max(self.ts, ts)
@@ -160,8 +179,9 @@ class ClusterPressure:
     """Per-broker pressure signals and client loads, from the sample stream. See the module doc.
 
     ``stale_after_s``: a client load or signal not refreshed for this long is dropped from the
-    snapshot. ``normal_tau_s`` / ``slow_tau_s``: how fast a latency's normal follows the value
-    when it is near it / far above it (``guard`` times).
+    snapshot. ``normal_warm_s``: a latency's normal is the mean of its first this many seconds, and
+    only then is it published (no latency line before it). ``normal_tau_s`` / ``slow_tau_s``: how
+    fast a latency's normal follows the value after that when it is near it / far above it (``guard`` times).
 
     The per-broker totals of the client loads are kept as samples arrive, and recomputed, with the
     stale loads dropped, every ``sweep_s``: a worker publishes its part every second, and walking
@@ -171,8 +191,10 @@ class ClusterPressure:
     """
 
     def __init__(self, stale_after_s: float = 30.0, normal_tau_s: float = 300.0, slow_tau_s: float = 3600.0,
-                 guard: float = 2.0, clock: Callable[[], float] = time.time, sweep_s: float = 5.0) -> None:
+                 guard: float = 2.0, clock: Callable[[], float] = time.time, sweep_s: float = 5.0,
+                 normal_warm_s: float = 30.0) -> None:
         self.stale_after_s = stale_after_s
+        self.normal_warm_s = normal_warm_s
         self.sweep_s = sweep_s
         self.normal_tau_s = normal_tau_s
         self.slow_tau_s = slow_tau_s
@@ -198,7 +220,8 @@ class ClusterPressure:
                 self._signals.setdefault(w.broker, {})[name] = (s.ts, float(s.value))
                 if s.metric in LATENCY_METRICS:
                     normal = self._normals.setdefault(w.broker, {}).setdefault(name, _Normal())
-                    normal.update(s.ts, float(s.value), self.normal_tau_s, self.slow_tau_s, self.guard)
+                    normal.update(s.ts, float(s.value), self.normal_tau_s, self.slow_tau_s, self.guard,
+                                  self.normal_warm_s)
             elif s.metric in _CLIENT_METRICS and w.principal is not None and w.client_id is not None:
                 clients = self._clients.setdefault(w.broker, {})
                 key = (w.principal, w.client_id)
@@ -222,7 +245,8 @@ class ClusterPressure:
         for broker in set(self._signals) | set(self._clients):
             signals = dict(self._signals.get(broker, {}))
             newest = max((ts for ts, _ in signals.values()), default=float("-inf"))
-            normals = {n: nm.value for n, nm in self._normals.get(broker, {}).items() if nm.value is not None}
+            normals = {n: nm.value for n, nm in self._normals.get(broker, {}).items()
+                       if nm.warm(self.normal_warm_s)}
             known = self._clients.get(broker, {})
             if principals is None:
                 keys: Iterable[tuple[str, str]] = list(known)

@@ -8,7 +8,7 @@ import pytest
 
 from guardian.model.detection import Detection, Severity, Signature
 from guardian.policy.decide import View, decide
-from guardian.policy.harm import assess, proportionate_scale
+from guardian.policy.harm import assess, breaches, proportionate_scale
 from guardian.model.quarantine import Outcome, QState, Quarantine, workload_key
 from guardian.policy.pressure import BrokerPressure, ClientLoad, ClusterPressure, Pressure
 from guardian.errors import ConfigError
@@ -246,6 +246,24 @@ def test_cluster_pressure_learns_a_latency_normal_that_an_episode_does_not_becom
     assert b.signals["request_total_time_p99:Produce"] == 300.0
     assert 10.0 <= b.normals["request_total_time_p99:Produce"] < 30.0   # still near 10 ms, not 300
     assert assess(det(), cp.snapshot(), HarmTest(), 660.0).reason == "none"   # pressure, but no client load known
+
+
+def test_a_latency_normal_is_the_level_of_its_first_seconds_not_the_empty_histogram_it_started_at():
+    # seen on a drill broker: Fetch p99 read 0 (no request yet), then 500-900 ms (consumers' long polls)
+    # for good; the normal seeded at 0 crept up at the slow rate and read 46-63 ms three minutes later
+    now = [0.0]
+    cp = ClusterPressure(clock=lambda: now[0])
+    cp.observe([_b(Metric.REQUEST_TOTAL_TIME_P99, 0.0, 0.0, request="Fetch")])
+    for t in range(1, 20):
+        cp.observe([_b(Metric.REQUEST_TOTAL_TIME_P99, 800.0, float(t), request="Fetch")])
+    now[0] = 19.0
+    assert "request_total_time_p99:Fetch" not in cp.snapshot().brokers["b1"].normals   # not warm yet
+    for t in range(20, 200):
+        cp.observe([_b(Metric.REQUEST_TOTAL_TIME_P99, 800.0, float(t), request="Fetch")])
+    now[0] = 199.0
+    b = cp.snapshot().brokers["b1"]
+    assert 700.0 <= b.normals["request_total_time_p99:Fetch"] <= 800.0
+    assert breaches(b, HarmTest()) == []
 
 
 def test_cluster_pressure_sums_client_loads_and_forgets_quiet_clients():
