@@ -29,10 +29,10 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from guardian_dev import cgroups, procs
 from guardian.errors import ConfigError, SetupError
@@ -147,6 +147,12 @@ class BrokerCapacity:
     # the heap is fixed at 512 MB, so what is left of the limit is the broker's page cache.
     memory_mb: int = 0
     disk_read_mb_s: float = 0.0
+
+    @classmethod
+    def of(cls, recorded: dict[str, Any]) -> "BrokerCapacity":
+        """The capacity a state file recorded; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in recorded.items() if k in known})
 
     @property
     def confined(self) -> bool:
@@ -386,7 +392,8 @@ class LocalKafka:
                     self.stop()
                     raise
         if self.capacity.confined:
-            progress(f"each broker confined: memory {self.capacity.memory_mb or 'unlimited'} MB (heap 512 MB), "
+            memory = f"{self.capacity.memory_mb} MB (heap 512 MB)" if self.capacity.memory_mb else "unlimited"
+            progress(f"each broker confined: memory {memory}, "
                      f"disk reads {self.capacity.disk_read_mb_s or 'unlimited'} MB/s")
         self._wait_ready(st, progress)
         self._bootstrap_security(st, progress)
@@ -404,7 +411,7 @@ class LocalKafka:
         else:
             # all at once: a node stopped last would wait for a quorum that is already gone
             procs.stop_all([n.pid for n in nodes], timeout=30)
-        if st.capacity.get("memory_mb") or st.capacity.get("disk_read_mb_s"):
+        if BrokerCapacity.of(st.capacity).confined:
             for node in nodes:
                 cgroups.release(_cgroup_name(node))
         return running

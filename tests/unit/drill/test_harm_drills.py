@@ -107,6 +107,13 @@ def test_the_stated_capacity_is_written_into_server_properties_and_recorded(tmp_
     assert "num.io.threads=4\n" in dprops and "compression.gzip.level" not in dprops
 
 
+def test_a_recorded_capacity_says_whether_the_broker_was_confined() -> None:
+    # what `stop` reads to release the cgroups: the state file's dict, with keys of other versions ignored
+    assert BrokerCapacity.of({"disk_read_mb_s": 20.0, "from_a_newer_version": 1}).confined
+    assert BrokerCapacity.of({**vars(BrokerCapacity()), "memory_mb": 1024}).memory_mb == 1024
+    assert not BrokerCapacity.of({}).confined and not BrokerCapacity.of(vars(BrokerCapacity(1, 1))).confined
+
+
 def test_a_broker_running_with_another_capacity_is_not_silently_reused(tmp_path: Path, monkeypatch) -> None:
     from guardian_dev import procs
     from guardian.errors import SetupError
