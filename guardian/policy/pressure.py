@@ -142,10 +142,12 @@ class _Normal:
     value is far above it (``guard`` times) it learns ``slow_tau_s`` slowly, so a pressure episode
     does not become the normal in minutes.
 
-    The warm-up is what keeps the first reading from becoming the anchor: a broker's histogram reads 0
-    until its first request, and with the guard an EWMA seeded there learned the real level (consumers'
-    long polls: 500-900 ms) at the slow rate, so a normal of 46-63 ms was drawn under a Fetch p99 that
-    had been ~800 ms all along, and every busy client looked like it explained that "pressure".
+    The warm-up, which starts at the first reading above 0, is what keeps the first reading from
+    becoming the anchor: a broker's histogram reads 0 until its first request, and with the guard an
+    EWMA seeded there learned the real level (consumers' long polls: 500-900 ms) at the slow rate, so a
+    normal of 46-63 ms was drawn under a Fetch p99 that had been ~800 ms all along, and every busy
+    client looked like it explained that "pressure". (A guardian started before any consumer would
+    otherwise have learned a Fetch normal of 0 from the empty histogram.)
     """
 
     __slots__ = ("value", "ts", "first", "n")
@@ -161,6 +163,8 @@ class _Normal:
 
     def update(self, ts: float, x: float, tau_s: float, slow_tau_s: float, guard: float, warm_s: float) -> None:
         if self.value is None:
+            if x <= 0.0:
+                return   # a histogram that has seen no request (a quiet topic, a new broker): nothing to learn
             self.value, self.ts, self.first, self.n = x, ts, ts, 1
             return
         if not self.warm(warm_s):

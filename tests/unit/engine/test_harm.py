@@ -266,6 +266,19 @@ def test_a_latency_normal_is_the_level_of_its_first_seconds_not_the_empty_histog
     assert breaches(b, HarmTest()) == []
 
 
+def test_a_latency_normal_waits_for_the_first_request_before_it_learns():
+    # a guardian started before any consumer: Fetch p99 reads 0 for minutes, then the long polls' 500 ms
+    now = [0.0]
+    cp = ClusterPressure(clock=lambda: now[0])
+    for t in range(0, 300):
+        cp.observe([_b(Metric.REQUEST_TOTAL_TIME_P99, 0.0, float(t), request="Fetch")])
+    for t in range(300, 340):
+        cp.observe([_b(Metric.REQUEST_TOTAL_TIME_P99, 500.0, float(t), request="Fetch")])
+    now[0] = 339.0
+    b = cp.snapshot().brokers["b1"]
+    assert b.normals["request_total_time_p99:Fetch"] == 500.0 and breaches(b, HarmTest()) == []
+
+
 def test_cluster_pressure_sums_client_loads_and_forgets_quiet_clients():
     now = [10.0]
     cp = ClusterPressure(stale_after_s=30.0, clock=lambda: now[0])
