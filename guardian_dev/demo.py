@@ -45,6 +45,19 @@ DEMO_BROKER = {"io_threads": 1, "network_threads": 1, "queued_max_requests": 16,
                "compression_gzip_level": 9}
 
 
+# The demo's runaway: 6 instances of one application (one client-id), as drill-runaway-producer's loader:
+# 480 KB/s, then as fast as they can (48 MB/s offered) in batches of up to 1 MB. Demand beyond the one I/O
+# thread in large requests from several connections is what hurts; 19 MB/s in 5 ms batches left the
+# broker's handlers 53-57 % idle (only a watch) while the runaway's own requests timed out. Random
+# payloads, so the broker's gzip-9 works through every byte: with one payload repeated a 1 MB batch
+# compresses 65:1 and on a quiet machine the broker took the 48 MB/s with its handler 72 % idle (benign
+# p99 1.7x: a watch; it hurt only when other processes took the CPU). Random, it acknowledges ~33 MB/s
+# with the handler 0-1 % idle and benign p99 from 8 ms to seconds. (The e2e test runs it too.)
+RUNAWAY_LOADER = {"kind": "producer", "count": 6, "shared_client_id": True, "rate": 10, "size": 8000,
+                  "partitions": 2, "linger_ms": 100, "batch_bytes": 1000000, "client_id": "orders",
+                  "payload": "random", "runaway": {"pattern": "step", "factor": 100}}
+
+
 def demo_stack(scenario: Any, run_dir: Path | None = None) -> Any:
     """The demo's own local broker and Redis, with ``scenario.broker``'s capacity (``<home>/run-demo``
     by default, on free ports: the dev broker others may use is never restarted)."""
@@ -79,18 +92,7 @@ def demo_scenario(quick: bool = False) -> Any:
                  "burst_s": 2, "burst_every_s": 10, "client_id": "clicks"},
                 {"kind": "consumer", "rate": 20, "size": 10000, "client_id": "replay",
                  "runaway": {"pattern": "rewind", "every_s": 5, "prefill_mb": 30}}]},
-            {"name": "tenant-a", "role": "runaway", "clients": [
-                # 6 instances of one application (one client-id), as drill-runaway-producer's loader: 480 KB/s, then
-                # as fast as they can (48 MB/s offered) in batches of up to 1 MB. Demand beyond the one I/O thread in
-                # large requests from several connections is what hurts; 19 MB/s in 5 ms batches left the broker's
-                # handlers 53-57 % idle (only a watch) while the runaway's own requests timed out.
-                # Random payloads, so the broker's gzip-9 works through every byte: with one payload repeated a
-                # 1 MB batch compresses 65:1 and on a quiet machine the broker took the 48 MB/s with its handler
-                # 72 % idle (benign p99 1.7x: a watch; it hurt only when other processes took the CPU). Random,
-                # it acknowledges ~33 MB/s with the handler 0-1 % idle and benign p99 from 8 ms to seconds
-                {"kind": "producer", "count": 6, "shared_client_id": True, "rate": 10, "size": 8000,
-                 "partitions": 2, "linger_ms": 100, "batch_bytes": 1000000, "client_id": "orders", "payload": "random",
-                 "runaway": {"pattern": "step", "factor": 100}}]},
+            {"name": "tenant-a", "role": "runaway", "clients": [RUNAWAY_LOADER]},
         ],
     })
 

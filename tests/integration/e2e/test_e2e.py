@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from guardian_dev.demo import RUNAWAY_LOADER
 from guardian_dev.drill.report import incident_stats
 from guardian_dev.drill.runner import run_once
 from guardian_dev.drill.scenario import parse_scenario
@@ -34,15 +35,11 @@ SCENARIO = {
     "guardian": {"scrape_interval_s": 1, "admin_interval_s": 2},
     "tenants": [
         {"name": "tenant-b", "role": "benign", "clients": [{"kind": "producer", "rate": 100, "size": 1000}]},
-        {"name": "tenant-a", "role": "runaway", "clients": [
-            # 6 instances of one application (one client-id): 480 KB/s, then as fast as they can (48 MB/s
-            # offered) in batches of up to 1 MB of random bytes, which the broker's gzip-9 works through
-            # on its one I/O thread: drill-runaway-producer's loader. A 20x step of small batches of one
-            # repeated payload (9.6 MB/s) left the handler 62-67 % idle here: no harm the broker could
-            # show, and only a watch once a latency normal was no longer drawn from an empty histogram.
-            {"kind": "producer", "count": 6, "shared_client_id": True, "rate": 10, "size": 8000, "partitions": 2,
-             "linger_ms": 100, "batch_bytes": 1000000, "client_id": "orders", "payload": "random",
-             "runaway": {"pattern": "step", "factor": 100}}]},
+        # the demo's runaway (guardian_dev.demo.RUNAWAY_LOADER): 6 producers of one client-id step from
+        # 480 KB/s to 48 MB/s offered, in 1 MB batches of random bytes. A 20x step of small batches of one
+        # repeated payload (9.6 MB/s) left the handler 62-67 % idle here: no harm the broker could show,
+        # and only a watch once a latency normal was no longer drawn from an empty histogram.
+        {"name": "tenant-a", "role": "runaway", "clients": [RUNAWAY_LOADER]},
     ],
 }
 
