@@ -557,7 +557,8 @@ def view_cost(clients: int, brokers: int = 3, workers: int = 2, open_tenants: It
     each worker passing those it carries: worker 0's ``ViewPublisher.publish`` (follow what the engine
     follows, build, serialize, write) and its view's JSON size; then, every worker having published,
     the engine's ``SharedClusterView`` (one pipeline and one MGET of every worker's view, decode, merge)
-    for ``cluster_pressure``, ``cluster_traffic`` and ``client_rates``, rereading each call
+    for ``cluster_pressure``, ``cluster_traffic`` and ``client_rates`` and for a pressure read with one open
+    principal's loads on every broker (what the harm test reads for a detection), rereading each call
     (``cache_s`` 0), and once more from its cache (the merge alone: what each further call within
     ``cache_s`` costs). Per call: median wall and CPU seconds; ``core_ms_per_s``: wall ms per
     ``interval_s`` (one publication, or one call, per interval)."""
@@ -602,8 +603,15 @@ def view_cost(clients: int, brokers: int = 3, workers: int = 2, open_tenants: It
             shared.cache_s = 0.0
             figs: dict[str, Any] = {"bytes_read": sum(len(b or b"") for b in client.mget(
                 [shared.keys.worker(p.worker) for p in pubs]))}
+            asked = min(open_) if open_ else None   # what the harm test asks of a detection: its principal's loads
+
+            def pressure_and_a_load() -> Any:
+                pressure = shared.cluster_pressure()
+                return [b.load_of(asked) for b in pressure.brokers.values()] if asked else pressure
+
             calls = {"cluster_pressure": shared.cluster_pressure, "cluster_traffic": shared.cluster_traffic,
-                     "client_rates": lambda: shared.client_rates(*state.followed[0]) if state.followed else []}
+                     "client_rates": lambda: shared.client_rates(*state.followed[0]) if state.followed else [],
+                     "pressure_and_a_load": pressure_and_a_load}
             results: dict[str, Any] = {}
             for name, call in calls.items():
                 wall, cpu, results[name] = _timed_cpu(call, repeats)

@@ -39,12 +39,16 @@ Example (one broker, one client using most of its threads)::
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, Union
 
 from guardian.model.samples import PRESSURE_METRICS, Metric, Sample, Workload
+
+log = logging.getLogger(__name__)
 
 # Latency signals get a learned normal; the others are read against absolute lines.
 LATENCY_METRICS = frozenset({Metric.REQUEST_QUEUE_TIME_P99, Metric.REQUEST_TOTAL_TIME_P99})
@@ -71,21 +75,133 @@ class ClientLoad:
                           self.bytes_out + other.bytes_out)
 
 
+Row = list   # a client's load as the shared view carries it: [client_id, request_time, bytes_in, bytes_out]
+_Source = Union[dict[str, ClientLoad], list[Row]]
+
+
+class ClientLoads(Mapping[tuple[str, str], ClientLoad]):
+    """Client loads by (principal, client_id), held per principal and built one principal at a time.
+
+    The engine asks for the loads of one detection's principal, while the workers' views carry every
+    open tenant's clients: at 50,000 clients with 10 tenants open, building a ``ClientLoad`` for each
+    of ~30,000 entries on every read was most of the engine's read of the view (docs/BENCHMARKS.md).
+    So the view's rows stay as decoded from JSON until their principal is asked for. A principal's
+    loads may come from several workers' parts (``union``): the first part's load of a client wins.
+    A row that is not ``[client_id, number, number, number]`` is skipped and logged, as an unreadable
+    view is.
+
+        >>> loads = ClientLoads.from_rows({"User:a": [["x", 90.0, 1e6, 0.0], ["y", "bad"]]})
+        >>> loads.principal("User:a")
+        {'x': ClientLoad(request_time=90.0, bytes_in=1000000.0, bytes_out=0.0)}
+        >>> dict(loads) == {("User:a", "x"): ClientLoad(90.0, 1e6, 0.0)}
+        True
+    """
+
+    __slots__ = ("_sources", "_built")
+
+    def __init__(self) -> None:
+        self._sources: dict[str, list[_Source]] = {}         # principal -> its parts, in merge order
+        self._built: dict[str, dict[str, ClientLoad]] = {}   # principal -> client_id -> load, when asked
+
+    @classmethod
+    def of(cls, loads: Mapping[tuple[str, str], ClientLoad]) -> "ClientLoads":
+        """From a plain mapping (a worker's own loads)."""
+        if isinstance(loads, ClientLoads):
+            return loads
+        out = cls()
+        for (principal, client_id), load in loads.items():
+            srcs = out._sources.setdefault(principal, [{}])
+            srcs[0].setdefault(client_id, load)   # type: ignore[union-attr]
+        return out
+
+    @classmethod
+    def from_rows(cls, rows: Mapping[str, list[Row]]) -> "ClientLoads":
+        """From the view's wire form, principal -> rows; ``TypeError`` when that is not its shape (the
+        rows themselves are read when their principal is asked for)."""
+        out = cls()
+        for principal, its in rows.items():
+            if not isinstance(principal, str) or not isinstance(its, list):
+                raise TypeError(f"client loads of {principal!r}: expected a list of rows, got {type(its).__name__}")
+            out._sources[principal] = [its]
+        return out
+
+    @classmethod
+    def union(cls, many: Iterable[Mapping[tuple[str, str], ClientLoad]]) -> "ClientLoads":
+        """Every part's loads; a client in two parts keeps the first part's. Builds nothing."""
+        out = cls()
+        for part in many:
+            for principal, srcs in cls.of(part)._sources.items():
+                out._sources.setdefault(principal, []).extend(srcs)
+        return out
+
+    def principal(self, principal: str) -> dict[str, ClientLoad]:
+        """Client-id -> load of ``principal``'s clients (built at the first ask, then kept)."""
+        built = self._built.get(principal)
+        if built is None:
+            built, bad = {}, 0
+            for src in self._sources.get(principal, ()):
+                if isinstance(src, dict):
+                    for client_id, load in src.items():
+                        built.setdefault(client_id, load)
+                    continue
+                for row in src:
+                    try:
+                        client_id, rt, b_in, b_out = row
+                        if not isinstance(client_id, str):
+                            raise TypeError(client_id)
+                        load = ClientLoad(float(rt), float(b_in), float(b_out))
+                    except (TypeError, ValueError):
+                        bad += 1
+                        continue
+                    built.setdefault(client_id, load)
+            if bad:
+                log.warning("%d unreadable client load rows of %s in the shared cluster view, skipped", bad, principal)
+            self._built[principal] = built
+        return built
+
+    def principals(self) -> list[str]:
+        return list(self._sources)
+
+    def rows(self) -> dict[str, list[Row]]:
+        """The wire form (``from_rows``' input)."""
+        return {p: [[c, load.request_time, load.bytes_in, load.bytes_out] for c, load in self.principal(p).items()]
+                for p in self._sources}
+
+    def __getitem__(self, key: tuple[str, str]) -> ClientLoad:
+        return self.principal(key[0])[key[1]]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for principal in self._sources:
+            for client_id in self.principal(principal):
+                yield principal, client_id
+
+    def __len__(self) -> int:
+        return sum(len(self.principal(p)) for p in self._sources)
+
+    def __repr__(self) -> str:
+        return f"ClientLoads({dict(self)!r})"
+
+
 @dataclass(frozen=True)
 class BrokerPressure:
     broker: str
-    ts: float                                   # newest pressure signal
-    signals: dict[str, float]                   # signal_name -> latest value
-    normals: dict[str, float]                   # latency signal_name -> learned normal (ms)
-    clients: dict[tuple[str, str], ClientLoad]  # (principal, client_id) -> latest load
+    ts: float                                          # newest pressure signal
+    signals: dict[str, float]                          # signal_name -> latest value
+    normals: dict[str, float]                          # latency signal_name -> learned normal (ms)
+    clients: Mapping[tuple[str, str], ClientLoad]      # (principal, client_id) -> latest load
     total: ClientLoad = field(default_factory=ClientLoad)   # every client's load summed
 
     def load_of(self, principal: str | None, client_ids: Iterable[str] | None = None) -> ClientLoad:
-        """The load of these client-ids of ``principal``, or of all its clients when none are named."""
+        """The load of these client-ids of ``principal``, or of all its clients when none are named
+        (of every principal's when ``principal`` is None)."""
         wanted = set(client_ids or [])
+        if principal is None:
+            items: Iterable[tuple[str, ClientLoad]] = ((c, one) for (_, c), one in self.clients.items())
+        else:
+            items = ClientLoads.of(self.clients).principal(principal).items()
         load = ClientLoad()
-        for (p, c), one in self.clients.items():
-            if (principal is None or p == principal) and (not wanted or c in wanted):
+        for c, one in items:
+            if not wanted or c in wanted:
                 load = load + one
         return load
 
@@ -106,7 +222,7 @@ class BrokerPart:
     signals: dict[str, tuple[float, float]]         # signal_name -> (ts, value)
     normals: dict[str, float]
     total: ClientLoad
-    clients: dict[tuple[str, str], ClientLoad]
+    clients: Mapping[tuple[str, str], ClientLoad]
 
 
 def merge_pressure(parts: Iterable[dict[str, BrokerPart]], now: float, stale_after_s: float) -> Pressure:
@@ -126,11 +242,10 @@ def merge_pressure(parts: Iterable[dict[str, BrokerPart]], now: float, stale_aft
         owner = max(bs, key=lambda b: b.ts)
         fresh = {n: v for n, (ts, v) in owner.signals.items() if now - ts <= stale_after_s}
         normals = {n: v for n, v in owner.normals.items() if n in fresh}
-        total, clients = ClientLoad(), {}
+        total = ClientLoad()
         for b in bs:
             total = total + b.total
-            for key, load in b.clients.items():
-                clients.setdefault(key, load)
+        clients = ClientLoads.union(b.clients for b in bs)
         brokers[broker] = BrokerPressure(broker=broker, ts=owner.ts, signals=fresh, normals=normals,
                                          clients=clients, total=total)
     return Pressure(ts=now, brokers=brokers)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from guardian.policy.effect import RatePoint
-from guardian.policy.pressure import BrokerPart, ClientLoad, Pressure, merge_pressure
+from guardian.policy.pressure import BrokerPart, ClientLoad, ClientLoads, Pressure, merge_pressure
 
 TrafficPart = Mapping[tuple[str, str], tuple[float, float]]   # (broker, metric) -> (newest ts, mean bytes/s)
 
@@ -64,7 +64,7 @@ class WorkerView:
             "worker": self.worker, "ts": self.ts,
             "pressure": {b: {"ts": _num(p.ts), "signals": {n: list(tv) for n, tv in p.signals.items()},
                              "normals": p.normals, "total": _load(p.total),
-                             "clients": [[pr, c, *_load(load)] for (pr, c), load in p.clients.items()]}
+                             "clients": _rows(p.clients)}
                          for b, p in self.pressure.items()},
             "traffic": [[b, m, ts, v] for (b, m), (ts, v) in self.traffic.items()],
             "rates": [[pr, c, m, [[p.ts, p.total, dict(p.brokers)] for p in points]]
@@ -78,8 +78,7 @@ class WorkerView:
                                        signals={str(n): (float(t), float(v)) for n, (t, v) in p["signals"].items()},
                                        normals={str(n): float(v) for n, v in p["normals"].items()},
                                        total=ClientLoad(*map(float, p["total"])),
-                                       clients={(str(pr), str(c)): ClientLoad(float(rt), float(bi), float(bo))
-                                                for pr, c, rt, bi, bo in p["clients"]})
+                                       clients=_client_loads(p["clients"]))
                     for b, p in d["pressure"].items()}
         traffic = {(str(b), str(m)): (float(ts), float(v)) for b, m, ts, v in d["traffic"]}
         rates = {(str(pr), str(c), str(m)): [RatePoint(float(ts), float(total), {str(k): float(x) for k, x in br.items()})
@@ -90,6 +89,28 @@ class WorkerView:
 
 def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
+
+
+def _client_loads(raw: Any) -> ClientLoads:
+    """The view's client loads: principal -> rows, read when the engine asks for a principal; or, as
+    written before the loads were grouped (a worker not yet upgraded), a list of
+    ``[principal, client_id, request_time, bytes_in, bytes_out]``."""
+    if isinstance(raw, list):
+        return ClientLoads.of({(str(pr), str(c)): ClientLoad(float(rt), float(bi), float(bo))
+                               for pr, c, rt, bi, bo in raw})
+    if not isinstance(raw, dict):
+        raise TypeError(f"client loads: expected an object, got {type(raw).__name__}")
+    return ClientLoads.from_rows(raw)
+
+
+def _rows(clients: Mapping[tuple[str, str], ClientLoad]) -> dict[str, list[list[Any]]]:
+    """The wire form of client loads (``ClientLoads.from_rows``' input): principal -> rows."""
+    if isinstance(clients, ClientLoads):
+        return clients.rows()
+    out: dict[str, list[list[Any]]] = {}
+    for (principal, client_id), load in clients.items():
+        out.setdefault(principal, []).append([client_id, load.request_time, load.bytes_in, load.bytes_out])
+    return out
 
 
 def _load(load: ClientLoad) -> list[float]:
