@@ -210,8 +210,10 @@ public class GuardianMetricsReporter implements MetricsReporter, ClientTelemetry
     private void publishSnapshot() {
         try {
             Snapshot s = snapshot(System.currentTimeMillis());
-            snapshots.offer(new ProducerRecord<>(config.metricsTopic, null,
-                    config.brokerId.getBytes(StandardCharsets.UTF_8), s.toJson()));
+            byte[] key = config.brokerId.getBytes(StandardCharsets.UTF_8);
+            for (byte[] part : s.toJsonParts(config.maxRecordBytes)) {
+                snapshots.offer(new ProducerRecord<>(config.metricsTopic, null, key, part));
+            }
         } catch (RuntimeException e) {
             // A metrics read must never take the plugin (or the broker) down.
             log.debug("guardian plugin snapshot failed", e);

@@ -18,6 +18,7 @@ final class PluginConfig {
     final String telemetryTopic;
     final long intervalMs;
     final int bufferRecords;
+    final int maxRecordBytes;
     final Set<String> metricGroups;
     final String brokerId;
     final Map<String, Object> producerOverrides;
@@ -31,6 +32,9 @@ final class PluginConfig {
         this.telemetryTopic = string(configs, PREFIX + "telemetry.topic", "guardian.telemetry");
         this.intervalMs = positiveLong(configs, PREFIX + "interval.ms", 1000L);
         this.bufferRecords = (int) positiveLong(configs, PREFIX + "buffer.records", 10_000L);
+        // a snapshot is split into records of at most this many bytes: under the producer's max.request.size
+        // and a topic's max.message.bytes (both about 1 MB by default), with room for the record's overhead
+        this.maxRecordBytes = (int) Math.min(Integer.MAX_VALUE, positiveLong(configs, PREFIX + "max.record.bytes", 900_000L));
         this.metricGroups = new LinkedHashSet<>(Arrays.asList(string(configs, PREFIX + "metric.groups",
                 "Produce,Fetch,Request,group-coordinator-metrics,socket-server-metrics").split("\\s*,\\s*")));
         this.brokerId = string(configs, "node.id", string(configs, "broker.id", "-1"));

@@ -1,5 +1,6 @@
 package io.guardian.plugin;
 
+import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -14,7 +15,8 @@ import java.util.Map;
  *  "yammer":[[type,name,{tags},value],...],        broker registry (per-topic and per-request counters, counts)
  *  "plugin":{"telemetry_forwarded":n,...}}         the plugin's own counters
  * </pre>
- * Pure: built from plain values so it is tested without a broker.
+ * A snapshot larger than a record may be ({@link #toJsonParts}) is written as several such records,
+ * each with {@code "part":[i,n]}. Pure: built from plain values so it is tested without a broker.
  */
 final class Snapshot {
     record Entry(String group, String name, Map<String, String> tags, double value) {
@@ -59,6 +61,99 @@ final class Snapshot {
         out.append(",\"yammer\":");
         entries(out, yammer);
         out.append(",\"plugin\":{");
+        counters(out);
+        out.append("}}");
+        return out.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    /**
+     * The snapshot as records of at most {@code maxBytes} each where it can be: Kafka's producer and
+     * topics refuse records over 1 MB by default, and a broker with 10,000 clients makes a 3.3 MB
+     * snapshot. One client's quota sensors (entries tagged with a user or client-id) are each read on
+     * their own, so they are what is split: the first record holds every other entry (those the decoder
+     * adds up or pairs within a snapshot: sockets, topics, requests, handler idle) and the plugin's
+     * counters, then as many client entries as fit; each further record holds client entries only. Every
+     * record is a complete version-1 snapshot with the same ts and broker, and, when there are several,
+     * {@code "part":[i,n]} (0-based). A record holding a single entry, or the first record's shared entries,
+     * may still exceed {@code maxBytes}. One record, as {@link #toJson}, when everything fits.
+     */
+    List<byte[]> toJsonParts(int maxBytes) {
+        byte[] whole = toJson();
+        if (whole.length <= maxBytes) {
+            return List.of(whole);
+        }
+        List<Entry> shared = new ArrayList<>();
+        List<byte[]> clients = new ArrayList<>();
+        for (Entry e : metrics) {
+            if (e.tags().containsKey("user") || e.tags().containsKey("client-id")) {
+                StringBuilder b = new StringBuilder(96);
+                entry(b, e);
+                clients.add(b.toString().getBytes(StandardCharsets.UTF_8));
+            } else {
+                shared.add(e);
+            }
+        }
+        // the envelope around the client entries: its size with a part number of the widest kind
+        int firstBase = head(shared, true, 99_999, 99_999).length + tail(true).length;
+        int restBase = head(List.of(), false, 99_999, 99_999).length + tail(false).length;
+        List<int[]> chunks = new ArrayList<>();   // [from, to) indexes into clients
+        int from = 0;
+        int size = firstBase;
+        for (int i = 0; i < clients.size(); i++) {
+            int add = clients.get(i).length + 1;
+            // full: close this part (the first one even empty, when its shared entries leave no room)
+            if (size + add > maxBytes && (i > from || (chunks.isEmpty() && size > restBase))) {
+                chunks.add(new int[] {from, i});
+                from = i;
+                size = restBase;
+            }
+            size += add;
+        }
+        chunks.add(new int[] {from, clients.size()});
+        List<byte[]> parts = new ArrayList<>(chunks.size());
+        for (int p = 0; p < chunks.size(); p++) {
+            boolean first = p == 0;
+            ByteArrayOutputStream out = new ByteArrayOutputStream(maxBytes);
+            out.writeBytes(head(first ? shared : List.of(), first, p, chunks.size()));
+            boolean comma = first && !shared.isEmpty();
+            for (int i = chunks.get(p)[0]; i < chunks.get(p)[1]; i++) {
+                if (comma) {
+                    out.write(',');
+                }
+                comma = true;
+                out.writeBytes(clients.get(i));
+            }
+            out.writeBytes(tail(first));
+            parts.add(out.toByteArray());
+        }
+        return parts;
+    }
+
+    /** A part's JSON up to and including its shared metrics entries (the metrics array left open). */
+    private byte[] head(List<Entry> shared, boolean first, int part, int parts) {
+        StringBuilder out = new StringBuilder(256 + 96 * shared.size());
+        out.append("{\"v\":1,\"kind\":\"broker_metrics\",\"ts\":").append(timestampMs).append(",\"broker\":");
+        Json.string(out, brokerId);
+        out.append(",\"part\":[").append(part).append(',').append(parts).append("],\"metrics\":");
+        entries(out, shared);
+        out.setLength(out.length() - 1);   // reopen the array for the client entries
+        return out.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** A part's JSON after its metrics entries: the yammer entries and counters in the first, none after. */
+    private byte[] tail(boolean first) {
+        StringBuilder out = new StringBuilder(first ? 256 + 96 * yammer.size() : 32);
+        out.append("],\"yammer\":");
+        entries(out, first ? yammer : List.of());
+        out.append(",\"plugin\":{");
+        if (first) {
+            counters(out);
+        }
+        out.append("}}");
+        return out.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    private void counters(StringBuilder out) {
         boolean first = true;
         for (Map.Entry<String, Long> e : pluginCounters.entrySet()) {
             if (!first) {
@@ -68,26 +163,27 @@ final class Snapshot {
             Json.string(out, e.getKey());
             out.append(':').append(e.getValue());
         }
-        out.append("}}");
-        return out.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    private static void entry(StringBuilder out, Entry e) {
+        out.append('[');
+        Json.string(out, e.group());
+        out.append(',');
+        Json.string(out, e.name());
+        out.append(',');
+        Json.tags(out, e.tags());
+        out.append(',');
+        Json.number(out, e.value());
+        out.append(']');
     }
 
     private static void entries(StringBuilder out, List<Entry> entries) {
         out.append('[');
         for (int i = 0; i < entries.size(); i++) {
-            Entry e = entries.get(i);
             if (i > 0) {
                 out.append(',');
             }
-            out.append('[');
-            Json.string(out, e.group());
-            out.append(',');
-            Json.string(out, e.name());
-            out.append(',');
-            Json.tags(out, e.tags());
-            out.append(',');
-            Json.number(out, e.value());
-            out.append(']');
+            entry(out, entries.get(i));
         }
         out.append(']');
     }
