@@ -74,9 +74,10 @@ def breaches(b: BrokerPressure, cfg: HarmTest) -> list[str]:
         if name in LONG_POLL_SIGNALS and normal >= LONG_POLL_NORMAL_MS:
             continue
         value = b.signals.get(name)
-        if value is not None and value > t.latency_floor_ms and value >= t.latency_factor * normal:
-            metric, _, req = name.partition(":")
-            kind = "queue" if "queue" in metric else "total"
+        metric, _, req = name.partition(":")
+        kind = "queue" if "queue" in metric else "total"
+        floor = t.queue_floor_ms if kind == "queue" else t.latency_floor_ms
+        if value is not None and value > floor and value >= t.latency_factor * normal:
             out.append(f"{req or 'request'} p99 {kind} time {value:.0f} ms (normal {normal:.0f} ms)")
     urp = b.signals.get("under_replicated_partitions")
     if urp is not None and urp > t.under_replicated_above:
@@ -124,11 +125,13 @@ def proportionate_scale(b: BrokerPressure, share: float, cfg: HarmTest) -> float
     """The fraction of its current load the workload may keep so idle returns to ``target_idle``.
 
     busy = 1 - idle (the most starved of the handler and network pools); the workload is
-    ``share`` of that; it sheds the whole gap to the target busy level, or all it has.
-    None when no idle signal crossed its line (latency-only pressure: no headroom to size from).
+    ``share`` of that; it sheds the whole gap to the target busy level, or all it has. A pool
+    under its target but above its line counts too (pressure shown by queue time: a few threads
+    busy with large requests queue the others' while still half idle). None when every pool is
+    at or above ``target_idle`` (latency-only pressure with idle to spare: nothing to size from).
     """
     t = cfg.pressure
-    idles = [b.signals[n] for n, _ in _IDLE if n in b.signals and b.signals[n] < t.idle_below]
+    idles = [b.signals[n] for n, _ in _IDLE if n in b.signals and b.signals[n] < t.target_idle]
     if not idles or share <= 0:
         return None
     busy = 1.0 - max(0.0, min(idles))

@@ -212,11 +212,33 @@ def test_a_group_is_attributed_through_its_members_and_a_principal_through_all_i
     assert assess(tenant, Pressure(NOW, {"b1": p}), HarmTest(), NOW).share == 0.4
 
 
-def test_proportionate_scale_needs_an_idle_signal_under_its_line():
+def test_proportionate_scale_needs_an_idle_signal_under_its_target():
     cfg = HarmTest()
-    p = broker(idle=0.6, p99=500, normal=5).brokers["b1"]
-    assert proportionate_scale(p, 0.9, cfg) is None
+    assert proportionate_scale(broker(idle=0.8, p99=500, normal=5).brokers["b1"], 0.9, cfg) is None
     assert proportionate_scale(broker(idle=0.2).brokers["b1"], 1.0, cfg) == pytest.approx((0.8 - 0.5) / 0.8)
+    # latency pressure with the handlers half idle (over the 30 % line, under the 70 % target): shed to the target
+    assert proportionate_scale(broker(idle=0.5, p99=500, normal=5).brokers["b1"], 1.0, cfg) == pytest.approx(0.6)
+
+
+def _queued(queue_ms: float, normal_ms: float = 3.0, idle: float = 0.5) -> Pressure:
+    b = broker(idle=idle, mine=60, others=20).brokers["b1"]
+    return Pressure(NOW, {"b1": BrokerPressure("b1", NOW, {**b.signals, "request_queue_time_p99:Produce": queue_ms},
+                                               {**b.normals, "request_queue_time_p99:Produce": normal_ms},
+                                               b.clients, b.total)})
+
+
+def test_queue_time_is_pressure_from_its_own_lower_floor_while_the_handlers_are_half_idle(ps):
+    """The 1-broker ramp drill: 1 MB batches kept one I/O thread half busy and the others' Produce requests
+    queued behind them (queue p99 3 -> 11 ms, benign p99 3x) 5-8 s before the idle line was crossed."""
+    d = decide(det(), ps, View(pressure=_queued(12.0)), NOW)
+    assert d.outcome is Outcome.QUARANTINED, d.reason
+    assert "Produce p99 queue time 12 ms (normal 3 ms)" in d.harm["line"]
+    assert d.harm["scale"] == pytest.approx(1 - (0.5 - 0.3) / (0.75 * 0.5), abs=1e-3)   # shed to 70 % idle
+    assert decide(det(), ps, View(pressure=_queued(9.0)), NOW).outcome is Outcome.WATCH      # under 10 ms
+    assert decide(det(), ps, View(pressure=_queued(12.0, normal_ms=5.0)), NOW).outcome is Outcome.WATCH   # < 3x
+    # total time keeps its 100 ms floor: a big request's own work is not others' wait
+    total = broker(idle=0.5, mine=60, others=20, p99=60.0, normal=5.0)
+    assert decide(det(), ps, View(pressure=total), NOW).outcome is Outcome.WATCH
 
 
 def test_harm_settings_are_validated():
