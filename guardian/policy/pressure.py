@@ -255,7 +255,14 @@ class _Normal:
     """A latency signal's normal. For its first ``warm_s`` it is the plain mean of what was read and
     is not yet a normal (``warm`` is False: no line is drawn against it). Then a slow EWMA: while the
     value is far above it (``guard`` times) it learns ``slow_tau_s`` slowly, so a pressure episode
-    does not become the normal in minutes.
+    does not become the normal in minutes. Given ``down_tau_s`` (queue times), a value below the
+    normal is followed that fast: a wait for a handler thread is ~1 ms on a healthy broker, so its
+    normal is the level it falls back to, and a startup or an incident kept for minutes in the broker's
+    five-minute histogram must not hold it up (the 1-broker ramp drill: the first 30 s after the
+    broker started averaged 25 ms, the healthy level was 4 ms, and 3x the normal that the 300 s
+    average still held when the runaway came, 18 ms, was 54 ms). Total times keep the slow way down:
+    they include each request's own work and the consumers' long polls, whose level moves with the
+    traffic mix (a Fetch normal learned on a busy topic would turn its quiet long polls into pressure).
 
     The warm-up, which starts at the first reading above 0, is what keeps the first reading from
     becoming the anchor: a broker's histogram reads 0 until its first request, and with the guard an
@@ -276,7 +283,8 @@ class _Normal:
     def warm(self, warm_s: float) -> bool:
         return self.value is not None and self.ts - self.first >= warm_s
 
-    def update(self, ts: float, x: float, tau_s: float, slow_tau_s: float, guard: float, warm_s: float) -> None:
+    def update(self, ts: float, x: float, tau_s: float, slow_tau_s: float, guard: float, warm_s: float,
+               down_tau_s: float | None = None) -> None:
         if self.value is None:
             if x <= 0.0:
                 return   # a histogram that has seen no request (a quiet topic, a new broker): nothing to learn
@@ -289,7 +297,12 @@ class _Normal:
             return
         dt = max(0.0, ts - self.ts)
         self.ts = max(self.ts, ts)
-        tau = slow_tau_s if x > guard * self.value else tau_s
+        if x > guard * self.value:
+            tau = slow_tau_s
+        elif x < self.value and down_tau_s is not None:
+            tau = down_tau_s
+        else:
+            tau = tau_s
         alpha = 1.0 - math.exp(-dt / tau) if dt > 0 else 0.0
         self.value += alpha * (x - self.value)
 
@@ -300,7 +313,8 @@ class ClusterPressure:
     ``stale_after_s``: a client load or signal not refreshed for this long is dropped from the
     snapshot. ``normal_warm_s``: a latency's normal is the mean of its first this many seconds, and
     only then is it published (no latency line before it). ``normal_tau_s`` / ``slow_tau_s``: how
-    fast a latency's normal follows the value after that when it is near it / far above it (``guard`` times).
+    fast a latency's normal follows the value after that when it is near it / far above it (``guard`` times);
+    ``queue_down_tau_s``: how fast a queue time's normal follows a value below it.
 
     The per-broker totals of the client loads are kept as samples arrive, and recomputed, with the
     stale loads dropped, every ``sweep_s``: a worker publishes its part every second, and walking
@@ -311,8 +325,9 @@ class ClusterPressure:
 
     def __init__(self, stale_after_s: float = 30.0, normal_tau_s: float = 300.0, slow_tau_s: float = 3600.0,
                  guard: float = 2.0, clock: Callable[[], float] = time.time, sweep_s: float = 5.0,
-                 normal_warm_s: float = 30.0) -> None:
+                 normal_warm_s: float = 30.0, queue_down_tau_s: float = 30.0) -> None:
         self.stale_after_s = stale_after_s
+        self.queue_down_tau_s = queue_down_tau_s
         self.normal_warm_s = normal_warm_s
         self.sweep_s = sweep_s
         self.normal_tau_s = normal_tau_s
@@ -340,7 +355,8 @@ class ClusterPressure:
                 if s.metric in LATENCY_METRICS:
                     normal = self._normals.setdefault(w.broker, {}).setdefault(name, _Normal())
                     normal.update(s.ts, float(s.value), self.normal_tau_s, self.slow_tau_s, self.guard,
-                                  self.normal_warm_s)
+                                  self.normal_warm_s,
+                                  self.queue_down_tau_s if s.metric is Metric.REQUEST_QUEUE_TIME_P99 else None)
             elif s.metric in _CLIENT_METRICS and w.principal is not None and w.client_id is not None:
                 clients = self._clients.setdefault(w.broker, {})
                 key = (w.principal, w.client_id)

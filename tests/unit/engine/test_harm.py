@@ -301,6 +301,27 @@ def test_a_latency_normal_waits_for_the_first_request_before_it_learns():
     assert b.normals["request_total_time_p99:Fetch"] == 500.0 and breaches(b, HarmTest()) == []
 
 
+def test_a_queue_time_normal_falls_back_to_the_healthy_level_within_a_minute_a_total_time_normal_does_not():
+    """The 1-broker ramp drill: Produce queue p99 averaged 25 ms over the broker's first 30 s (its startup,
+    kept in the five-minute histogram), then fell to 4 ms; the normal must be back near 4 ms by the time
+    a runaway comes two minutes later, or 3x it is far above the harm the others feel."""
+    now = [0.0]
+    cp = ClusterPressure(clock=lambda: now[0])
+    startup = [12.0] * 15 + [94.0] * 3 + [28.0] * 12
+    for t, v in enumerate(startup + [10.0 - 6.0 * i / 60 for i in range(60)] + [4.0] * 60):
+        cp.observe([_b(Metric.REQUEST_QUEUE_TIME_P99, v, float(t), request="Produce"),
+                    _b(Metric.REQUEST_TOTAL_TIME_P99, 800.0 if t < 30 else 300.0, float(t), request="Fetch")])
+    now[0] = 149.0
+    b = cp.snapshot().brokers["b1"]
+    assert 4.0 <= b.normals["request_queue_time_p99:Produce"] <= 5.0, b.normals
+    assert b.normals["request_total_time_p99:Fetch"] > 500.0, b.normals   # total time: the slow way down
+    # and a queue time above the normal is still learned slowly: an episode does not become it
+    for t in range(150, 210):
+        cp.observe([_b(Metric.REQUEST_QUEUE_TIME_P99, 40.0, float(t), request="Produce")])
+    now[0] = 209.0
+    assert cp.snapshot().brokers["b1"].normals["request_queue_time_p99:Produce"] < 6.0
+
+
 def test_cluster_pressure_sums_client_loads_and_forgets_quiet_clients():
     now = [10.0]
     cp = ClusterPressure(stale_after_s=30.0, clock=lambda: now[0])
