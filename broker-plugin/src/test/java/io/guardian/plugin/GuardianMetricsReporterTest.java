@@ -64,6 +64,12 @@ class GuardianMetricsReporterTest {
         assertEquals("3", ok.brokerId);
         assertEquals("7", ok.producerOverrides.get("linger.ms"));
         assertEquals("guardian.broker-metrics", ok.metricsTopic);
+        assertEquals(900_000, ok.maxRecordBytes);   // under Kafka's ~1 MB default record limits
+        Map<String, Object> small = config();
+        small.put("guardian.plugin.max.record.bytes", "16384");
+        assertEquals(16384, new PluginConfig(small).maxRecordBytes);
+        small.put("guardian.plugin.max.record.bytes", "-1");
+        assertThrows(ConfigException.class, () -> new PluginConfig(small));
     }
 
     @Test
