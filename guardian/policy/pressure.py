@@ -159,9 +159,6 @@ class ClientLoads(Mapping[tuple[str, str], ClientLoad]):
             self._built[principal] = built
         return built
 
-    def principals(self) -> list[str]:
-        return list(self._sources)
-
     def rows(self) -> dict[str, list[Row]]:
         """The wire form (``from_rows``' input)."""
         return {p: [[c, load.request_time, load.bytes_in, load.bytes_out] for c, load in self.principal(p).items()]
@@ -191,6 +188,10 @@ class BrokerPressure:
     clients: Mapping[tuple[str, str], ClientLoad]      # (principal, client_id) -> latest load
     total: ClientLoad = field(default_factory=ClientLoad)   # every client's load summed
 
+    def __post_init__(self) -> None:
+        # a plain mapping (tests, ``guardian.testing``) is grouped once, not at every ``load_of``
+        object.__setattr__(self, "clients", ClientLoads.of(self.clients))
+
     def load_of(self, principal: str | None, client_ids: Iterable[str] | None = None) -> ClientLoad:
         """The load of these client-ids of ``principal``, or of all its clients when none are named
         (of every principal's when ``principal`` is None)."""
@@ -198,7 +199,7 @@ class BrokerPressure:
         if principal is None:
             items: Iterable[tuple[str, ClientLoad]] = ((c, one) for (_, c), one in self.clients.items())
         else:
-            items = ClientLoads.of(self.clients).principal(principal).items()
+            items = ClientLoads.of(self.clients).principal(principal).items()   # grouped already
         load = ClientLoad()
         for c, one in items:
             if not wanted or c in wanted:

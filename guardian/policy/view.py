@@ -64,7 +64,7 @@ class WorkerView:
             "worker": self.worker, "ts": self.ts,
             "pressure": {b: {"ts": _num(p.ts), "signals": {n: list(tv) for n, tv in p.signals.items()},
                              "normals": p.normals, "total": _load(p.total),
-                             "clients": _rows(p.clients)}
+                             "clients": ClientLoads.of(p.clients).rows()}
                          for b, p in self.pressure.items()},
             "traffic": [[b, m, ts, v] for (b, m), (ts, v) in self.traffic.items()],
             "rates": [[pr, c, m, [[p.ts, p.total, dict(p.brokers)] for p in points]]
@@ -101,16 +101,6 @@ def _client_loads(raw: Any) -> ClientLoads:
     if not isinstance(raw, dict):
         raise TypeError(f"client loads: expected an object, got {type(raw).__name__}")
     return ClientLoads.from_rows(raw)
-
-
-def _rows(clients: Mapping[tuple[str, str], ClientLoad]) -> dict[str, list[list[Any]]]:
-    """The wire form of client loads (``ClientLoads.from_rows``' input): principal -> rows."""
-    if isinstance(clients, ClientLoads):
-        return clients.rows()
-    out: dict[str, list[list[Any]]] = {}
-    for (principal, client_id), load in clients.items():
-        out.setdefault(principal, []).append([client_id, load.request_time, load.bytes_in, load.bytes_out])
-    return out
 
 
 def _load(load: ClientLoad) -> list[float]:

@@ -52,18 +52,9 @@ final class Snapshot {
         return metrics.size() + yammer.size();
     }
 
+    /** The whole snapshot as one record, however large. */
     byte[] toJson() {
-        StringBuilder out = new StringBuilder(256 + 96 * size());
-        out.append("{\"v\":1,\"kind\":\"broker_metrics\",\"ts\":").append(timestampMs).append(",\"broker\":");
-        Json.string(out, brokerId);
-        out.append(",\"metrics\":");
-        entries(out, metrics);
-        out.append(",\"yammer\":");
-        entries(out, yammer);
-        out.append(",\"plugin\":{");
-        counters(out);
-        out.append("}}");
-        return out.toString().getBytes(StandardCharsets.UTF_8);
+        return toJsonParts(Integer.MAX_VALUE).get(0);
     }
 
     /**
@@ -78,24 +69,30 @@ final class Snapshot {
      * may still exceed {@code maxBytes}. One record, as {@link #toJson}, when everything fits.
      */
     List<byte[]> toJsonParts(int maxBytes) {
-        byte[] whole = toJson();
-        if (whole.length <= maxBytes) {
-            return List.of(whole);
-        }
-        List<Entry> shared = new ArrayList<>();
+        // each metrics entry is serialized once; its size decides the split
+        List<byte[]> encoded = new ArrayList<>(metrics.size());
+        List<byte[]> shared = new ArrayList<>();
         List<byte[]> clients = new ArrayList<>();
+        long entryBytes = 0;
         for (Entry e : metrics) {
-            if (e.tags().containsKey("user") || e.tags().containsKey("client-id")) {
-                StringBuilder b = new StringBuilder(96);
-                entry(b, e);
-                clients.add(b.toString().getBytes(StandardCharsets.UTF_8));
-            } else {
-                shared.add(e);
-            }
+            StringBuilder b = new StringBuilder(96);
+            entry(b, e);
+            byte[] one = b.toString().getBytes(StandardCharsets.UTF_8);
+            encoded.add(one);
+            entryBytes += one.length + 1;
+            boolean client = e.tags().containsKey("user") || e.tags().containsKey("client-id");
+            (client ? clients : shared).add(one);
+        }
+        byte[] tailFirst = tail(true);
+        byte[] wholeHead = head(List.of(), -1, 1);
+        long commas = encoded.isEmpty() ? 0 : 1;   // entryBytes counted one comma too many
+        if (wholeHead.length + entryBytes - commas + tailFirst.length <= maxBytes) {
+            return List.of(join(wholeHead, encoded, false, tailFirst, 0, encoded.size()));
         }
         // the envelope around the client entries: its size with a part number of the widest kind
-        int firstBase = head(shared, true, 99_999, 99_999).length + tail(true).length;
-        int restBase = head(List.of(), false, 99_999, 99_999).length + tail(false).length;
+        int firstBase = head(shared, 99_999, 99_999).length + tailFirst.length;
+        byte[] tailRest = tail(false);
+        int restBase = head(List.of(), 99_999, 99_999).length + tailRest.length;
         List<int[]> chunks = new ArrayList<>();   // [from, to) indexes into clients
         int from = 0;
         int size = firstBase;
@@ -113,31 +110,46 @@ final class Snapshot {
         List<byte[]> parts = new ArrayList<>(chunks.size());
         for (int p = 0; p < chunks.size(); p++) {
             boolean first = p == 0;
-            ByteArrayOutputStream out = new ByteArrayOutputStream(maxBytes);
-            out.writeBytes(head(first ? shared : List.of(), first, p, chunks.size()));
-            boolean comma = first && !shared.isEmpty();
-            for (int i = chunks.get(p)[0]; i < chunks.get(p)[1]; i++) {
-                if (comma) {
-                    out.write(',');
-                }
-                comma = true;
-                out.writeBytes(clients.get(i));
-            }
-            out.writeBytes(tail(first));
-            parts.add(out.toByteArray());
+            byte[] head = head(first ? shared : List.of(), p, chunks.size());
+            parts.add(join(head, clients, first && !shared.isEmpty(), first ? tailFirst : tailRest,
+                    chunks.get(p)[0], chunks.get(p)[1]));
         }
         return parts;
     }
 
-    /** A part's JSON up to and including its shared metrics entries (the metrics array left open). */
-    private byte[] head(List<Entry> shared, boolean first, int part, int parts) {
-        StringBuilder out = new StringBuilder(256 + 96 * shared.size());
+    /** {@code head}, then {@code entries[from, to)} comma-separated (after a comma when {@code comma}), then {@code tail}. */
+    private static byte[] join(byte[] head, List<byte[]> entries, boolean comma, byte[] tail, int from, int to) {
+        int size = head.length + tail.length;
+        for (int i = from; i < to; i++) {
+            size += entries.get(i).length + 1;
+        }
+        ByteArrayOutputStream out = new ByteArrayOutputStream(size);
+        out.writeBytes(head);
+        for (int i = from; i < to; i++) {
+            if (comma) {
+                out.write(',');
+            }
+            comma = true;
+            out.writeBytes(entries.get(i));
+        }
+        out.writeBytes(tail);
+        return out.toByteArray();
+    }
+
+    /**
+     * A record's JSON up to and including its leading metrics entries (already serialized), the metrics
+     * array left open; with {@code "part":[part,parts]} unless {@code part} is negative (a whole snapshot).
+     */
+    private byte[] head(List<byte[]> leading, int part, int parts) {
+        StringBuilder out = new StringBuilder(256);
         out.append("{\"v\":1,\"kind\":\"broker_metrics\",\"ts\":").append(timestampMs).append(",\"broker\":");
         Json.string(out, brokerId);
-        out.append(",\"part\":[").append(part).append(',').append(parts).append("],\"metrics\":");
-        entries(out, shared);
-        out.setLength(out.length() - 1);   // reopen the array for the client entries
-        return out.toString().getBytes(StandardCharsets.UTF_8);
+        if (part >= 0) {
+            out.append(",\"part\":[").append(part).append(',').append(parts).append(']');
+        }
+        out.append(",\"metrics\":[");
+        byte[] start = out.toString().getBytes(StandardCharsets.UTF_8);
+        return join(start, leading, false, new byte[0], 0, leading.size());
     }
 
     /** A part's JSON after its metrics entries: the yammer entries and counters in the first, none after. */

@@ -55,11 +55,18 @@ class SnapshotTest {
     }
 
     @Test
-    void aSnapshotThatFitsIsOneRecordAsBefore() {
+    void aSnapshotThatFitsExactlyIsOneRecordWithoutAPartAndOneByteLessSplitsIt() {
         Snapshot s = manyClients(10);
-        List<byte[]> parts = s.toJsonParts(1_000_000);
+        byte[] whole = s.toJson();
+        List<byte[]> parts = s.toJsonParts(whole.length);
         assertEquals(1, parts.size());
-        assertEquals(new String(s.toJson(), StandardCharsets.UTF_8), new String(parts.get(0), StandardCharsets.UTF_8));
+        String json = new String(parts.get(0), StandardCharsets.UTF_8);
+        assertEquals(new String(whole, StandardCharsets.UTF_8), json);
+        assertTrue(json.startsWith("{\"v\":1,\"kind\":\"broker_metrics\",\"ts\":1700000000123,\"broker\":\"1\","
+                + "\"metrics\":[[\"socket-server-metrics\",\"connection-creation-rate\""), json);
+        assertTrue(json.endsWith("\"client-\u00e9-9\"},9]],\"yammer\":[[\"BrokerTopicMetrics\",\"BytesInPerSec\","
+                + "{\"topic\":\"t\"},42]],\"plugin\":{\"send_errors\":1}}"), json);
+        assertEquals(2, s.toJsonParts(whole.length - 1).size());
     }
 
     @Test
