@@ -356,7 +356,6 @@ def ledger_api(quarantines: int = 1000, repeats: int = 3, redis_url: str | None 
 
     from guardian.api.app import build_engine, create_app
     from guardian.api.auth import Role, TokenStore
-    from guardian.model.quarantine import OPEN_STATES
     from guardian.store.ledger import Ledger
     from guardian.settings import GuardianSettings
 
@@ -390,7 +389,7 @@ def ledger_api(quarantines: int = 1000, repeats: int = 3, redis_url: str | None 
             get_t.append(_timed(lambda: ledger.get(qid), 1)[0])
             counting_t.append(_timed(ledger.open_counting, 1)[0])
             if r % 10 == 0:
-                list_t.append(_timed(lambda: ledger.list(states=OPEN_STATES), 1)[0])
+                list_t.append(_timed(ledger.unfinished, 1)[0])   # what each engine tick reads
             view_t.append(_timed(lambda: engine.view_for(det, time.time()), 1)[0])
 
         app = create_app(settings, engine=engine, redis_client=client)
@@ -427,7 +426,7 @@ def ledger_api(quarantines: int = 1000, repeats: int = 3, redis_url: str | None 
             show.append(time.perf_counter() - t0)
         return {"quarantines": quarantines, "redis": url.split("@")[-1],
                "ledger": {"create_quarantine": _pcts(create), "put_action": _pcts(put), "get": _pcts(get_t),
-                          "open_counting": _pcts(counting_t), "list_open": _pcts(list_t)},
+                          "open_counting": _pcts(counting_t), "unfinished": _pcts(list_t)},
                "api": {**{f"list_{k}": {**_pcts(v), "items": seen[k]} for k, v in pages.items()},
                        "show": _pcts(show)},
                 "engine": {"view_for": _pcts(view_t)}}

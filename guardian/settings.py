@@ -145,7 +145,7 @@ class ApiSettings(_Section):
     agent_grants: list[str] = Field(default_factory=list)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     audit_keep: int = Field(default=10_000, ge=0)       # recent request audit kept for GET /v1/audit
-    scan_limit: int = Field(default=5_000, ge=1)        # most quarantines a list or feed looks at
+    scan_limit: int = Field(default=5_000, ge=1)        # most quarantines one list request (or the feed) looks at
 
 
 class EscalationSettings(_Section):

@@ -40,7 +40,7 @@ An engine on the kit, in a unit test::
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from guardian.actuators.base import ActionPlan, Actuator
 from guardian.model.quarantine import ActionRecord, QState, Quarantine
@@ -184,6 +184,13 @@ class MemoryLedger:
                 continue
             out.append(q)
         return out
+
+    def newest(self, after: tuple[float, str] | None = None, batch: int = 200) -> Iterator[Quarantine]:
+        """As ``Ledger.newest``."""
+        for qid in sorted(self._created, key=lambda i: (self._created[i], i), reverse=True):
+            if after is None or (self._created[qid], qid) < after:
+                if (q := self.get(qid)) is not None:
+                    yield q
 
     def unfinished(self) -> list[Quarantine]:
         return [q for i in sorted(self._wl.values()) if (q := self.get(i)) is not None and not q.state.terminal]

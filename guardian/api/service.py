@@ -161,19 +161,31 @@ class ReviewService:
     def list_quarantines(self, who: Identity, states: list[QState] | None = None, principal: str | None = None,
                          policy: str | None = None, action: str | None = None, appealed: bool | None = None,
                          cursor: str | None = None, limit: int = 50) -> tuple[list[Quarantine], str | None]:
+        """One page, newest first, and the cursor of the next (None after the last).
+
+        Reads the history from the cursor on and stops at the page's end, so a page costs what it
+        returns, not the whole history. One request looks at no more than ``scan_limit``
+        quarantines: when the filters leave fewer than ``limit`` of those, the page is short and its
+        cursor goes on from the last one looked at."""
         self.require(who, Action.QUARANTINE_LIST)
-        rows = []
-        for q in self.visible(who, states or None):
-            if principal is not None and principal_of(q) != principal:
-                continue
-            if policy is not None and q.policy != policy:
-                continue
-            if action is not None and not any(p.get("kind") == action for p in q.desired):
-                continue
-            if appealed is not None and (q.state is QState.APPEALED) != appealed:
-                continue
-            rows.append((q.created_at, q.id, q))
-        return paginate(rows, cursor, limit)
+        after = decode_cursor(cursor) if cursor else None
+        wanted = set(states) if states else None
+        page: list[Quarantine] = []
+        looked, last = 0, None
+        for q in self.ledger.newest(after, batch=min(self.scan_limit, max(2 * limit, 100))):
+            if looked == self.scan_limit:
+                return page, encode_cursor(last.created_at, last.id)   # type: ignore[union-attr]
+            looked, last = looked + 1, q
+            if ((wanted is None or q.state in wanted)
+                    and (principal is None or principal_of(q) == principal)
+                    and (policy is None or q.policy == policy)
+                    and (action is None or any(p.get("kind") == action for p in q.desired))
+                    and (appealed is None or (q.state is QState.APPEALED) == appealed)
+                    and authorize(who, Action.QUARANTINE_LIST, resource_of(q), self.access).allowed):
+                if len(page) == limit:
+                    return page, encode_cursor(page[-1].created_at, page[-1].id)
+                page.append(q)
+        return page, None
 
     def actions_of(self, q: Quarantine) -> dict[str, ActionRecord]:
         return {r.key: r for r in self.ledger.actions(q)}

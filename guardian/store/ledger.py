@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
@@ -189,6 +189,23 @@ class Ledger:
         wanted = set(states) if states is not None else None
         return [q for q in self._get_many(ids)
                 if (wanted is None or q.state in wanted) and (tenant is None or q.tenant == tenant)]
+
+    def newest(self, after: tuple[float, str] | None = None, batch: int = 200) -> Iterator[Quarantine]:
+        """Every quarantine newest first, by (``created_at``, id) descending, from just after ``after``
+        (a page's last row); read ``batch`` at a time, so a caller that stops early reads only what it
+        used, however long the history."""
+        key = self.k("q", "all")
+        top: float | str = "+inf" if after is None else after[0]
+        offset = 0
+        while True:
+            # a sorted set orders equal scores by member, and in reverse here: (score, id) descending
+            rows = self._read(lambda: self._r.zrevrangebyscore(key, top, "-inf", start=offset, num=batch,
+                                                                  withscores=True))
+            offset += len(rows)
+            ids = [i for i, score in rows if after is None or (score, i.decode()) < after]
+            yield from self._get_many(ids)
+            if len(rows) < batch:
+                return
 
     def unfinished(self) -> list[Quarantine]:
         """Every quarantine not in a terminal state, however old: what the engine expires and re-verifies.

@@ -127,6 +127,18 @@ def list_is_newest_first_and_filters(ledger: Any, now: float) -> None:
     assert [q.id for q in ledger.list(limit=1)] == ["new"]
 
 
+def newest_walks_the_whole_history_in_order_from_any_row_even_across_equal_times(ledger: Any, now: float) -> None:
+    for i in range(7):   # three pairs created at the same second, and one alone
+        ledger.create_quarantine(quarantine(f"q{i}", f"c{i}", now + i // 2,
+                                            state=QState.RELEASED if i % 3 else QState.ACTIVE))
+    expected = ["q6", "q5", "q4", "q3", "q2", "q1", "q0"]
+    assert [q.id for q in ledger.newest(batch=2)] == expected
+    for k, q in enumerate(list(ledger.newest(batch=3))):
+        assert [r.id for r in ledger.newest((q.created_at, q.id), batch=2)] == expected[k + 1:]
+    assert [q.id for q in ledger.newest((now, "q1"), batch=1)] == ["q0"]
+    assert [q.id for q in ledger.newest((now - 1, "zz"))] == []
+
+
 def unfinished_lists_every_open_quarantine_however_much_newer_history_there_is(ledger: Any, now: float) -> None:
     ledger.create_quarantine(quarantine("old", "c-old", now - 10))
     for i in range(1001):   # more finished history than ``list`` reads (its newest 1,000)
@@ -145,4 +157,5 @@ BEHAVIOURS: list[Callable[[Any, float], None]] = [
     create_then_read_back, a_stale_version_is_a_conflict, one_open_quarantine_per_workload_and_the_cap,
     a_terminal_quarantine_frees_its_workload_and_its_place, converged_only_at_the_version_seen,
     action_records_are_versioned, pause_probation_and_the_outbox, list_is_newest_first_and_filters,
+    newest_walks_the_whole_history_in_order_from_any_row_even_across_equal_times,
 ]
