@@ -1,7 +1,8 @@
 """Load from real clients: confluent-kafka producers and consumers, and Kafka's perf tools.
 
-Every client runs in its own thread (the perf tools in a JVM subprocess) and
-writes what it saw into a ``Recorder``: one ``(time, bytes, latency_s)`` per
+Every client runs in its own thread (the perf tools in a JVM subprocess; the
+producers whose rate changes, runaways and surges, in a Python process of their
+own, ``ChildProducers``) and writes what it saw into a ``Recorder``: one ``(time, bytes, latency_s)`` per
 acknowledged message (producers: ``Message.latency()``, from ``produce()``
 to the broker's ack; consumers: from the record's timestamp to its arrival)
 and the perf tools' interval reports. Rates follow a ``rate_fn(now)`` so the
@@ -11,19 +12,45 @@ runner reads the recorders afterwards.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
 RateFn = Callable[[float], float]
+
+
+@dataclass(frozen=True)
+class ChangedRate:
+    """A runaway's or surge's rate (messages/s) at time ``t``: ``base`` until ``onset``, then ``factor`` x
+    at once (``step``, and every other pattern that changes the rate) or growing linearly to it over
+    ``ramp_s`` (``ramp``). Plain data, so ``ChildProducers`` can hand it to another process.
+
+        >>> r = ChangedRate(base=10, onset=100, pattern="ramp", factor=5, ramp_s=20)
+        >>> r(99), r(110), r(200)
+        (10, 30.0, 50.0)
+    """
+
+    base: float
+    onset: float
+    pattern: str
+    factor: float
+    ramp_s: float = 0.0
+
+    def __call__(self, t: float) -> float:
+        if t < self.onset:
+            return self.base
+        if self.pattern == "ramp":
+            return self.base * (1.0 + (self.factor - 1.0) * min(1.0, (t - self.onset) / self.ramp_s))
+        return self.base * self.factor
 
 
 @dataclass
@@ -95,6 +122,20 @@ class ProducerClient(_Client):
         self.topic, self.rate_fn, self.size = topic, rate_fn, size
         self.fresh_payloads = fresh_payloads
 
+    def spec(self) -> dict[str, Any]:
+        """This producer as plain data, for ``ChildProducers`` (its rate must be a ``ChangedRate``)."""
+        assert isinstance(self.rate_fn, ChangedRate), "only a ChangedRate crosses to another process"
+        return {"name": self.rec.name, "conf": self.conf, "topic": self.topic, "rate": asdict(self.rate_fn),
+                "size": self.size, "start_at": self.start_at, "end_at": self.end_at,
+                "fresh_payloads": self.fresh_payloads, "drain_s": self.drain_s}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], rec: Recorder, stop: threading.Event) -> "ProducerClient":
+        client = cls(rec, {}, spec["topic"], ChangedRate(**spec["rate"]), spec["size"], stop, spec["start_at"],
+                     spec["end_at"], fresh_payloads=spec["fresh_payloads"], drain_s=spec["drain_s"])
+        client.conf = spec["conf"]   # as built in the parent (linger, acks, extra and all)
+        return client
+
     def run(self) -> None:
         from confluent_kafka import Producer
 
@@ -142,6 +183,57 @@ class ProducerClient(_Client):
                 p.purge()
                 p.flush(1)
             rec.stopped_at = time.time()
+
+
+class ChildProducers(threading.Thread):
+    """Producers run in a Python process of their own (``python -m guardian_dev.drill.child``), their
+    acks streamed back into their recorders here.
+
+    The drill measures the benign tenants' latency from this process. A runaway producer sending 20 MB/s
+    of fresh random payloads, or 24 connections resending in a loop, took 62 % of a core here and
+    competed for this process's GIL with the benign clients' delivery callbacks; in its own process it
+    competes only for the machine, as another team's application does. The child stops when ``stop`` is
+    set (or this process goes away: its stdin closes), each producer as ``ProducerClient`` does.
+    """
+
+    def __init__(self, producers: list[ProducerClient], stop: threading.Event, log_path: Path) -> None:
+        super().__init__(name=f"load-child-{len(producers)}", daemon=True)
+        self.producers, self.stop, self.log_path = producers, stop, log_path
+        self.recs = [p.rec for p in producers]
+        self.returncode: int | None = None
+
+    def run(self) -> None:
+        import sys
+
+        with open(self.log_path, "ab") as log_file:
+            proc = subprocess.Popen([sys.executable, "-m", "guardian_dev.drill.child"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=log_file, text=True)
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps({"clients": [p.spec() for p in self.producers]}) + "\n")
+            proc.stdin.flush()
+
+            def tell_stop() -> None:
+                self.stop.wait()
+                try:
+                    proc.stdin.write("stop\n")   # type: ignore[union-attr]
+                    proc.stdin.flush()            # type: ignore[union-attr]
+                except (BrokenPipeError, ValueError, OSError):
+                    pass   # the child has finished
+
+            threading.Thread(target=tell_stop, name="load-child-stop", daemon=True).start()
+            for line in proc.stdout:
+                self._apply(json.loads(line))
+            self.returncode = proc.wait()
+        if self.returncode:
+            for rec in self.recs:
+                rec.errors += 1
+                rec.last_error = f"the producers' process exited with {self.returncode}; see {self.log_path}"
+
+    def _apply(self, msg: dict[str, Any]) -> None:
+        rec = self.recs[msg["i"]]
+        rec.acks.extend((t, n, lat) for t, n, lat in msg["acks"])
+        rec.errors, rec.last_error = msg["errors"], msg["last_error"]
+        rec.started_at, rec.stopped_at = msg["started_at"], msg["stopped_at"]
 
 
 class ConsumerClient(_Client):

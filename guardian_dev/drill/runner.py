@@ -31,10 +31,9 @@ from typing import Any, Callable
 
 import yaml
 
-from guardian_dev.drill.load import (ConsumerClient, GroupClient, PerfClient, ProducerClient, ProvisionClient,
-                                 Recorder,
-                                 TopicStormClient, consumer_perf_cmd, perf_properties, producer_perf_cmd,
-                                 sasl_conf)
+from guardian_dev.drill.load import (ChangedRate, ChildProducers, ConsumerClient, GroupClient, PerfClient,
+                                 ProducerClient, ProvisionClient, Recorder, TopicStormClient, consumer_perf_cmd,
+                                 perf_properties, producer_perf_cmd, sasl_conf)
 from guardian_dev.drill.scenario import Client, Scenario
 from guardian.errors import SetupError
 
@@ -129,6 +128,16 @@ class GuardianProc:
                 pass
             time.sleep(0.5)
         raise SetupError(f"guardian not processing samples after {timeout_s:.0f}s; see {self.log_path}")
+
+    def check_alive(self) -> None:
+        """``SetupError`` naming the exit and the log when the process ended by itself: a drill without
+        its guardian measures nothing, and says so instead of failing later on an API that is gone."""
+        if self.proc is None or self._stopping or (rc := self.proc.poll()) is None:
+            return
+        why = f" ({signal.Signals(-rc).name})" if rc < 0 and -rc in signal.valid_signals() else ""
+        raise SetupError(f"guardian {'worker' if self.extra_worker else 'run --api'} exited with {rc}{why} during the "
+                         f"run; see {self.log_path} (a crash in a C extension leaves its stack at the end, and "
+                         f"a core file where the kernel's core_pattern says, if `ulimit -c` allows one)")
 
     def processed_records(self) -> float:
         import httpx
@@ -318,17 +327,10 @@ def _bursty(c: Client) -> Callable[[float], float]:
     return factor
 
 
-def _runaway_rate(c: Client, onset: float) -> Callable[[float], float]:
+def _runaway_rate(c: Client, onset: float) -> ChangedRate:
     r = c.change
     assert r is not None
-
-    def rate(t: float) -> float:
-        if t < onset:
-            return c.rate
-        if r.pattern == "ramp":
-            return c.rate * (1.0 + (r.factor - 1.0) * min(1.0, (t - onset) / r.ramp_s))
-        return c.rate * r.factor
-    return rate
+    return ChangedRate(base=c.rate, onset=onset, pattern=r.pattern, factor=r.factor, ramp_s=r.ramp_s)
 
 
 def _restarted(rec: Recorder, conf: dict[str, Any], topic: str, c: Client, stop: threading.Event,
@@ -533,6 +535,12 @@ def build_clients(ctx: RunContext, stop: threading.Event) -> list[threading.Thre
     ctx.topics += list(topics)
     for topic, mb in prefills:
         prefill(ep.kafka_bootstrap_servers, topic, mb)
+    # the runaways' and surges' producers in a process of their own, not beside the benign clients
+    # whose latency this process measures (``ChildProducers``)
+    changing = [t for t in threads if isinstance(t, ProducerClient) and isinstance(t.rate_fn, ChangedRate)]
+    if changing:
+        threads = [t for t in threads if t not in changing]
+        threads.append(ChildProducers(changing, stop, ctx.out_dir / f"changing-producers-{ctx.mode}.log"))
     return threads
 
 
@@ -674,6 +682,9 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
         pending_cleanups = [(inc.end + ph.after_s + ph.before_s / 2, inc) for inc in ctx.incidents[:-1]]
         t_end = ctx.t0 + scenario.duration_s
         while time.time() < t_end:
+            for w in (ctx.guardian, *ctx.workers):   # before the hooks, which call its API
+                if w is not None:
+                    w.check_alive()
             now = time.time()
             while pending_onsets and now >= pending_onsets[0].onset:
                 inc = pending_onsets.pop(0)
