@@ -48,6 +48,16 @@ class KafkaSettings(_Section):
             conf["ssl.ca.location"] = self.ssl_ca_location
         return conf
 
+    def kafka_python_config(self) -> dict[str, Any]:
+        """The same connection for kafka-python's clients (keyword arguments, without the bootstrap servers)."""
+        conf: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            conf.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username or "",
+                        sasl_plain_password=self.sasl_password.get_secret_value())
+        if self.ssl_ca_location:
+            conf["ssl_cafile"] = self.ssl_ca_location
+        return conf
+
 
 class RedisSettings(_Section):
     url: SecretStr = SecretStr("")  # redis://[:password@]host:port/db; required outside the dev stack

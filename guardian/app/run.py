@@ -91,17 +91,6 @@ def build_shared_view(settings: GuardianSettings, worker_id: str, traffic: Clust
 
 # ------------------------------------------------------------------------------- the engine
 
-def _kafka_python_config(settings: GuardianSettings) -> dict[str, Any]:
-    k = settings.kafka
-    conf: dict[str, Any] = {"security_protocol": k.security_protocol}
-    if k.sasl_mechanism:
-        conf.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username or "",
-                    sasl_plain_password=k.sasl_password.get_secret_value())
-    if k.ssl_ca_location:
-        conf["ssl_cafile"] = k.ssl_ca_location
-    return conf
-
-
 def _escalation(settings: GuardianSettings, metrics: Any) -> tuple[Any, Any] | None:
     """(dispatcher, engine hook) for the configured channels, or None when none is configured."""
     from guardian.escalation.summary import Links
@@ -197,7 +186,7 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
     metrics.attach_ledger(ledger)
     metrics.set_quarantine_cap(policies.global_.max_concurrent_quarantines)
     conf = settings.kafka.client_config()
-    quota = QuotaActuator(ClientQuotaAdmin(settings.kafka.bootstrap_servers, **_kafka_python_config(settings)))
+    quota = QuotaActuator(ClientQuotaAdmin(settings.kafka.bootstrap_servers, **settings.kafka.kafka_python_config()))
     closers.append(quota.close)
     actuators: dict[str, Any] = {"quota": quota, "acl": AclActuator.from_config(conf)}
     pod = _pod_actuator()

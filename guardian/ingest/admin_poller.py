@@ -18,7 +18,8 @@
   function lists (``owner.owners``) gets a sample at every poll, 0 while it
   owns no topic.
 
-``AdminPoller`` is the confluent-kafka edge that takes the snapshots.
+``AdminPoller`` is the edge that takes the snapshots: confluent-kafka's AdminClient for topics, groups,
+members and end offsets, kafka-python's for committed offsets (``AdminPoller.committed`` says why).
 """
 
 from __future__ import annotations
@@ -192,10 +193,16 @@ class GroupTracker:
 
 
 class AdminPoller:
-    """Takes ``ClusterSnapshot``s with confluent-kafka's AdminClient (admin listener)."""
+    """Takes ``ClusterSnapshot``s through the Admin API (the admin listener).
+
+    ``client_config`` is librdkafka's configuration, ``offsets_config`` kafka-python's keyword arguments
+    for the same cluster (``bootstrap_servers`` and the security settings; when None, the bootstrap
+    servers of ``client_config`` over plaintext).
+    """
 
     def __init__(self, client_config: dict[str, Any], clock: Callable[[], float] | None = None,
-                 timeout_s: float = 15.0, include_internal: bool = False) -> None:
+                 timeout_s: float = 15.0, include_internal: bool = False,
+                 offsets_config: dict[str, Any] | None = None) -> None:
         import time
 
         from confluent_kafka.admin import AdminClient
@@ -204,9 +211,55 @@ class AdminPoller:
         self.timeout_s = timeout_s
         self.include_internal = include_internal
         self._admin = AdminClient(dict(client_config))
+        self._offsets_config = dict(offsets_config or {"bootstrap_servers": client_config["bootstrap.servers"]})
+        self._offsets_admin: Any = None
+
+    def close(self) -> None:
+        if self._offsets_admin is not None:
+            self._offsets_admin.close()
+            self._offsets_admin = None
+
+    def committed(self, group_ids: list[str]) -> dict[str, dict[tuple[str, int], int]]:
+        """Each group's committed offsets (a group whose offsets cannot be read is left out, and logged).
+
+        Read with kafka-python, not confluent-kafka: librdkafka's ListConsumerGroupOffsets dereferences
+        a consumer-group handle an admin client does not have when a coordinator answers
+        NOT_COORDINATOR (``rd_kafka_cgrp_op`` from ``rd_kafka_handle_OffsetFetch``, librdkafka #5040,
+        still in 2.16), and the whole guardian process dies of SIGSEGV. A coordinator answers so while
+        group coordination moves between brokers (a broker restarting, a coordinator loading): three
+        drills on three brokers lost their guardian to it in one hour. kafka-python raises an error
+        instead; one OffsetFetch per coordinator covers all its groups, and when it fails the groups
+        are asked one by one, so one moving coordinator costs only its own groups this poll.
+        """
+        import kafka.errors as kerr
+
+        if not group_ids:
+            return {}
+        t = self.timeout_s
+        try:
+            if self._offsets_admin is None:
+                from kafka.admin import KafkaAdminClient
+
+                self._offsets_admin = KafkaAdminClient(client_id="guardian-admin-poller",
+                                                       request_timeout_ms=int(t * 1000), **self._offsets_config)
+            try:
+                return _committed(self._offsets_admin.list_group_offsets(list(group_ids)))
+            except kerr.KafkaError as exc:
+                log.info("committed offsets of %d groups in one request failed (%s); asking each group",
+                         len(group_ids), exc)
+            out: dict[str, dict[tuple[str, int], int]] = {}
+            for gid in group_ids:
+                try:
+                    out.update(_committed(self._offsets_admin.list_group_offsets([gid])))
+                except kerr.KafkaError as exc:
+                    log.warning("committed offsets of group %s unavailable this poll: %s", gid, exc)
+            return out
+        except kerr.KafkaError as exc:   # no broker answers: the poll fails as every other admin call's would
+            self.close()
+            raise TemporaryError(f"admin poll failed: committed offsets: {exc}", delay=5.0) from exc
 
     def snapshot(self) -> ClusterSnapshot:
-        from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+        from confluent_kafka import KafkaException, TopicPartition
         from confluent_kafka.admin import OffsetSpec
 
         t = self.timeout_s
@@ -219,22 +272,21 @@ class AdminPoller:
             groups: list[GroupSnapshot] = []
             if group_ids:
                 described = self._admin.describe_consumer_groups(group_ids, request_timeout=t)
-                offset_futs = {gid: self._admin.list_consumer_group_offsets(
-                    [ConsumerGroupTopicPartitions(gid)], request_timeout=t)[gid] for gid in group_ids}
+                offsets = self.committed(group_ids)
                 for gid in group_ids:
                     try:
                         desc = described[gid].result(timeout=t)
-                        offs = offset_futs[gid].result(timeout=t)
                     except KafkaException as exc:
                         log.warning("group %s vanished or failed while polling: %s", gid, exc)
                         continue
+                    if gid not in offsets:
+                        continue   # logged by ``committed``
                     members = tuple(
                         (m.member_id, m.client_id,
                          tuple(sorted(f"{tp.topic}-{tp.partition}"
                                       for tp in (m.assignment.topic_partitions if m.assignment else []))))
                         for m in desc.members)
-                    committed = {(tp.topic, tp.partition): tp.offset for tp in offs.topic_partitions
-                                 if tp.offset >= 0 and tp.error is None}
+                    committed = offsets[gid]
                     state = getattr(desc.state, "name", str(desc.state))
                     groups.append(GroupSnapshot(gid, state, members, committed))
             wanted = {tp for g in groups for tp in g.committed if tp[0] in topics}
@@ -253,3 +305,10 @@ class AdminPoller:
                 raise PermanentError(f"admin poll failed: {err}") from exc
             raise TemporaryError(f"admin poll failed: {exc}", delay=5.0) from exc
         return ClusterSnapshot(ts=self.clock(), groups=tuple(groups), end_offsets=ends, topics=topics)
+
+
+def _committed(by_group: dict[str, Any]) -> dict[str, dict[tuple[str, int], int]]:
+    """kafka-python's ``list_group_offsets`` result as group -> (topic, partition) -> committed offset
+    (partitions without a committed offset, -1, left out)."""
+    return {gid: {(tp.topic, tp.partition): int(om.offset) for tp, om in (parts or {}).items() if om.offset >= 0}
+            for gid, parts in by_group.items()}

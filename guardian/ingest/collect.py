@@ -60,7 +60,8 @@ def build_collector(name: str, settings: GuardianSettings) -> Collector:
     if name == "admin":
         from guardian.ingest.admin_poller import AdminPoller, GroupTracker
 
-        poller = AdminPoller(conf)
+        poller = AdminPoller(conf, offsets_config={"bootstrap_servers": settings.kafka.bootstrap_servers,
+                                                   **settings.kafka.kafka_python_config()})
         tracker = GroupTracker(cluster=settings.kafka.cluster, owner=_owner(settings))
 
         def step() -> int:
@@ -68,7 +69,11 @@ def build_collector(name: str, settings: GuardianSettings) -> Collector:
             publisher.flush()
             return n
 
-        return Collector(name, settings.ingest.admin_interval_s, step, publisher.close)
+        def close_admin() -> None:
+            poller.close()
+            publisher.close()
+
+        return Collector(name, settings.ingest.admin_interval_s, step, close_admin)
     if name == "client-stats":
         return _client_stats_collector(settings, publisher)
     if name == "plugin":

@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from guardian.errors import TemporaryError
 from guardian.ingest.admin_poller import AdminPoller, GroupTracker, tenant_prefix_owner
 from guardian.ingest.client_stats import StatsForwarder
 from guardian.ingest.codec import decode_batch
@@ -196,3 +197,27 @@ def test_librdkafka_statistics_from_a_real_client_become_samples(ingest_env: Ing
     implied = sum(v * 0.5 for v in produce)
     assert 0.3 * sent_bytes <= implied <= 1.3 * sent_bytes, (produce, sent_bytes)
     assert max(produce) > average / 2
+
+
+def test_committed_offsets_of_real_unknown_and_empty_groups_and_a_broker_that_is_gone(
+        ingest_env: IngestEnv, bootstrap, tenant_conf, make_topic) -> None:
+    # read with kafka-python (librdkafka's ListConsumerGroupOffsets can SIGSEGV the process: AdminPoller.committed)
+    topic = make_topic("tenant-a", partitions=2)
+    group = f"tenant-a.g-{uuid.uuid4().hex[:6]}"
+    p = Producer(tenant_conf("tenant-a"))
+    for i in range(40):
+        p.produce(topic, b"m%d" % i, partition=i % 2)
+    assert p.flush(10) == 0
+    _consume(tenant_conf("tenant-a", **{"group.id": group, "auto.offset.reset": "earliest",
+                                        "enable.auto.commit": False}), topic, 40)
+    poller = AdminPoller({"bootstrap.servers": bootstrap})
+    try:
+        got = poller.committed([group, f"tenant-a.never-{uuid.uuid4().hex[:6]}"])
+        assert got[group] == {(topic, 0): 20, (topic, 1): 20}
+        assert all(not offsets for gid, offsets in got.items() if gid != group)   # a group unknown: no offsets
+        assert poller.committed([]) == {}
+    finally:
+        poller.close()
+    gone = AdminPoller({"bootstrap.servers": "127.0.0.1:1"}, timeout_s=2.0)
+    with pytest.raises(TemporaryError, match="committed offsets"):
+        gone.committed([group])
