@@ -226,10 +226,11 @@ class AdminPoller:
         a consumer-group handle an admin client does not have when a coordinator answers
         NOT_COORDINATOR (``rd_kafka_cgrp_op`` from ``rd_kafka_handle_OffsetFetch``, librdkafka #5040,
         still in 2.16), and the whole guardian process dies of SIGSEGV. A coordinator answers so while
-        group coordination moves between brokers (a broker restarting, a coordinator loading): three
-        drills on three brokers lost their guardian to it in one hour. kafka-python raises an error
-        instead; one OffsetFetch per coordinator covers all its groups, and when it fails the groups
-        are asked one by one, so one moving coordinator costs only its own groups this poll.
+        group coordination moves between brokers (a broker restarting, a coordinator loading): two of
+        five drill runs on three brokers lost their guardian to it (docs/BENCHMARKS.md, eighth run).
+        kafka-python raises an error instead; one OffsetFetch per coordinator covers all its groups,
+        and when it fails the groups are asked one by one, so one moving coordinator costs only its
+        own groups this poll.
         """
         import kafka.errors as kerr
 
