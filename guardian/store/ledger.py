@@ -203,6 +203,9 @@ class Ledger:
                                                                   withscores=True))
             offset += len(rows)
             ids = [i for i, score in rows if after is None or (score, i.decode()) < after]
+            if rows:
+                # a quarantine created meanwhile shifts the offsets by one: what comes again is skipped
+                after = (rows[-1][1], rows[-1][0].decode())
             yield from self._get_many(ids)
             if len(rows) < batch:
                 return

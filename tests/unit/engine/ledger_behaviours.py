@@ -137,6 +137,11 @@ def newest_walks_the_whole_history_in_order_from_any_row_even_across_equal_times
         assert [r.id for r in ledger.newest((q.created_at, q.id), batch=2)] == expected[k + 1:]
     assert [q.id for q in ledger.newest((now, "q1"), batch=1)] == ["q0"]
     assert [q.id for q in ledger.newest((now - 1, "zz"))] == []
+    walk = ledger.newest(batch=2)
+    seen = [next(walk).id, next(walk).id]
+    ledger.create_quarantine(quarantine("q7", "c7", now + 10))   # created while a page is being read
+    seen += [q.id for q in walk]
+    assert seen == expected
 
 
 def unfinished_lists_every_open_quarantine_however_much_newer_history_there_is(ledger: Any, now: float) -> None:
