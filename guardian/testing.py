@@ -39,6 +39,7 @@ An engine on the kit, in a unit test::
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any, Callable, Iterable, Iterator
 
@@ -172,18 +173,10 @@ class MemoryLedger:
 
     def list(self, states: Iterable[QState] | None = None, tenant: str | None = None,
              limit: int = 1000) -> list[Quarantine]:
-        """Newest first."""
-        ids = sorted(self._created, key=lambda i: (self._created[i], i), reverse=True)[:limit]
+        """Newest first: the newest ``limit``, then filtered (as ``Ledger.list``)."""
         wanted = set(states) if states is not None else None
-        out = []
-        for qid in ids:
-            q = self.get(qid)
-            if q is None or (wanted is not None and q.state not in wanted):
-                continue
-            if tenant is not None and q.tenant != tenant:
-                continue
-            out.append(q)
-        return out
+        return [q for q in itertools.islice(self.newest(), limit)
+                if (wanted is None or q.state in wanted) and (tenant is None or q.tenant == tenant)]
 
     def newest(self, after: tuple[float, str] | None = None, batch: int = 200) -> Iterator[Quarantine]:
         """As ``Ledger.newest``."""

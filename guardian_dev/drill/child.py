@@ -43,12 +43,9 @@ def run(spec: dict[str, Any], stdin: TextIO, stdout: TextIO) -> None:
             sent[i] = n
         stdout.flush()
 
-    while any(c.is_alive() for c in clients):
+    while any(c.is_alive() for c in clients):   # the flush after the last one stopped sends its last acks
         time.sleep(FLUSH_S)
         flush()
-    for c in clients:
-        c.join()
-    flush()
 
 
 def main() -> int:
