@@ -28,6 +28,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+# kafka-python at import, not in ``committed``: that runs on the collector's thread while the main thread
+# imports kafka-python for the quota admin, and two threads importing one package deadlock
+# (``_DeadlockError`` on ``kafka.errors``, seen in a CI run of the demo)
+import kafka.errors as kerr
+from kafka.admin import KafkaAdminClient
+
 from guardian.errors import PermanentError, TemporaryError
 from guardian.model.samples import Metric, Sample, Workload
 
@@ -232,15 +238,11 @@ class AdminPoller:
         and when it fails the groups are asked one by one, so one moving coordinator costs only its
         own groups this poll.
         """
-        import kafka.errors as kerr
-
         if not group_ids:
             return {}
         t = self.timeout_s
         try:
             if self._offsets_admin is None:
-                from kafka.admin import KafkaAdminClient
-
                 self._offsets_admin = KafkaAdminClient(client_id="guardian-admin-poller",
                                                        request_timeout_ms=int(t * 1000), **self._offsets_config)
             try:
