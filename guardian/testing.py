@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from guardian.actuators.base import ActionPlan, Actuator
 from guardian.model.quarantine import ActionRecord, QState, Quarantine
@@ -178,11 +178,13 @@ class MemoryLedger:
         return [q for q in itertools.islice(self.newest(), limit)
                 if (wanted is None or q.state in wanted) and (tenant is None or q.tenant == tenant)]
 
-    def newest(self, after: tuple[float, str] | None = None, batch: int = 200) -> Iterator[Quarantine]:
+    def newest(self, after: tuple[float, str] | None = None, batch: int = 200,
+               principals: Sequence[str] | None = None) -> Iterator[Quarantine]:
         """As ``Ledger.newest``."""
         for qid in sorted(self._created, key=lambda i: (self._created[i], i), reverse=True):
             if after is None or (self._created[qid], qid) < after:
-                if (q := self.get(qid)) is not None:
+                q = self.get(qid)
+                if q is not None and (principals is None or q.workload.get("principal") in principals):
                     yield q
 
     def unfinished(self) -> list[Quarantine]:

@@ -19,6 +19,7 @@ Hidden and missing records both raise ``NotFoundError``.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 from dataclasses import dataclass
@@ -155,7 +156,14 @@ class ReviewService:
         return q
 
     def visible(self, who: Identity, states: Iterable[QState] | None = None) -> list[Quarantine]:
-        qs = self.ledger.list(states=states, limit=self.scan_limit)
+        """The newest ``scan_limit`` quarantines this identity may see (a tenant's: its own newest)."""
+        if who.scoped:
+            wanted = set(states) if states is not None else None
+            qs = [q for q in itertools.islice(self.ledger.newest(batch=500, principals=who.principals),
+                                              self.scan_limit)
+                  if wanted is None or q.state in wanted]
+        else:
+            qs = self.ledger.list(states=states, limit=self.scan_limit)
         return [q for q in qs if authorize(who, Action.QUARANTINE_LIST, resource_of(q), self.access).allowed]
 
     def list_quarantines(self, who: Identity, states: list[QState] | None = None, principal: str | None = None,
@@ -166,13 +174,18 @@ class ReviewService:
         Reads the history from the cursor on and stops at the page's end, so a page costs what it
         returns, not the whole history. One request looks at no more than ``scan_limit``
         quarantines: when the filters leave fewer than ``limit`` of those, the page is short and its
-        cursor goes on from the last one looked at."""
+        cursor goes on from the last one looked at. A scoped (tenant) identity, or a ``principal``
+        filter, reads only that principal's quarantines (the ledger's per-principal index)."""
         self.require(who, Action.QUARANTINE_LIST)
         after = decode_cursor(cursor) if cursor else None
         wanted = set(states) if states else None
         page: list[Quarantine] = []
         looked, last = 0, None
-        for q in self.ledger.newest(after, batch=min(self.scan_limit, max(2 * limit, 100))):
+        # a tenant's list (or one principal's) reads that principal's own index, not the whole history
+        principals = (principal,) if principal is not None else who.principals if who.scoped else None
+        if principal is not None and not who.sees(principal):
+            return [], None   # as for a principal without quarantines: nothing to read
+        for q in self.ledger.newest(after, batch=min(self.scan_limit, max(2 * limit, 100)), principals=principals):
             if looked == self.scan_limit:
                 return page, encode_cursor(last.created_at, last.id)   # type: ignore[union-attr]
             looked, last = looked + 1, q

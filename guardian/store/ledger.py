@@ -14,7 +14,10 @@ Every write is one optimistic transaction (WATCH, check, MULTI/EXEC):
 Keys, under ``prefix`` (default ``guardian:``)::
 
     q:<id>              JSON quarantine            q:all        zset id -> created_at
+    q:by-principal:<p>  zset id -> created_at of the quarantines of principal <p> (a tenant's list)
+    q:by-principal      "indexed" once the zsets above hold the history written before them
     q:open              set of ids counting for caps (not dry-run, not terminal)
+    q:live              set of ids not in a terminal state (what the engine expires and re-verifies)
     q:wl:<workload key> id of the workload's open quarantine (dry-run included)
     q:dirty             zset id -> version the reconciler has yet to converge
     a:<idempotency key> JSON action record
@@ -28,7 +31,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+import heapq
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
 
@@ -61,6 +65,7 @@ class Ledger:
         self._r = client
         self.prefix = prefix
         self._live_indexed = False   # unfinished(): indexes a ledger written before the live set once
+        self._principals_indexed = False   # newest(principals=...): the same for the per-principal zsets
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "guardian:") -> "Ledger":
@@ -161,6 +166,8 @@ class Ledger:
     def _put_q(self, pipe: Any, q: Quarantine) -> None:
         pipe.set(self.k("q", q.id), _dumps(q.to_dict()))
         pipe.zadd(self.k("q", "all"), {q.id: q.created_at})
+        if principal := q.workload.get("principal"):
+            pipe.zadd(self.k("q", "by-principal", principal), {q.id: q.created_at})
         pipe.zadd(self.k("q", "dirty"), {q.id: q.version})
         wkey = self.k("q", "wl", q.workload_key)
         if q.state.terminal:
@@ -190,11 +197,23 @@ class Ledger:
         return [q for q in self._get_many(ids)
                 if (wanted is None or q.state in wanted) and (tenant is None or q.tenant == tenant)]
 
-    def newest(self, after: tuple[float, str] | None = None, batch: int = 200) -> Iterator[Quarantine]:
+    def newest(self, after: tuple[float, str] | None = None, batch: int = 200,
+               principals: Sequence[str] | None = None) -> Iterator[Quarantine]:
         """Every quarantine newest first, by (``created_at``, id) descending, from just after ``after``
         (a page's last row); read ``batch`` at a time, so a caller that stops early reads only what it
-        used, however long the history."""
-        key = self.k("q", "all")
+        used, however long the history.
+
+        With ``principals``, only the quarantines of those principals, read from their own index: a
+        tenant's page costs what it returns, not the other tenants' history before it."""
+        if principals is None:
+            return self._walk(self.k("q", "all"), after, batch)
+        self._index_principals()
+        walks = [self._walk(self.k("q", "by-principal", p), after, batch) for p in dict.fromkeys(principals)]
+        if len(walks) == 1:
+            return walks[0]
+        return heapq.merge(*walks, key=lambda q: (q.created_at, q.id), reverse=True)
+
+    def _walk(self, key: str, after: tuple[float, str] | None, batch: int) -> Iterator[Quarantine]:
         top: float | str = "+inf" if after is None else after[0]
         offset = 0
         while True:
@@ -209,6 +228,32 @@ class Ledger:
             yield from self._get_many(ids)
             if len(rows) < batch:
                 return
+
+    def _index_principals(self, batch: int = 500) -> None:
+        """Index, once, the history written before the per-principal zsets existed (every write since
+        indexes itself). Idempotent, so two processes doing it at once do no harm; a guardian of an older
+        version writing during an upgrade is not indexed: run one version at a time."""
+        if self._principals_indexed:
+            return
+        marker = self.k("q", "by-principal")
+
+        def backfill() -> None:
+            if self._r.exists(marker):
+                return
+            rows = self._r.zrange(self.k("q", "all"), 0, -1, withscores=True)
+            for start in range(0, len(rows), batch):
+                part = rows[start:start + batch]
+                pipe = self._r.pipeline(transaction=False)
+                for (qid, score), q in zip(part, self._r.mget([self.k("q", i.decode()) for i, _ in part])):
+                    if q and (principal := orjson.loads(q)["workload"].get("principal")):
+                        pipe.zadd(self.k("q", "by-principal", principal), {qid: score})
+                pipe.execute()
+            self._r.set(marker, "indexed")
+            if rows:
+                log.info("indexed %d quarantines by principal (written before that index existed)", len(rows))
+
+        self._read(backfill)
+        self._principals_indexed = True
 
     def unfinished(self) -> list[Quarantine]:
         """Every quarantine not in a terminal state, however old: what the engine expires and re-verifies.

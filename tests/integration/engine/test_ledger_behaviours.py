@@ -25,3 +25,22 @@ def test_a_ledger_written_before_the_live_index_is_indexed_once(ledger, redis_cl
     upgraded = Ledger(redis_client, prefix=ledger.prefix)
     assert [q.id for q in upgraded.unfinished()] == ["old"]
     assert redis_client.smembers(ledger.k("q", "live")) == {b"old"}
+
+
+def test_a_ledger_written_before_the_principal_index_is_indexed_once(ledger, redis_client, clock) -> None:
+    """A tenant's list reads its principal's index: quarantines from before that index existed are in it."""
+    from guardian.store.ledger import Ledger
+    from tests.unit.engine.ledger_behaviours import quarantine
+
+    for i in range(5):
+        ledger.create_quarantine(quarantine(f"q{i}", f"c{i}", clock() + i, tenant=("a", "b")[i % 2]))
+    for key in redis_client.scan_iter(match=ledger.k("q", "by-principal") + "*"):
+        redis_client.delete(key)   # as an older guardian left it
+    upgraded = Ledger(redis_client, prefix=ledger.prefix)
+    assert [q.id for q in upgraded.newest(principals=["User:a"], batch=2)] == ["q4", "q2", "q0"]
+    assert redis_client.get(ledger.k("q", "by-principal")) == b"indexed"
+    upgraded.create_quarantine(quarantine("q5", "c5", clock() + 5, tenant="b"))
+    assert [q.id for q in upgraded.newest(principals=["User:b"])] == ["q5", "q3", "q1"]
+    redis_client.delete(ledger.k("q", "by-principal", "User:a"))
+    assert [q.id for q in Ledger(redis_client, prefix=ledger.prefix).newest(principals=["User:a"])] == [], (
+        "indexed once: the marker says the history is in the index, and nothing rescans it")

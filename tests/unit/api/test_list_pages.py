@@ -27,8 +27,8 @@ class CountingLedger(MemoryLedger):
 
     read = 0
 
-    def newest(self, after: Any = None, batch: int = 200) -> Any:
-        for q in super().newest(after, batch):
+    def newest(self, after: Any = None, batch: int = 200, principals: Any = None) -> Any:
+        for q in super().newest(after, batch, principals):
             self.read += 1
             yield q
 
@@ -85,9 +85,46 @@ def test_a_request_reads_one_page_not_the_history_and_at_most_scan_limit():
     ledger.read = 0
     page, cursor = service.list_quarantines(SRE, limit=10, cursor=cursor)
     assert ledger.read == 11 and page[0].id == "q-389"
-    # tenant-a holds every third quarantine: a filter that matches little still reads at most scan_limit,
-    # and the short page's cursor goes on from the last quarantine looked at
+    # a quarter are released: a filter that matches little still reads at most scan_limit, and the
+    # short page's cursor goes on from the last quarantine looked at
     ledger.read = 0
-    page, cursor = service.list_quarantines(SRE, principal="User:tenant-a", limit=100)
+    page, cursor = service.list_quarantines(SRE, states=[QState.RELEASED], limit=100)
     assert ledger.read == 51 and cursor is not None
-    assert [q.id for q in page] == [f"q-{i:03d}" for i in range(399, 349, -1) if i % 3 == 0]
+    assert [q.id for q in page] == [f"q-{i:03d}" for i in range(399, 349, -1) if i % 4 == 0]
+    ledger.read = 0
+    page, _ = service.list_quarantines(SRE, states=[QState.RELEASED], limit=100, cursor=cursor)
+    assert page[0].id == "q-348"
+
+
+@pytest.mark.parametrize("who,principal", [(TENANT_A, None), (SRE, "User:tenant-a"), (TENANT_A, "User:tenant-a")])
+def test_one_principals_page_reads_only_that_principals_quarantines(who, principal):
+    """tenant-a holds every third quarantine: its page reads its own, not the other tenants' before them."""
+    ledger = history(400)
+    service = ReviewService(engine=SimpleNamespace(ledger=ledger, clock=lambda: NOW), scan_limit=50)
+    ledger.read = 0
+    page, cursor = service.list_quarantines(who, principal=principal, limit=10)
+    assert ledger.read == 11 and cursor is not None
+    assert [q.id for q in page] == [f"q-{i:03d}" for i in range(399, 369, -1) if i % 3 == 0]
+    ledger.read = 0
+    page, cursor = service.list_quarantines(who, principal=principal, limit=100)
+    assert ledger.read == 51 and cursor is not None and len(page) == 50, "scan_limit still bounds a request"
+
+
+def test_a_tenant_asking_for_another_tenants_principal_gets_an_empty_page():
+    ledger = history(400)
+    service = ReviewService(engine=SimpleNamespace(ledger=ledger, clock=lambda: NOW), scan_limit=50)
+    ledger.read = 0
+    assert service.list_quarantines(TENANT_A, principal="User:tenant-b", limit=10) == ([], None)
+    assert ledger.read == 0, "the same answer as for a principal without quarantines, and as cheap"
+
+
+def test_a_tenants_visible_history_is_its_own_newest_not_the_clusters():
+    """The appeal list and the annotation feed read ``visible``: a tenant's reaches back past other
+    tenants' newer history."""
+    ledger = history(400)
+    service = ReviewService(engine=SimpleNamespace(ledger=ledger, clock=lambda: NOW), scan_limit=30)
+    assert [q.id for q in service.visible(TENANT_A)] == [f"q-{i:03d}" for i in range(399, 309, -1) if i % 3 == 0]
+    assert [q.id for q in service.visible(SRE)] == [f"q-{i:03d}" for i in range(399, 369, -1)]
+    released = service.visible(TENANT_A, states=[QState.RELEASED])
+    assert released and all(q.state is QState.RELEASED and q.workload["principal"] == "User:tenant-a"
+                            for q in released)

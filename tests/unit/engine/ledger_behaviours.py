@@ -144,6 +144,22 @@ def newest_walks_the_whole_history_in_order_from_any_row_even_across_equal_times
     assert seen == expected
 
 
+def newest_of_some_principals_walks_only_theirs_in_the_same_order(ledger: Any, now: float) -> None:
+    for i in range(9):   # three tenants, pairs created in the same second
+        ledger.create_quarantine(quarantine(f"q{i}", f"c{i}", now + i // 2, tenant=("a", "b", "c")[i % 3]))
+    assert [q.id for q in ledger.newest(principals=["User:a"], batch=2)] == ["q6", "q3", "q0"]
+    both = [q.id for q in ledger.newest(principals=["User:a", "User:c"], batch=1)]
+    assert both == ["q8", "q6", "q5", "q3", "q2", "q0"]
+    q5 = ledger.get("q5")
+    assert [q.id for q in ledger.newest((q5.created_at, q5.id), principals=["User:a", "User:c"])] == ["q3", "q2", "q0"]
+    assert [q.id for q in ledger.newest(principals=["User:nobody"])] == []
+    assert [q.id for q in ledger.newest(principals=[])] == []
+    done = ledger.get("q3")
+    done.state = QState.RELEASED
+    ledger.save_quarantine(done)   # a save keeps its place in its principal's walk, once
+    assert [q.id for q in ledger.newest(principals=["User:a"])] == ["q6", "q3", "q0"]
+
+
 def unfinished_lists_every_open_quarantine_however_much_newer_history_there_is(ledger: Any, now: float) -> None:
     ledger.create_quarantine(quarantine("old", "c-old", now - 10))
     for i in range(1001):   # more finished history than ``list`` reads (its newest 1,000)
@@ -163,4 +179,5 @@ BEHAVIOURS: list[Callable[[Any, float], None]] = [
     a_terminal_quarantine_frees_its_workload_and_its_place, converged_only_at_the_version_seen,
     action_records_are_versioned, pause_probation_and_the_outbox, list_is_newest_first_and_filters,
     newest_walks_the_whole_history_in_order_from_any_row_even_across_equal_times,
+    newest_of_some_principals_walks_only_theirs_in_the_same_order,
 ]
