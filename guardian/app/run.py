@@ -284,16 +284,18 @@ def start_action_engine(settings: GuardianSettings, stop: threading.Event, metri
                         traffic: Callable[[], float | None] | None = None,
                         owner: str | None = None, pressure: Callable[[], Any] | None = None,
                         on_death: Callable[[BaseException], None] | None = None,
-                        rates: Callable[[str, str, str], Any] | None = None) -> EngineHandle:
+                        rates: Callable[[str, str, str], Any] | None = None,
+                        local: Any = None) -> EngineHandle:
     """Start the engine over ``guardian.detections`` in a thread; it acts only while it holds the lease.
 
-    ``on_death`` is called if the engine thread dies (default: ``EngineDeath``, which stops the process)."""
+    ``on_death`` is called if the engine thread dies (default: ``EngineDeath``, which stops the process).
+    ``local`` (a ``LocalDetections``) brings this process's own detections without the broker."""
     from guardian.engine.source import KafkaDetectionSource
 
     owner = owner or f"guardian-{socket.gethostname()}-{os.getpid()}"
     engine, closers = build_engine(settings, metrics, traffic, owner, pressure=pressure, rates=rates)
     source = KafkaDetectionSource(settings.kafka.client_config(), settings.topics.detections,
-                                  group_id=f"{settings.ingest.app_id}-engine")
+                                  group_id=f"{settings.ingest.app_id}-engine", local=local)
     t = threading.Thread(target=run_engine, args=(engine, source, stop, on_death or EngineDeath()),
                          name="action-engine", daemon=True)
     t.start()
@@ -333,6 +335,7 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     from guardian.ingest.worker import create_app, run_worker
     from guardian.metrics import GuardianMetrics, serve_metrics
     from guardian.clients.topics import ensure_topics
+    from guardian.engine.source import LocalDetections
 
     settings = settings or GuardianSettings()
     channels_from_settings(settings.escalation)   # a channel's ConfigError stops us before anything starts
@@ -357,8 +360,9 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     stop = threading.Event()
     threads = start_collectors(settings, stop, collectors)
     death = EngineDeath()
+    local = LocalDetections()   # this worker's detections reach this process's engine without the broker
     handle = start_action_engine(settings, stop, metrics, providers[0], owner=f"guardian-{worker_id}",
-                                 pressure=providers[1], on_death=death, rates=providers[2])
+                                 pressure=providers[1], on_death=death, rates=providers[2], local=local)
     threads += handle.threads
     api_server = None
     if api:
@@ -367,7 +371,8 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         log.warning("API on http://%s:%d (docs /v1/docs)", settings.api.host, settings.api.port)
     stage = stage_factory(settings, traffic, metrics, pressure, rates, publisher)
     state, close_state = build_state_keeper(settings, stage)
-    app, _stats = create_app(settings, stage, registry, worker_id, metrics=metrics, state=state)
+    app, _stats = create_app(settings, stage, registry, worker_id, metrics=metrics, state=state,
+                             on_detection=local.offer)
     try:
         run_worker(app, loglevel)
     finally:

@@ -87,13 +87,16 @@ def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, wo
                on_record: Callable[[WorkerStats], None] | None = None,
                commit_interval_s: float = 1.0, session_timeout_s: float = 30.0,
                metrics: IngestMetrics | None = None,
-               state: PartitionStateKeeper | None = None) -> tuple[Any, WorkerStats]:
+               state: PartitionStateKeeper | None = None,
+               on_detection: Callable[[bytes], None] | None = None) -> tuple[Any, WorkerStats]:
     """The faust app with the metrics agent. Returns ``(app, stats)``; running it is the caller's.
 
     ``metrics`` is where the processor reports (``guardian run`` passes its ``GuardianMetrics``);
     without it a standalone ``ProcessorMetrics`` goes on ``registry``. ``state`` keeps the stage's
     detector state per partition (``guardian.ingest.state``): restored on assignment before the
-    partition's first record, saved as it goes, on revocation and at shutdown."""
+    partition's first record, saved as it goes, on revocation and at shutdown. ``on_detection`` gets
+    each detection record as it is published (``guardian run`` hands it to its own engine: the
+    engine's ``LocalDetections``)."""
     import faust
 
     ing, topics = settings.ingest, settings.topics
@@ -188,8 +191,10 @@ def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, wo
             stats.samples += len(out.batch)
             stats.workloads.add(out.batch.key)
             for det in out.detections:
-                await emit(topics.detections, out.batch.key.encode(), orjson.dumps(det.to_dict()),
-                           source + [worker_header], msg)
+                value = orjson.dumps(det.to_dict())
+                if on_detection is not None:
+                    on_detection(value)   # before the send, which may wait on a busy broker
+                await emit(topics.detections, out.batch.key.encode(), value, source + [worker_header], msg)
             stats.detections += len(out.detections)
         try:
             pm.set_consumer_lag(msg.topic, msg.partition, app.consumer.highwater(msg.tp) - msg.offset - 1)

@@ -123,3 +123,44 @@ def test_a_standby_engine_leaves_every_detection_to_the_lease_holder(make_engine
         standby_source.close()
         leader_source.close()
         leader_lease.release()
+
+
+def test_this_processs_own_detections_come_at_once_and_each_detection_once(bootstrap, make_topic, unique):
+    """``guardian run`` hands its worker's detections to its engine (``LocalDetections``) as well as to
+    Kafka: the local copy is taken at once, its Kafka twin is skipped, another worker's detection
+    still comes through Kafka, and a standby leaves its local ones to the lease holder."""
+    from guardian.engine.source import LocalDetections
+
+    topic = make_topic("guardian", name="detections")
+    local = LocalDetections()
+    source = KafkaDetectionSource({"bootstrap.servers": bootstrap}, topic, group_id=f"engine-{unique}", local=local)
+    mine, theirs, later = detection("mine"), detection("theirs"), detection("later")
+    record = {d.id: json.dumps(d.to_dict()).encode() for d in (mine, theirs, later)}
+    try:
+        source.poll(0.5)   # joins the group
+        local.offer(record[mine.id])
+        got = source.poll(30.0)
+        assert [d.id for d in got] == [mine.id], "the local detection is taken by the first poll"
+        producer = Producer({"bootstrap.servers": bootstrap})
+        producer.produce(topic, value=record[mine.id])     # its twin, as the worker publishes it
+        producer.produce(topic, value=record[theirs.id])   # another worker's
+        producer.flush(15)
+        seen, deadline = [], time.monotonic() + 60
+        while theirs.id not in seen and time.monotonic() < deadline:
+            seen += [d.id for d in source.poll(0.5)]
+        assert seen == [theirs.id], "the Kafka twin of a local detection is skipped; the other comes"
+        local.offer(record[later.id])
+        source.standby()
+        assert local.take() == [], "a standby drops its local detections: the lease holder reads them in Kafka"
+    finally:
+        source.close()
+
+
+def test_local_detections_are_bounded_and_count_what_they_drop():
+    from guardian.engine.source import LocalDetections
+
+    local = LocalDetections(maxsize=2)
+    for value in (b"1", b"2", b"3"):
+        local.offer(value)
+    assert local.dropped == 1
+    assert local.take() == [b"1", b"2"] and local.take(0.01) == []
