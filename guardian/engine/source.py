@@ -20,7 +20,11 @@ the runaway is overloading: in the drills the detection reached the engine 1.3-4
 after it was published. The record still goes to ``guardian.detections`` (for a
 leader elsewhere, the audit and replays); the copy that arrives that way after its
 local twin is skipped (same id and time). With several workers the lease holder's
-own share is the fast part; the others' detections come through Kafka as before.
+own share is the fast part; the others' detections come through Kafka, read
+uncommitted: the engine takes a detection as soon as the broker has it, not after
+the worker's transaction commits. A detection of a transaction that aborts (its
+worker died) is computed again from the same samples by the worker that takes over;
+the engine handling both is the redelivery case above.
 Offsets are committed asynchronously: a synchronous commit to an overloaded group
 coordinator stalled the engine's loop for as long as a benign tenant's produce.
 """
@@ -82,7 +86,7 @@ class KafkaDetectionSource:
 
         self._consumer = Consumer({"group.id": group_id, "enable.auto.commit": False,
                                    "auto.offset.reset": "earliest", "client.id": "guardian-engine",
-                                   **client_config})
+                                   "isolation.level": "read_uncommitted", **client_config})
         self.topic = topic
         self._subscribed = False
         self._pending = False

@@ -164,3 +164,24 @@ def test_local_detections_are_bounded_and_count_what_they_drop():
         local.offer(value)
     assert local.dropped == 1
     assert local.take() == [b"1", b"2"] and local.take(0.01) == []
+
+
+def test_a_detection_is_read_before_its_workers_transaction_commits(bootstrap, make_topic, unique):
+    """Workers publish detections in exactly-once transactions, committed every second (longer on a busy
+    broker): the engine acts on a detection as soon as the broker has it."""
+    topic = make_topic("guardian", name="detections")
+    source = KafkaDetectionSource({"bootstrap.servers": bootstrap}, topic, group_id=f"engine-{unique}")
+    worker = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"worker-{unique}"})
+    det = detection("in-a-transaction")
+    try:
+        worker.init_transactions(30)
+        worker.begin_transaction()
+        worker.produce(topic, value=json.dumps(det.to_dict()).encode())
+        worker.flush(15)   # on the broker, the transaction still open
+        got, deadline = [], time.monotonic() + 60
+        while not got and time.monotonic() < deadline:
+            got = source.poll(0.5)
+        assert [d.id for d in got] == [det.id]
+        worker.commit_transaction(30)
+    finally:
+        source.close()
