@@ -10,7 +10,10 @@ verified action: *uncontained* (onset to the verified throttle; the whole of
 *during* when there is none) and *contained* (the verified throttle to the
 incident's end), so the protection is seen apart from the seconds it took;
 *settled* is *contained* without its first ``DRAIN_S`` (the broker working off
-what the runaway queued before the throttle).
+what the runaway queued before the throttle). Two p99s of ~20 s windows stray
+from each other with nothing happening (a GC pause, a scrape, the scheduler of
+a small machine): ``settled_noise`` lays the same two windows on the run's
+quiet stretch, so the report gives *settled* next to that noise.
 
 A surge drill (``Scenario.expect == "watch"``) counts, per incident, the
 quarantines that throttled its surge workload (must be 0) and the watch
@@ -179,6 +182,45 @@ def benign_stats(ctx: Any, split: bool = False) -> dict[str, Any]:
     return out
 
 
+def settled_noise(ctx: Any, step_s: float = 5.0, startup_s: float = 60.0) -> dict[str, Any] | None:
+    """How far *settled* / *before* strays with nothing happening: the two windows, spaced as in this
+    run's first verified incident, laid every ``step_s`` on the quiet stretch before its first incident
+    (from ``startup_s`` after the first benign ack); per position the worst tenant's ratio, as the
+    headline. p50 / p90 of those, so a settled ratio can be read against this run's own noise."""
+    cuts = [(inc, action_times(ctx, inc)[0]) for inc in ctx.incidents]
+    acted = [(inc, cut) for inc, cut in cuts if cut is not None and cut < inc.end]
+    if not acted:
+        return None
+    inc, cut = acted[0]
+    w = windows(ctx, inc, cut)
+    before_len = w["before"][1] - w["before"][0]
+    a, b = w["settled"][0] - inc.onset, w["settled"][1] - inc.onset
+    by_tenant: dict[str, list[tuple[float, float]]] = {}
+    for r in ctx.recorders:
+        if r.role == "benign" and r.kind == "producer":
+            by_tenant.setdefault(r.tenant, []).extend((ts, lat) for ts, _, lat in r.acks)
+    firsts = [ts for acks in by_tenant.values() for ts, _ in acks[:1]]
+    if not firsts or b <= a:
+        return None
+    t, end = min(firsts) + startup_s, min(i.onset for i in ctx.incidents)
+    ratios = []
+    while t + before_len + b <= end:
+        worst = None
+        for acks in by_tenant.values():
+            lo = t + before_len   # the pseudo onset
+            before = [lat for ts, lat in acks if t <= ts - lat and ts < lo]
+            settled = [lat for ts, lat in acks if lo + a <= ts - lat < lo + b]
+            if len(before) >= 100 and len(settled) >= 100:
+                ratio = float(np.percentile(settled, 99) / np.percentile(before, 99))
+                worst = ratio if worst is None else max(worst, ratio)
+        if worst is not None:
+            ratios.append(worst)
+        t += step_s
+    if not ratios:
+        return None
+    return {"positions": len(ratios), "p50": _r(_pct(ratios, 50)), "p90": _r(_pct(ratios, 90))}
+
+
 def _provision_stats(ctx: Any, recs: list[Any], cuts: dict[int, float | None]) -> dict[str, Any]:
     """The ``provision`` clients' deploy steps (create a topic, ack its first record): latency p50/p99
     (ms) per phase, by the time each step began, and p99 during (and its parts) over before."""
@@ -336,6 +378,7 @@ def summarize(off: Any | None, on: Any | None, machine: dict[str, Any] | None = 
         for phase in SPLIT:
             res[f"benign_p99_ratio_{phase}_on"] = _worst(res["on"]["benign"].values(),
                                                          f"p99_ratio_{phase}_vs_before")
+        res["benign_p99_ratio_settled_noise_on"] = settled_noise(on)
     # the benign deploy steps' p99 (``provision`` clients): the control plane's harm, apart from produce's
     for mode in ("on", "off"):
         provs = [t["provision"] for t in res.get(mode, {}).get("benign", {}).values() if "provision" in t]
@@ -350,6 +393,10 @@ def summarize(off: Any | None, on: Any | None, machine: dict[str, Any] | None = 
 def _worst(tenants: Any, key: str) -> float | None:
     ratios = [t[key] for t in tenants if t.get(key) is not None]
     return max(ratios) if ratios else None
+
+
+def _noise_cell(noise: dict[str, Any] | None) -> str:
+    return "None" if not noise else f"{noise['p50']} / {noise['p90']} ({noise['positions']})"
 
 
 HEADLINE_KEYS = ("onset_to_verified_action_p50_s", "onset_to_verified_action_p95_s", "benign_p99_ratio_on",
@@ -406,6 +453,8 @@ def markdown(res: dict[str, Any]) -> str:
                   f"{res.get('benign_p99_ratio_contained_on')} |",
                   f"| the same from {DRAIN_S:g} s after the verified throttle (settled) / before | "
                   f"{res.get('benign_p99_ratio_settled_on')} |",
+                  f"| the same two windows on this run's quiet stretch (no incident): p50 / p90 (positions) | "
+                  f"{_noise_cell(res.get('benign_p99_ratio_settled_noise_on'))} |",
                   f"| watch records on the runaways | {res.get('runaway_watches')} |",
                   f"| false actions (benign workloads) | {res.get('false_actions')} |"]
     if "on" in res:

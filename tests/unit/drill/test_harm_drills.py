@@ -9,7 +9,8 @@ import yaml
 
 from guardian_dev.kafka import BrokerCapacity, KafkaState, LocalKafka
 from guardian_dev.drill.load import Recorder
-from guardian_dev.drill.report import benign_stats, broker_line, false_actions, incident_stats, summarize
+from guardian_dev.drill.report import (benign_stats, broker_line, false_actions, incident_stats, settled_noise,
+                                       summarize)
 from guardian_dev.drill.runner import Incident, _restarted
 from guardian_dev.drill.scenario import load_scenario, parse_scenario
 from guardian.errors import ConfigError
@@ -316,3 +317,21 @@ def test_a_deploy_step_probe_gives_the_control_planes_harm() -> None:
     assert res["benign_provision_p99_ratio_contained_on"] == pytest.approx(1.125)
     # a produce-only scenario has no such figure
     assert "benign_provision_p99_ratio_on" not in summarize(None, _Ctx([_benign(onset)], [inc], sc, [q]))
+
+
+def test_the_settled_ratio_comes_with_the_runs_own_noise_on_its_quiet_stretch() -> None:
+    """The same two windows (before, settled) laid on the quiet stretch before the first incident: flat
+    latencies give 1.0; one slow stretch there shows in the p90; without a verified throttle, nothing."""
+    sc = parse_scenario({**SURGE, "repeats": 1, "phases": {"before_s": 30, "during_s": 30, "after_s": 10}})
+    onset = 1000.0
+    inc = Incident(0, onset, onset + 30, client_ids={"run-a"}, tenant="tenant-a", pattern="step")
+    q = _quarantine("q1", "run-a", [{"ts": onset + 8.0, "status": "verified"}])
+    rec = Recorder("b1", "tenant-b", "benign", "producer", {"client_id": "b1"})
+    rec.acks = [(onset - 200 + i * 0.05, 1000, 0.010 + 0.001 * (i % 7)) for i in range(4000)]
+    noise = settled_noise(_Ctx([rec], [inc], sc, [q]))
+    assert noise is not None and noise["positions"] >= 10
+    assert noise["p50"] == pytest.approx(1.0) and noise["p90"] == pytest.approx(1.0)
+    rec.acks = [(ts, b, 0.050 if onset - 70 <= ts < onset - 60 else lat) for ts, b, lat in rec.acks]
+    noisy = settled_noise(_Ctx([rec], [inc], sc, [q]))
+    assert noisy["p90"] > 3 and noisy["positions"] == noise["positions"]
+    assert settled_noise(_Ctx([rec], [inc], sc, [])) is None
