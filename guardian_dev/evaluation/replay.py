@@ -15,7 +15,9 @@ simulated broker: does the guardian throttle harm, and only harm?
   benign shape alone never takes more than 1/headroom of it. Handler idle is
   ``1 - offered/capacity`` (clamped to 0..1); the network threads saturate at
   ``network_factor`` x capacity; produce p99 total time is M/M/1's
-  ``service_ms * ln(100) / (1 - rho)`` with ``rho = min(offered/capacity, rho_max)``. Over
+  ``service_ms * ln(100) / (1 - rho)`` with ``rho = min(offered/capacity, rho_max)``, and its
+  p99 queue time (the wait for a handler) M/M/1's ``service_ms * ln(100 rho) / (1 - rho)``
+  (0 below rho = 0.01; P(wait > t) = rho exp(-(1 - rho) t / service_ms)). Over
   capacity the broker takes only ``capacity``, each client in proportion to what it offers.
   Each client's ``REQUEST_TIME_SHARE`` is its part of the busy handler time in Kafka's unit
   (percent of one thread, ``handler_threads`` threads). Consumers read every produced byte
@@ -77,13 +79,16 @@ class BrokerModel:
         peak = float(np.max(client_rates)) if len(client_rates) else 0.0
         return self.headroom * (self.peers * self.peer_rate + peak)
 
-    def signals(self, offered: float, capacity: float) -> tuple[float, float, float]:
-        """(request-handler idle, network-processor idle, produce p99 ms) at ``offered`` bytes/s."""
+    def signals(self, offered: float, capacity: float) -> tuple[float, float, float, float]:
+        """(request-handler idle, network-processor idle, produce p99 total ms, produce p99 queue ms) at
+        ``offered`` bytes/s."""
         load = offered / capacity
         idle = min(1.0, max(0.0, 1.0 - load))
         net_idle = min(1.0, max(0.0, 1.0 - load / self.network_factor))
         rho = min(load, self.rho_max)
-        return idle, net_idle, self.service_ms * math.log(100.0) / (1.0 - rho)
+        total = self.service_ms * math.log(100.0) / (1.0 - rho)
+        queue = self.service_ms * max(0.0, math.log(100.0 * rho)) / (1.0 - rho) if rho > 0 else 0.0
+        return idle, net_idle, total, queue
 
 
 @dataclass(frozen=True)
@@ -396,12 +401,13 @@ def replay_run(series: ReplaySeries, policies: Any, model: BrokerModel = BrokerM
         total = offered + peer_total
         served = min(1.0, capacity / total) if total > 0 else 1.0
         mine, peer = offered * served, model.peer_rate * served
-        idle, net_idle, p99 = model.signals(total, capacity)
+        idle, net_idle, p99, queue_p99 = model.signals(total, capacity)
         busy_pct = 100.0 * model.handler_threads * (1.0 - idle)     # percent of one thread, all clients
         share = (lambda x: busy_pct * x / (total * served)) if total > 0 else (lambda x: 0.0)
         pressure.observe([Sample(now, broker, Metric.REQUEST_HANDLER_IDLE, idle),
                           Sample(now, broker, Metric.NETWORK_PROCESSOR_IDLE, net_idle),
                           Sample(now, broker, Metric.REQUEST_TOTAL_TIME_P99, p99, labels=produce),
+                          Sample(now, broker, Metric.REQUEST_QUEUE_TIME_P99, queue_p99, labels=produce),
                           Sample(now, client_at_broker, Metric.REQUEST_TIME_SHARE, share(mine)),
                           Sample(now, client_at_broker, Metric.PRODUCE_BYTE_RATE, mine)])
         pressure.observe([s for w in peers for s in (Sample(now, w, Metric.REQUEST_TIME_SHARE, share(peer)),

@@ -40,8 +40,21 @@ def test_an_8x_backfill_that_the_broker_can_take_is_watched_not_throttled(polici
     assert r.decisions.get("watch", 0) >= 1 and r.watch_records == 1
     # the broker is sized so even the backfill's peak leaves the idle line uncrossed
     model = BrokerModel()
-    idle, _, _ = model.signals(client_rates(values).max() + model.peers * model.peer_rate, r.capacity)
+    idle, _, _, _ = model.signals(client_rates(values).max() + model.peers * model.peer_rate, r.capacity)
     assert idle > policies.global_.harm.pressure.idle_below
+
+
+def test_the_broker_models_queue_time_is_m_m_1s_p99_wait_and_grows_past_the_queue_line_under_a_runaway(
+        policies) -> None:
+    model = BrokerModel()
+    _, _, total, queue = model.signals(50.0, 100.0)              # rho 0.5
+    assert queue == pytest.approx(model.service_ms * np.log(50.0) / 0.5)
+    assert 0 < queue < total
+    assert model.signals(0.5, 100.0)[3] == 0.0                  # rho 0.005: 99 % of requests do not wait
+    assert model.signals(0.0, 100.0)[3] == 0.0
+    floor = policies.global_.harm.pressure.queue_floor_ms
+    assert model.signals(100.0 / model.headroom, 100.0)[3] < floor * 3   # the benign peak: under the line
+    assert model.signals(500.0, 100.0)[3] > 30 * floor                   # overloaded (rho_max): 919 ms
 
 
 def test_an_injected_10x_runaway_that_saturates_the_broker_is_throttled_quickly_and_relieves_it(policies) -> None:
