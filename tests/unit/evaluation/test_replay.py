@@ -13,7 +13,7 @@ import guardian_dev.evaluation.replay as replay
 from guardian_dev.cli import _register, app
 from guardian.errors import ConfigError
 from guardian_dev.evaluation.replay import (BrokerModel, Injection, ReplayReport, ReplaySeries, RunResult, Throttle,
-                                        client_rates, load_corpus, per_1000_days, replay_run)
+                                        client_rates, erlang_c, load_corpus, per_1000_days, replay_run)
 from guardian.policy.config import default_policy_path, load_policy
 
 
@@ -44,17 +44,18 @@ def test_an_8x_backfill_that_the_broker_can_take_is_watched_not_throttled(polici
     assert idle > policies.global_.harm.pressure.idle_below
 
 
-def test_the_broker_models_queue_time_is_m_m_1s_p99_wait_and_grows_past_the_queue_line_under_a_runaway(
-        policies) -> None:
-    model = BrokerModel()
-    _, _, total, queue = model.signals(50.0, 100.0)              # rho 0.5
-    assert queue == pytest.approx(model.service_ms * np.log(50.0) / 0.5)
+def test_the_broker_models_queue_time_is_the_p99_wait_for_one_of_its_handler_threads(policies) -> None:
+    one = BrokerModel(handler_threads=1)
+    _, _, total, queue = one.signals(50.0, 100.0)                # rho 0.5, one thread: M/M/1
+    assert queue == pytest.approx(one.service_ms * np.log(50.0) / 0.5)
     assert 0 < queue < total
-    assert model.signals(0.5, 100.0)[3] == 0.0                  # rho 0.005: 99 % of requests do not wait
-    assert model.signals(0.0, 100.0)[3] == 0.0
+    model = BrokerModel()                                        # 8 threads: 6 % of requests wait at 50 %
+    assert 0 < model.signals(50.0, 100.0)[3] < 1.0 and model.signals(0.0, 100.0)[3] == 0.0
+    c, waits = model.handler_threads, erlang_c(model.handler_threads, 0.9)
+    assert model.signals(90.0, 100.0)[3] == pytest.approx(model.service_ms * np.log(100 * waits) / (c * 0.1))
     floor = policies.global_.harm.pressure.queue_floor_ms
-    assert model.signals(100.0 / model.headroom, 100.0)[3] < floor * 3   # the benign peak: under the line
-    assert model.signals(500.0, 100.0)[3] > 30 * floor                   # overloaded (rho_max): 919 ms
+    assert model.signals(100.0 / model.headroom, 100.0)[3] < floor        # a benign peak: under the floor
+    assert model.signals(500.0, 100.0)[3] > 10 * floor                    # overloaded (rho_max): 114 ms
 
 
 def test_an_injected_10x_runaway_that_saturates_the_broker_is_throttled_quickly_and_relieves_it(policies) -> None:
