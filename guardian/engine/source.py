@@ -174,9 +174,13 @@ class KafkaDetectionSource:
 
     def standby(self) -> None:
         """Leave the group (after committing what was handled), so the lease holder's source gets
-        every partition; the next ``poll`` joins again."""
+        every partition; the next ``poll`` joins again. This process's own detections meanwhile are
+        dropped on every call: the lease holder reads them in Kafka, and kept here they would be
+        acted on, stale, when this process takes the lease."""
         from confluent_kafka import KafkaException
 
+        if self.local is not None:
+            self.local.clear()
         if not self._subscribed:
             return
         try:
@@ -188,8 +192,6 @@ class KafkaDetectionSource:
         self._consumer.unsubscribe()
         self._subscribed = False
         self._seen.clear()
-        if self.local is not None:
-            self.local.clear()   # the lease holder gets these through Kafka
 
     def close(self) -> None:
         self._consumer.close()

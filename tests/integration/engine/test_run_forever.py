@@ -152,6 +152,9 @@ def test_this_processs_own_detections_come_at_once_and_each_detection_once(boots
         local.offer(record[later.id])
         source.standby()
         assert local.take() == [], "a standby drops its local detections: the lease holder reads them in Kafka"
+        local.offer(record[later.id])   # the worker goes on detecting while this process stands by
+        source.standby()                # the engine's loop calls it on every turn without the lease
+        assert local.take() == [], "not kept to be acted on, stale, when this process takes the lease"
     finally:
         source.close()
 
