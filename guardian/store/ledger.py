@@ -15,7 +15,7 @@ Keys, under ``prefix`` (default ``guardian:``)::
 
     q:<id>              JSON quarantine            q:all        zset id -> created_at
     q:by-principal:<p>  zset id -> created_at of the quarantines of principal <p> (a tenant's list)
-    q:by-principal      "indexed" once the zsets above hold the history written before them
+    q:by-principal      the newest created_at those zsets were last brought up to date with
     q:open              set of ids counting for caps (not dry-run, not terminal)
     q:live              set of ids not in a terminal state (what the engine expires and re-verifies)
     q:wl:<workload key> id of the workload's open quarantine (dry-run included)
@@ -229,18 +229,20 @@ class Ledger:
             if len(rows) < batch:
                 return
 
-    def _index_principals(self, batch: int = 500) -> None:
-        """Index, once, the history written before the per-principal zsets existed (every write since
-        indexes itself). Idempotent, so two processes doing it at once do no harm; a guardian of an older
-        version writing during an upgrade is not indexed: run one version at a time."""
+    def _index_principals(self, batch: int = 500, skew_s: float = 300.0) -> None:
+        """Index what the per-principal zsets may lack, once per process: the whole history the first
+        time (a ledger written before they existed), later what was written since the last process did
+        it (less ``skew_s`` for clocks), so quarantines an older guardian wrote during a rolling
+        upgrade are indexed by the first new process to start after it. Idempotent, so processes
+        doing it at once do no harm."""
         if self._principals_indexed:
             return
-        marker = self.k("q", "by-principal")
+        marker = self.k("q", "by-principal")   # the newest created_at indexed so far
 
         def backfill() -> None:
-            if self._r.exists(marker):
-                return
-            rows = self._r.zrange(self.k("q", "all"), 0, -1, withscores=True)
+            raw = self._r.get(marker)
+            since: float | str = "-inf" if raw is None else float(raw) - skew_s
+            rows = self._r.zrangebyscore(self.k("q", "all"), since, "+inf", withscores=True)
             for start in range(0, len(rows), batch):
                 part = rows[start:start + batch]
                 pipe = self._r.pipeline(transaction=False)
@@ -248,8 +250,10 @@ class Ledger:
                     if q and (principal := orjson.loads(q)["workload"].get("principal")):
                         pipe.zadd(self.k("q", "by-principal", principal), {qid: score})
                 pipe.execute()
-            self._r.set(marker, "indexed")
-            if rows:
+            newest = max((score for _, score in rows), default=None)
+            if newest is not None or raw is None:
+                self._r.set(marker, repr(newest if newest is not None else 0.0))
+            if rows and raw is None:
                 log.info("indexed %d quarantines by principal (written before that index existed)", len(rows))
 
         self._read(backfill)
