@@ -29,7 +29,7 @@ import signal
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import typer
 
@@ -38,6 +38,9 @@ from guardian.ingest.stage import ClusterTraffic, build_stage
 from guardian.policy.effect import FollowedRates
 from guardian.policy.pressure import ClusterPressure
 from guardian.settings import GuardianSettings
+
+if TYPE_CHECKING:
+    from guardian.engine.source import LocalDetections
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +288,7 @@ def start_action_engine(settings: GuardianSettings, stop: threading.Event, metri
                         owner: str | None = None, pressure: Callable[[], Any] | None = None,
                         on_death: Callable[[BaseException], None] | None = None,
                         rates: Callable[[str, str, str], Any] | None = None,
-                        local: Any = None) -> EngineHandle:
+                        local: LocalDetections | None = None) -> EngineHandle:
     """Start the engine over ``guardian.detections`` in a thread; it acts only while it holds the lease.
 
     ``on_death`` is called if the engine thread dies (default: ``EngineDeath``, which stops the process).

@@ -60,11 +60,10 @@ class LocalDetections:
         except queue.Full:
             self.dropped += 1
 
-    def take(self, timeout_s: float = 0.0) -> list[bytes]:
-        """What is waiting now; if nothing, wait up to ``timeout_s`` for the first one."""
+    def take(self) -> list[bytes]:
+        """What is waiting now (never waits: the source polls Kafka in between)."""
         out: list[bytes] = []
         try:
-            out.append(self._q.get(timeout=timeout_s) if timeout_s > 0 else self._q.get_nowait())
             while True:
                 out.append(self._q.get_nowait())
         except queue.Empty:
@@ -128,17 +127,16 @@ class KafkaDetectionSource:
             self._seen.popitem(last=False)
         return True
 
+    def _decode(self, value: bytes, where: str) -> Detection | None:
+        """The detection in a record, or None (logged) when it does not decode."""
+        try:
+            return Detection.from_dict(json.loads(value))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("undecodable detection %s: %s", where, exc)
+            return None
+
     def _decode_local(self, values: list[bytes]) -> list[Detection]:
-        out = []
-        for value in values:
-            try:
-                det = Detection.from_dict(json.loads(value))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("undecodable local detection: %s", exc)
-                continue
-            if self._first_copy(det):
-                out.append(det)
-        return out
+        return [d for v in values if (d := self._decode(v, "handed over locally")) and self._first_copy(d)]
 
     def _decode_kafka(self, msgs: list[Any]) -> list[Detection]:
         out = []
@@ -149,12 +147,8 @@ class KafkaDetectionSource:
                 log.warning("detections: %s", m.error())
                 continue
             records += 1
-            try:
-                det = Detection.from_dict(json.loads(m.value()))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("undecodable detection at %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), exc)
-                continue
-            if self.local is None or self._first_copy(det):
+            det = self._decode(m.value(), f"at {m.topic()}[{m.partition()}]@{m.offset()}")
+            if det is not None and (self.local is None or self._first_copy(det)):
                 out.append(det)
         self._pending = self._pending or records > 0
         return out
