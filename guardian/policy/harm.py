@@ -8,7 +8,8 @@ of these holds (checked in this order; the first that holds is the reason):
 1. ``pressure``: a broker is under pressure (a ``PressureTargets`` line is crossed) and this
    workload has at least ``min_share`` of that broker's thread time or of its bytes in the
    detection's direction, so its load explains the pressure. The throttle is then sized to shed
-   the workload's part of the missing headroom (``scale``), never below its own baseline;
+   the workload's part of the missing headroom (``scale``: idle back to its target and the
+   others' wait back near what it was), never below its own baseline;
 2. ``budget``: the detection's observed value breaks the policy's absolute budget for its metric;
 3. ``extreme``: its ratio to its normal is at least ``extreme_ratio`` for ``extreme_evidence_s``;
 4. ``unknown``: no broker has fresh pressure signals and ``on_unknown_pressure`` is ``act``.
@@ -121,22 +122,41 @@ def share_of(detection: Detection, b: BrokerPressure) -> float:
     return min(1.0, max(shares, default=0.0))
 
 
-def proportionate_scale(b: BrokerPressure, share: float, cfg: HarmTest) -> float | None:
-    """The fraction of its current load the workload may keep so idle returns to ``target_idle``.
+def proportionate_scale(b: BrokerPressure, share: float, cfg: HarmTest, ratio: float | None = None) -> float | None:
+    """The fraction of its current load the workload may keep so the broker is back under both targets.
 
-    busy = 1 - idle (the most starved of the handler and network pools); the workload is
-    ``share`` of that; it sheds the whole gap to the target busy level, or all it has. A pool
-    under its target but above its line counts too (pressure shown by queue time: a few threads
-    busy with large requests queue the others' while still half idle). None when every pool is
-    at or above ``target_idle`` (latency-only pressure with idle to spare: nothing to size from).
+    busy = 1 - idle (the most starved of the handler and network pools); the workload is ``share``
+    of that and sheds the whole gap to the target busy level, or all it has. The target is the
+    tighter of two:
+
+    - idle back to ``target_idle``;
+    - given the detection's ``ratio`` (its load over its normal), the others' wait for a thread at
+      most ``wait_growth`` times what it was before the workload ran away. The broker's busy level
+      before is today's less the workload's excess (``share * busy * (1 - 1/ratio)``), and a wait
+      for a thread grows as busy / (1 - busy) (one server, M/M/1): on a broker that was 22 % busy,
+      70 % idle still makes the others wait 1.5x longer (the 1-broker ramp drill settled at 1.43x
+      under it). A pool of many threads queues less than that at the same busy level, so for it
+      the estimate is on the others' side; the baseline floor (``intents_for``) bounds it for the
+      runaway.
+
+    A pool under its target but above its line counts too (pressure shown by queue time: a few
+    threads busy with large requests queue the others' while still half idle). None when the
+    broker is already under both targets (nothing to shed) or gave no idle signal.
     """
     t = cfg.pressure
-    idles = [b.signals[n] for n, _ in _IDLE if n in b.signals and b.signals[n] < t.target_idle]
+    idles = [b.signals[n] for n, _ in _IDLE if n in b.signals]
     if not idles or share <= 0:
         return None
-    busy = 1.0 - max(0.0, min(idles))
+    busy = 1.0 - max(0.0, min(min(idles), 1.0))
     mine = share * busy
-    need = busy - (1.0 - t.target_idle)
+    target = 1.0 - t.target_idle
+    if t.wait_growth is not None and ratio is not None and ratio > 1:
+        before = min(max(busy - mine * (1.0 - 1.0 / ratio), 0.0), 0.99)
+        k = t.wait_growth * before / (1.0 - before)
+        target = min(target, k / (1.0 + k))
+    need = busy - target
+    if need <= 0 or mine <= 0:
+        return None
     return max(0.0, mine - need) / mine
 
 
@@ -157,7 +177,7 @@ def assess(detection: Detection, pressure: Pressure | None, cfg: HarmTest, now: 
         b, why, share = best
         return Harm(True, "pressure", f"broker {b.broker} under pressure ({'; '.join(why)}); this workload has "
                     f"{_pct(share)} of its load", broker=b.broker, share=round(share, 3),
-                    scale=proportionate_scale(b, share, cfg), load=asdict(workload_load(detection, b)))
+                    scale=proportionate_scale(b, share, cfg, detection.ratio), load=asdict(workload_load(detection, b)))
     budget = cfg.budgets.get(detection.metric)
     if budget is not None and detection.observed > budget:
         return Harm(True, "budget", f"{detection.metric} {detection.observed:.4g} breaks the policy budget of {budget:.4g}")

@@ -69,13 +69,19 @@ def test_pressure_that_another_workload_explains_is_not_this_ones_harm(ps):
 
 
 def test_pressure_explained_by_the_runaway_throttles_it_proportionately(ps):
-    d = decide(det(), ps, View(pressure=broker(idle=0.05, mine=90, others=10)), NOW)
+    # five times its normal, on a broker that was 27 % busy before (0.95 - 0.855 x 0.8): the others' wait 1.2x
+    # that of then is 30.3 % busy, so the idle target (30 % busy) is the tighter
+    d = decide(det(baseline=100_000.0), ps, View(pressure=broker(idle=0.05, mine=90, others=10)), NOW)
     assert d.outcome is Outcome.QUARANTINED and d.acts
     assert d.harm["reason"] == "pressure" and d.harm["share"] == 0.9
     # busy 0.95, its part 0.9 x 0.95 = 0.855; back to 70 % idle sheds 0.65: it keeps (0.855 - 0.65) / 0.855
     keep = (0.855 - 0.65) / 0.855
     assert d.intents[0]["params"]["producer_byte_rate"] == float(int(500_000 * keep))
     assert "request handlers 5% idle" in d.harm["line"] and "90% of its load" in d.harm["line"]
+    # 10x its normal: the broker was 18 % busy before (0.95 - 0.855 x 0.9); the others' wait 1.2x that of
+    # then is 20.9 % busy, tighter than 70 % idle, so it keeps (0.855 - (0.95 - 0.209)) / 0.855 = 13.3 %
+    tenfold = decide(det(), ps, View(pressure=broker(idle=0.05, mine=90, others=10)), NOW)
+    assert tenfold.intents[0]["params"]["producer_byte_rate"] == pytest.approx(500_000 * 0.1333, rel=1e-3)
 
 
 def test_a_proportionate_throttle_never_goes_below_the_baseline(ps):
@@ -87,7 +93,7 @@ def test_a_proportionate_throttle_never_goes_below_the_baseline(ps):
 
 def test_a_pressure_sized_throttle_also_caps_the_workloads_thread_time(ps):
     # pressure is thread time: the runaway keeps the same share of its request time as of its bytes
-    d = decide(det(), ps, View(pressure=broker(idle=0.05, mine=90, others=10)), NOW)
+    d = decide(det(baseline=100_000.0), ps, View(pressure=broker(idle=0.05, mine=90, others=10)), NOW)
     keep = (0.855 - 0.65) / 0.855
     assert [i["params"] for i in d.intents] == [{"producer_byte_rate": float(int(500_000 * keep))},
                                                 {"request_percentage": round(90 * keep, 3)}]
@@ -101,8 +107,9 @@ def test_the_thread_time_cap_never_goes_below_what_its_baseline_bytes_need(ps):
 
 
 def test_no_thread_time_cap_without_pressure_sizing(ps):
-    # latency-only pressure sizes nothing (no idle headroom): the rung's byte throttle alone
-    hurt = decide(det(), ps, View(pressure=broker(p99=120.0, normal=10.0, mine=80)), NOW)
+    # with the idle target alone, latency-only pressure sizes nothing (no idle headroom): the rung's byte throttle
+    idle_only = parse_policy(POLICY.replace("global:\n", "global:\n  harm: {pressure: {wait_growth: null}}\n"), "t.yaml")
+    hurt = decide(det(), idle_only, View(pressure=broker(p99=120.0, normal=10.0, mine=80)), NOW)
     assert [i["params"] for i in hurt.intents] == [{"producer_byte_rate": 100_000.0}]
     # a healthy broker: the watch record says what it would do, one byte throttle
     calm = decide(det(), ps, View(pressure=broker(idle=0.8, mine=60, others=20)), NOW)
@@ -111,8 +118,9 @@ def test_no_thread_time_cap_without_pressure_sizing(ps):
 def test_latency_pressure_is_relative_to_its_normal_and_above_the_floor(ps):
     hurt = decide(det(), ps, View(pressure=broker(p99=120.0, normal=10.0, mine=80)), NOW)
     assert hurt.outcome is Outcome.QUARANTINED and "Produce p99 total time 120 ms (normal 10 ms)" in hurt.harm["line"]
-    # latency-only pressure has no headroom to size from: the rung's multiple of the baseline
-    assert hurt.intents[0]["params"]["producer_byte_rate"] == 100_000.0
+    # latency pressure with 80 % idle: no idle to give back, but the others' wait was shorter before it ran
+    # away (4 % busy: 0.2 - 0.178 x 0.9); back to 1.2x that wait (4.8 % busy) it keeps 1/7 of its 500 kB/s
+    assert hurt.intents[0]["params"]["producer_byte_rate"] == 71_428.0
     assert decide(det(), ps, View(pressure=broker(p99=40.0, normal=5.0, mine=80)), NOW).outcome is Outcome.WATCH  # < 50 ms
     assert decide(det(), ps, View(pressure=broker(p99=200.0, normal=100.0, mine=80)), NOW).outcome is Outcome.WATCH  # 2x
 
@@ -220,6 +228,31 @@ def test_proportionate_scale_needs_an_idle_signal_under_its_target():
     assert proportionate_scale(broker(idle=0.5, p99=500, normal=5).brokers["b1"], 1.0, cfg) == pytest.approx(0.6)
 
 
+def test_a_proportionate_throttle_brings_the_others_wait_back_near_what_it_was():
+    """The 1-broker ramp drill: throttled to 70 % idle on a broker that was 78 % idle before the ramp,
+    the others' p99 settled at 1.28-1.43x; the wait target keeps the ramp near its normal there."""
+    quiet = broker(idle=0.1, mine=80, others=20).brokers["b1"]        # 90 % busy, 80 % of it the runaway
+    cfg = HarmTest()
+    before = 0.9 - 0.8 * 0.9 * (1 - 1 / 20)                             # 21.6 % busy before the 20x ramp
+    k = 1.2 * before / (1 - before)
+    waited = proportionate_scale(quiet, 0.8, cfg, ratio=20)
+    assert waited == pytest.approx((0.72 - (0.9 - k / (1 + k))) / 0.72)
+    idle_only = proportionate_scale(quiet, 0.8, cfg)                      # no ratio: the idle target alone
+    assert idle_only == pytest.approx((0.72 - 0.6) / 0.72) and waited < idle_only
+    # the others' wait then grows 1.2x: busy / (1 - busy) at the target over the same before
+    target = 0.9 - 0.72 * (1 - waited)
+    assert (target / (1 - target)) / (before / (1 - before)) == pytest.approx(1.2)
+    # a broker that was busy before keeps the idle target: 60 % busy before, so 1.2x its wait is 64 % busy
+    busy = proportionate_scale(quiet, 0.8, cfg, ratio=1.5)
+    assert busy == pytest.approx(idle_only)
+    # null turns the wait target off; without a rise (ratio <= 1) there is no before to go back to
+    off = HarmTest.model_validate({"pressure": {"wait_growth": None}})
+    assert proportionate_scale(quiet, 0.8, off, ratio=20) == pytest.approx(idle_only)
+    assert proportionate_scale(quiet, 0.8, cfg, ratio=0.5) == pytest.approx(idle_only)
+    # latency pressure on a broker under both targets sheds nothing: no proportionate size
+    assert proportionate_scale(broker(idle=0.95, p99=500, normal=5).brokers["b1"], 0.5, cfg, ratio=1.05) is None
+
+
 def _queued(queue_ms: float, normal_ms: float = 3.0, idle: float = 0.5) -> Pressure:
     b = broker(idle=idle, mine=60, others=20).brokers["b1"]
     return Pressure(NOW, {"b1": BrokerPressure("b1", NOW, {**b.signals, "request_queue_time_p99:Produce": queue_ms},
@@ -233,7 +266,11 @@ def test_queue_time_is_pressure_from_its_own_lower_floor_while_the_handlers_are_
     d = decide(det(), ps, View(pressure=_queued(12.0)), NOW)
     assert d.outcome is Outcome.QUARANTINED, d.reason
     assert "Produce p99 queue time 12 ms (normal 3 ms)" in d.harm["line"]
-    assert d.harm["scale"] == pytest.approx(1 - (0.5 - 0.3) / (0.75 * 0.5), abs=1e-3)   # shed to 70 % idle
+    # 10x its normal with 75 % of a half-busy broker: 16 % busy before it ran away, so 70 % idle would still
+    # make the others wait 2.2x as long; the wait target (1.2x that wait: 19 % busy) is the tighter one
+    before = 0.5 - 0.75 * 0.5 * 0.9
+    k = 1.2 * before / (1 - before)
+    assert d.harm["scale"] == pytest.approx(1 - (0.5 - k / (1 + k)) / (0.75 * 0.5), abs=1e-3)
     assert decide(det(), ps, View(pressure=_queued(9.0)), NOW).outcome is Outcome.WATCH      # under 10 ms
     assert decide(det(), ps, View(pressure=_queued(12.0, normal_ms=5.0)), NOW).outcome is Outcome.WATCH   # < 3x
     # total time keeps its 100 ms floor: a big request's own work is not others' wait
