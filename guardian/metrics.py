@@ -305,6 +305,10 @@ class GuardianMetrics:
                                 registry=r)
         self.lease_losses = Counter("guardian_engine_lease_losses_total",
                                     "Times this engine lost the action lease it held", registry=r)
+        self.local_detections_dropped = Counter(
+            "guardian_engine_local_detections_dropped_total",
+            "This worker's detections its own engine did not take in time (queue full); they come through "
+            "Kafka instead, later", registry=r)
         self.throttle_effects = Counter("guardian_engine_throttle_effect_total",
                                         "Verified throttles judged on the client's cluster-wide rate, by result "
                                         "(effective, not_effective, unmeasured, skipped)", ["result"], registry=r)

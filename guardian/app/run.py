@@ -363,7 +363,8 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
     stop = threading.Event()
     threads = start_collectors(settings, stop, collectors)
     death = EngineDeath()
-    local = LocalDetections()   # this worker's detections reach this process's engine without the broker
+    # this worker's detections reach this process's engine without the broker
+    local = LocalDetections(on_drop=metrics.local_detections_dropped.inc)
     handle = start_action_engine(settings, stop, metrics, providers[0], owner=f"guardian-{worker_id}",
                                  pressure=providers[1], on_death=death, rates=providers[2], local=local)
     threads += handle.threads

@@ -36,7 +36,7 @@ import logging
 import queue
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable
 
 from guardian.model.detection import Detection
 from guardian.errors import TemporaryError
@@ -48,17 +48,24 @@ class LocalDetections:
     """Detection records this process's worker published, for this process's engine (thread-safe).
 
     Bounded: when the engine does not take them (it does not hold the lease, or is stuck) the oldest
-    wait and new ones are dropped, counted in ``dropped``; Kafka still delivers every one."""
+    wait and new ones are dropped, counted in ``dropped`` and told to ``on_drop`` (the process's
+    ``guardian_engine_local_detections_dropped_total``); Kafka still delivers every one, later."""
 
-    def __init__(self, maxsize: int = 10_000) -> None:
+    def __init__(self, maxsize: int = 10_000, on_drop: Callable[[], None] | None = None) -> None:
         self._q: queue.Queue[bytes] = queue.Queue(maxsize)
         self.dropped = 0
+        self._on_drop = on_drop
 
     def offer(self, value: bytes) -> None:
         try:
             self._q.put_nowait(value)
         except queue.Full:
             self.dropped += 1
+            if self._on_drop is not None:
+                self._on_drop()
+            if self.dropped == 1:
+                log.warning("local detection queue full (%d): the engine is not taking them; they come "
+                            "through Kafka instead (guardian_engine_local_detections_dropped_total)", self._q.maxsize)
 
     def take(self) -> list[bytes]:
         """What is waiting now (never waits: the source polls Kafka in between)."""

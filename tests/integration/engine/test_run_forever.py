@@ -162,10 +162,16 @@ def test_this_processs_own_detections_come_at_once_and_each_detection_once(boots
 def test_local_detections_are_bounded_and_count_what_they_drop():
     from guardian.engine.source import LocalDetections
 
-    local = LocalDetections(maxsize=2)
-    for value in (b"1", b"2", b"3"):
+    from prometheus_client import CollectorRegistry
+
+    from guardian.metrics import GuardianMetrics
+
+    metrics = GuardianMetrics(CollectorRegistry())
+    local = LocalDetections(maxsize=2, on_drop=metrics.local_detections_dropped.inc)
+    for value in (b"1", b"2", b"3", b"4"):
         local.offer(value)
-    assert local.dropped == 1
+    assert local.dropped == 2
+    assert metrics.registry.get_sample_value("guardian_engine_local_detections_dropped_total") == 2.0
     assert local.take() == [b"1", b"2"] and local.take() == []
 
 
