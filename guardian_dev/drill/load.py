@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import itertools
 import re
 import subprocess
 import threading
@@ -99,11 +100,35 @@ def payloads(size: int, fresh: bool = False) -> Callable[[], bytes]:
     little work for it: gzip-9 runs at ~270 MB/s on such a batch on the project's 2-core machine. Fresh
     random bytes do not compress, and the same gzip-9 runs at ~46 MB/s: every byte costs the broker's
     I/O thread real time, as a busy production broker's bytes do.
+
+    The random bytes are drawn once per size (``random_pool``), ``RANDOM_POOL_BYTES`` of them, and
+    cycled: a recompressing codec's window (gzip 32 KB, lz4 and snappy 64 KB, zstd a few MB) never
+    reaches back to a payload's last use, so the broker's cost is that of fresh bytes, but the client's
+    is a list lookup. Drawing them per message made the drill's storms expensive to run on the shared
+    machine: the 1-broker retry storm's process, throttled, took 30-60 % of a core drawing 48 MB/s of
+    random bytes into its queue, and the others' latency paid for that CPU, not for the broker.
     """
     if fresh:
-        return lambda: os.urandom(size)
+        pool = random_pool(size)
+        at = itertools.count()
+        return lambda: pool[next(at) % len(pool)]
     one = os.urandom(size)
     return lambda: one
+
+
+RANDOM_POOL_BYTES = 16 << 20
+_pools: dict[int, list[bytes]] = {}
+_pools_lock = threading.Lock()
+
+
+def random_pool(size: int) -> list[bytes]:
+    """``RANDOM_POOL_BYTES`` of distinct random ``size``-byte payloads (64 to 65,536 of them), drawn once per process."""
+    with _pools_lock:
+        pool = _pools.get(size)
+        if pool is None:
+            count = min(65_536, max(64, -(-RANDOM_POOL_BYTES // max(size, 1))))
+            pool = _pools[size] = [os.urandom(size) for _ in range(count)]
+        return pool
 
 
 class ProducerClient(_Client):

@@ -56,7 +56,7 @@ def test_random_payloads_cost_a_recompressing_broker_every_byte_and_repeated_one
     import zlib
 
     from guardian_dev.demo import demo_scenario
-    from guardian_dev.drill.load import payloads
+    from guardian_dev.drill.load import RANDOM_POOL_BYTES, payloads, random_pool
 
     def gzip9_ratio(fresh: bool) -> float:
         payload = payloads(8000, fresh)
@@ -66,6 +66,12 @@ def test_random_payloads_cost_a_recompressing_broker_every_byte_and_repeated_one
 
     assert gzip9_ratio(fresh=False) < 0.05    # copies of one payload: deflate matches each with the one before
     assert gzip9_ratio(fresh=True) > 0.99     # nothing to match: the compressor works through every byte
+    # random payloads are drawn once and cycled, past any codec's window: consecutive ones differ, and a payload
+    # comes back only after RANDOM_POOL_BYTES (16 MB) of others
+    fresh = payloads(8000, True)
+    first = [fresh() for _ in range(len(random_pool(8000)))]
+    assert len(set(first)) == len(first) and len(first) * 8000 >= RANDOM_POOL_BYTES
+    assert fresh() == first[0] and random_pool(8000) is random_pool(8000)
     sc = demo_scenario(quick=True)
     assert sc.broker is not None and sc.broker.compression_type == "gzip"
     runaway = [c for t in sc.tenants for c in t.clients if c.runaway and c.kind == "producer"]
