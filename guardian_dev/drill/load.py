@@ -131,6 +131,14 @@ def random_pool(size: int) -> list[bytes]:
         return pool
 
 
+# Each producer's local queue. A throttled runaway fills it, then waits (``BufferError``). At 64 MB each
+# the retry storm's 24 producers grew their process to 1.3 GB over the 20 s after the throttle, and the
+# page faults of 48 MB/s of new queue took 20-30 % of a core (top: mostly system time) on the 2 cores the
+# broker and the benign clients share; at 16 MB it is full in 2-8 s. The broker sees the same offer either
+# way: whatever is queued is more than a throttle lets through.
+QUEUE_KBYTES = 16384
+
+
 class ProducerClient(_Client):
     """Produces ``size``-byte messages at ``rate_fn(now)`` messages/s (at most 1 s of backlog).
 
@@ -143,7 +151,7 @@ class ProducerClient(_Client):
         super().__init__(rec, stop, start_at, end_at)
         self.drain_s = drain_s   # at the end, how long the backlog may still be sent before it is dropped
         self.conf = {**conf, "linger.ms": linger_ms, "acks": "all", "message.timeout.ms": 30000,
-                     "queue.buffering.max.kbytes": 65536, **(extra or {})}
+                     "queue.buffering.max.kbytes": QUEUE_KBYTES, **(extra or {})}
         self.topic, self.rate_fn, self.size = topic, rate_fn, size
         self.fresh_payloads = fresh_payloads
 
