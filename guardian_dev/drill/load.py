@@ -12,10 +12,10 @@ runner reads the recorders afterwards.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
-import itertools
 import re
 import subprocess
 import threading
