@@ -77,8 +77,8 @@ def breaches(b: BrokerPressure, cfg: HarmTest) -> list[str]:
         value = b.signals.get(name)
         metric, _, req = name.partition(":")
         kind = "queue" if "queue" in metric else "total"
-        floor = t.queue_floor_ms if kind == "queue" else t.latency_floor_ms
-        if value is not None and value > floor and value >= t.latency_factor * normal:
+        floor, factor = (t.queue_floor_ms, t.queue_factor) if kind == "queue" else (t.latency_floor_ms, t.latency_factor)
+        if value is not None and value > floor and value >= factor * normal:
             out.append(f"{req or 'request'} p99 {kind} time {value:.0f} ms (normal {normal:.0f} ms)")
     urp = b.signals.get("under_replicated_partitions")
     if urp is not None and urp > t.under_replicated_above:

@@ -272,7 +272,9 @@ def test_queue_time_is_pressure_from_its_own_lower_floor_while_the_handlers_are_
     k = 1.2 * before / (1 - before)
     assert d.harm["scale"] == pytest.approx(1 - (0.5 - k / (1 + k)) / (0.75 * 0.5), abs=1e-3)
     assert decide(det(), ps, View(pressure=_queued(9.0)), NOW).outcome is Outcome.WATCH      # under 10 ms
-    assert decide(det(), ps, View(pressure=_queued(12.0, normal_ms=5.0)), NOW).outcome is Outcome.WATCH   # < 3x
+    assert decide(det(), ps, View(pressure=_queued(12.0, normal_ms=7.0)), NOW).outcome is Outcome.WATCH   # < 2x
+    # queue time is only waiting: 2x its normal past the floor is pressure (total time keeps 3x)
+    assert decide(det(), ps, View(pressure=_queued(12.0, normal_ms=5.0)), NOW).outcome is Outcome.QUARANTINED
     # total time keeps its 100 ms floor: a big request's own work is not others' wait
     total = broker(idle=0.5, mine=60, others=20, p99=60.0, normal=5.0)
     assert decide(det(), ps, View(pressure=total), NOW).outcome is Outcome.WATCH
