@@ -147,7 +147,7 @@ def proportionate_scale(b: BrokerPressure, share: float, cfg: HarmTest, ratio: f
     idles = [b.signals[n] for n, _ in _IDLE if n in b.signals]
     if not idles or share <= 0:
         return None
-    busy = 1.0 - max(0.0, min(min(idles), 1.0))
+    busy = 1.0 - min(max(min(idles), 0.0), 1.0)
     mine = share * busy
     target = 1.0 - t.target_idle
     if t.wait_growth is not None and ratio is not None and ratio > 1:
@@ -155,7 +155,7 @@ def proportionate_scale(b: BrokerPressure, share: float, cfg: HarmTest, ratio: f
         k = t.wait_growth * before / (1.0 - before)
         target = min(target, k / (1.0 + k))
     need = busy - target
-    if need <= 0 or mine <= 0:
+    if need <= 0:   # also when busy (so mine) is 0: the target is never below 0
         return None
     return max(0.0, mine - need) / mine
 
