@@ -81,8 +81,11 @@ class IngestSettings(_Section):
     """Collectors and stream processors started by `guardian run` (guardian/ingest)."""
 
     collectors: list[str] = Field(default_factory=lambda: ["scrape", "admin", "client-stats"])
-    scrape_interval_s: float = Field(default=10.0, gt=0)
-    admin_interval_s: float = Field(default=15.0, gt=0)
+    # Metric resolution. The detectors count samples (a client is established after warm_n = 120, the first
+    # rung wants 10 s of evidence) and every containment figure (drills, replay) is at 1 s and 2 s; sizing
+    # for larger clusters is in the README ("Metric resolution and sizing")
+    scrape_interval_s: float = Field(default=1.0, gt=0)
+    admin_interval_s: float = Field(default=2.0, gt=0)
     app_id: str = "guardian-ingest"                 # faust app id = the processors' consumer group
     processing_guarantee: str = "exactly_once"      # exactly_once | at_least_once
     max_batch_samples: int = Field(default=1000, ge=1)

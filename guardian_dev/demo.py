@@ -83,7 +83,6 @@ def demo_scenario(quick: bool = False) -> Any:
         # The guardian throttles on harm, not on change: on a big idle broker these runaways would only
         # be watched. The demo's own broker is small enough (as the incident drills') that they hurt.
         "broker": DEMO_BROKER,
-        "guardian": {"scrape_interval_s": 1, "admin_interval_s": 2},   # the shipped detector and policy defaults
         "tenants": [
             {"name": "tenant-b", "role": "benign", "clients": [
                 {"kind": "producer", "count": 2, "rate": 100, "size": 1000, "client_id": "checkout"}]},

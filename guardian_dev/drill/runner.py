@@ -298,8 +298,6 @@ def guardian_env(ctx: RunContext, extra: dict[str, str] | None = None, isolate: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
     env.update(ep.exports())
     env.update({
-        "GUARDIAN_INGEST__SCRAPE_INTERVAL_S": str(sc.guardian.scrape_interval_s),
-        "GUARDIAN_INGEST__ADMIN_INTERVAL_S": str(sc.guardian.admin_interval_s),
         "GUARDIAN_INGEST__APP_ID": run, "GUARDIAN_INGEST__METRICS_PORT": str(metrics_port),
         "GUARDIAN_INGEST__OWNER_PREFIXES": json.dumps([t.name for t in sc.tenants]),   # "<tenant>." names
         "GUARDIAN_API__HOST": "127.0.0.1", "GUARDIAN_API__PORT": str(api_port),
@@ -309,6 +307,10 @@ def guardian_env(ctx: RunContext, extra: dict[str, str] | None = None, isolate: 
         "GUARDIAN_TOPICS__PARTITIONS": "2",
         "GUARDIAN_DETECTOR_FILE": str(det_file), "GUARDIAN_POLICY_FILE": str(pol_file),
     })
+    for key, value in (("SCRAPE_INTERVAL_S", sc.guardian.scrape_interval_s),
+                       ("ADMIN_INTERVAL_S", sc.guardian.admin_interval_s)):
+        if value is not None:   # else the guardian's default, as shipped
+            env[f"GUARDIAN_INGEST__{key}"] = str(value)
     env.update(extra or {})
     ctx.topics += [f"{run}.metrics", f"{run}.metrics.dlq", f"{run}.detections", f"{run}.decisions",
                    f"{run}-__assignor-__leader"]   # the last one is faust's

@@ -8,8 +8,7 @@ here; unknown keys are rejected with the file and the key::
     repeats: 3                      # incidents in one run (each with a fresh runaway client-id)
     phases: {warmup_s: 15, before_s: 30, during_s: 30, after_s: 15}
     broker: {io_threads: 1, network_threads: 1}   # the drill's own broker, with this capacity
-    guardian:                       # the guardian-on run only
-      scrape_interval_s: 1          # metric resolution
+    guardian:                       # the guardian-on run only; omit a key for the shipped default
       detectors: {tiers: {produce_byte_rate: {warm_n: 20}}}   # guardian.detectors.config overrides
       policy: {max_throttled_traffic_share: 1.0}              # default policy overrides
     tenants:
@@ -242,8 +241,9 @@ class BrokerOptions(_Strict):
 
 
 class GuardianOptions(_Strict):
-    scrape_interval_s: float = Field(default=1.0, gt=0)
-    admin_interval_s: float = Field(default=2.0, gt=0)
+    # None: the guardian's own default (1 s and 2 s); set one only with a comment saying why
+    scrape_interval_s: float | None = Field(default=None, gt=0)
+    admin_interval_s: float | None = Field(default=None, gt=0)
     detectors: dict[str, Any] = Field(default_factory=dict)
     policy: PolicyOverrides = Field(default_factory=PolicyOverrides)
     policy_file: str | None = None    # instead of the default policy

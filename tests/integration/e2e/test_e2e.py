@@ -32,7 +32,6 @@ SCENARIO = {
     "name": "e2e",
     "repeats": 1,
     "phases": {"warmup_s": 10, "before_s": 30, "during_s": 40, "after_s": 15},   # the broker's rate window decays in ~11 s
-    "guardian": {"scrape_interval_s": 1, "admin_interval_s": 2},
     "tenants": [
         {"name": "tenant-b", "role": "benign", "clients": [{"kind": "producer", "rate": 100, "size": 1000}]},
         # the demo's runaway (guardian_dev.demo.RUNAWAY_LOADER): 6 producers of one client-id step from

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from guardian_dev.drill.report import benign_stats, headline, incident_stats
-from guardian_dev.drill.runner import Incident, policy_file_for
+from guardian_dev.drill.runner import Incident, RunContext, guardian_env, policy_file_for
+from guardian_dev.stack import Endpoints
 from guardian_dev.drill.scenario import load_scenario, parse_scenario
 from guardian.errors import ConfigError
 from guardian.policy.config import load_policy
+from guardian.settings import GuardianSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = sorted((ROOT / "configs" / "scenarios").glob("drill-*.yaml"))
@@ -34,6 +37,26 @@ def test_each_shipped_scenario_gives_a_valid_policy(path: Path, tmp_path: Path) 
     assert all(p.match.client_ids == ["drill-abc-*"] for p in policy.policies)
     if sc.guardian.policy.evidence_s is not None:
         assert all(p.ladder[0].evidence_s == sc.guardian.policy.evidence_s for p in policy.policies)
+
+
+def test_the_guardian_in_a_drill_runs_at_its_shipped_metric_resolution_unless_the_scenario_sets_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drills measure what a user gets: no interval in the scenario, no interval in the guardian's environment."""
+    def env_of(data: dict) -> dict[str, str]:
+        ctx = RunContext(scenario=parse_scenario(data), mode="on", run_id="abc", endpoints=Endpoints(), out_dir=tmp_path)
+        return guardian_env(ctx).env
+
+    env = env_of(MINIMAL)
+    assert not any(k.startswith("GUARDIAN_INGEST__") and k.endswith("_INTERVAL_S") for k in env)
+    for key in [k for k in list(os.environ) if k.startswith("GUARDIAN_")]:
+        monkeypatch.delenv(key)
+    ingest = GuardianSettings().ingest
+    assert (ingest.scrape_interval_s, ingest.admin_interval_s) == (1.0, 2.0)
+
+    slow = env_of({**MINIMAL, "guardian": {"scrape_interval_s": 10}})
+    assert slow["GUARDIAN_INGEST__SCRAPE_INTERVAL_S"] == "10.0" and "GUARDIAN_INGEST__ADMIN_INTERVAL_S" not in slow
+    assert not [p.name for p in SHIPPED if load_scenario(p).guardian.scrape_interval_s is not None
+                or load_scenario(p).guardian.admin_interval_s is not None]
 
 
 @pytest.mark.parametrize("change, needle", [
