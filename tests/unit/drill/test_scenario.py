@@ -173,8 +173,9 @@ def test_an_incident_holds_its_quarantine_by_identity_or_by_the_storms_signature
     api_detail = {"workload": {"principal": "User:tenant-a"}, "evidence": {"signature": "partition_storm"}}
     api_list_item = {"workload": {"principal": "User:tenant-a"}}
     assert storm.holds(ledger_record) and storm.holds(api_detail) and not storm.holds(api_list_item)
-    # another tenant throttled for a partition storm is not this incident's (a false action), a broker is
+    # another tenant throttled for a partition storm is not this incident's (a false action), nor is a
+    # broker's own series, which names no tenant
     assert not storm.holds({**ledger_record, "workload": {"principal": "User:tenant-b"}})
-    assert storm.matches({"broker": "b1"}, "partition_storm")
+    assert not storm.matches({"broker": "b1"}, "partition_storm")
     assert not producer.holds(ledger_record)
     assert producer.holds({"workload": {"principal": "User:tenant-a", "client_id": "run-a"}})
