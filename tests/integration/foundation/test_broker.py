@@ -81,15 +81,26 @@ def test_jmx_exporter_shows_per_client_produce_byte_rate(tenant_conf, make_topic
     assert value > 0
 
 
+def _described(quotas: ClientQuotaAdmin, entity: QuotaEntity, want: dict, timeout_s: float = 10.0) -> dict:
+    """The entity's quotas once they read ``want``, or as they still read at the deadline. A KRaft broker
+    serves DescribeClientQuotas from its metadata image, which an alteration reaches a moment after the
+    controller committed it (one CI run read the old quotas right after a restore)."""
+    deadline = time.monotonic() + timeout_s
+    while (got := quotas.describe(entity)) != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+
+
 def test_client_quota_round_trip_restores_previous_state(bootstrap) -> None:
     entity = QuotaEntity.of(user="tenant-c", client_id=f"quota-probe-{uuid.uuid4().hex[:6]}")
     with ClientQuotaAdmin(bootstrap) as quotas:
         before = quotas.describe(entity)
         assert before == {}
         quotas.alter(entity, {"producer_byte_rate": 1024.0, "request_percentage": 50.0})
-        assert quotas.describe(entity) == {"producer_byte_rate": 1024.0, "request_percentage": 50.0}
+        altered = {"producer_byte_rate": 1024.0, "request_percentage": 50.0}
+        assert _described(quotas, entity, altered) == altered
         quotas.restore(entity, before)
-        assert quotas.describe(entity) == {}
+        assert _described(quotas, entity, {}) == {}
         # The sensor-enabling default set by `guardian-dev up` is untouched.
         default = quotas.describe(QuotaEntity.of(user=None, client_id=None))
         assert default.get("producer_byte_rate", 0) > 1e12
