@@ -76,8 +76,10 @@ def breaches(b: BrokerPressure, cfg: HarmTest) -> list[str]:
             continue
         value = b.signals.get(name)
         metric, _, req = name.partition(":")
-        kind = "queue" if "queue" in metric else "total"
-        floor, factor = (t.queue_floor_ms, t.queue_factor) if kind == "queue" else (t.latency_floor_ms, t.latency_factor)
+        if "queue" in metric:
+            kind, floor, factor = "queue", t.queue_floor_ms, t.queue_factor
+        else:
+            kind, floor, factor = "total", t.latency_floor_ms, t.latency_factor
         if value is not None and value > floor and value >= factor * normal:
             out.append(f"{req or 'request'} p99 {kind} time {value:.0f} ms (normal {normal:.0f} ms)")
     urp = b.signals.get("under_replicated_partitions")
