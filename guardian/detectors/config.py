@@ -38,9 +38,13 @@ DEFAULT_TIERS: dict[Metric, TierParams] = {
     Metric.GENERATION_CHURN: TierParams(floor=1, min_excess=3, hold_s=20),
     # one series per principal (no peers to start from) whose normal is ~0: learning it takes a
     # few polls, not the 120 samples of a client's byte rate (a young series learns from what it
-    # sees, so a storm in the first minutes after a restart would become its own baseline)
-    Metric.TOPIC_CREATION_RATE: TierParams(floor=0.1, min_excess=1, abs_limit=5, warm_n=5),
-    Metric.PARTITION_CREATION_RATE: TierParams(floor=1, min_excess=20, abs_limit=100, warm_n=5),
+    # sees, so a storm in the first minutes after a restart would become its own baseline).
+    # Counts per Admin-API poll: the poll is the smoothing, so the fast average follows each poll
+    # (tau 0.5 s). A longer one carried a finished burst (a Streams app's internal topics, one
+    # Terraform apply) into the next poll, where the hold counted it a second time: one deploy
+    # of 10 topics was a storm.
+    Metric.TOPIC_CREATION_RATE: TierParams(floor=0.1, min_excess=1, abs_limit=5, warm_n=5, tau_fast_s=0.5),
+    Metric.PARTITION_CREATION_RATE: TierParams(floor=1, min_excess=20, abs_limit=100, warm_n=5, tau_fast_s=0.5),
     # tracked for context and the retry-storm test, never a detection on their own
     Metric.BYTES_PER_REQUEST: TierParams(floor=100, min_excess=float("inf")),
     Metric.REQUEST_TIME_SHARE: TierParams(floor=1, min_excess=float("inf")),

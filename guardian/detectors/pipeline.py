@@ -43,6 +43,9 @@ SIGNATURE_OF: dict[Metric, Signature] = {
     Metric.PARTITION_CREATION_RATE: Signature.PARTITION_STORM,
     Metric.CONNECTION_CREATION_RATE: Signature.CONNECTION_STORM,
 }
+# the metrics whose alarms each signature names: a detection carries each one's average since its onset
+METRICS_OF: dict[Signature, tuple[Metric, ...]] = {
+    sig: tuple(m for m, s in SIGNATURE_OF.items() if s is sig) for sig in set(SIGNATURE_OF.values())}
 _PRODUCER_METRICS = (Metric.PRODUCE_BYTE_RATE, Metric.PRODUCE_REQUEST_RATE, Metric.REQUEST_RATE)
 _REQUEST_METRICS = (Metric.PRODUCE_REQUEST_RATE, Metric.REQUEST_RATE)
 _ERROR_METRICS = (Metric.ERROR_RATE, Metric.RETRY_RATE)
@@ -299,6 +302,17 @@ class DetectorPipeline:
             return None
         duration = float(step.duration_s[i])
         onset = ts - duration
+        # each rate of the signature on average since the onset (a partition storm's topics and
+        # partitions per second): the harm test judges each against its budget and burst, whichever
+        # series fired first
+        rates = {}
+        for m in METRICS_OF.get(signature, (metric,)):
+            other = self._tables.get(m)
+            at = other.slot_of.get(workload) if other else None
+            if at is not None and (mean := other.detector.mean_since(at, onset)) is not None:
+                rates[m.value] = round(mean, 6)
+        if rates:
+            extra["rates"] = rates
         ident = hashlib.sha1(f"{workload.key}|{signature.value}|{onset:.3f}".encode()).hexdigest()[:16]
         return Detection(
             id=ident, ts=ts, signature=signature, severity=severity_of(ratio),

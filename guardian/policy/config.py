@@ -210,10 +210,11 @@ class HarmTest(_Strict):
 
     A detection acts when the workload ran away from its own normal AND one of: a broker is
     under pressure (``pressure``) and this workload has at least ``min_share`` of that broker's
-    thread time or bytes; its observed value breaks an absolute ``budgets`` entry (keyed by the
-    detection's metric, in its unit); its ratio to its normal is ``extreme_ratio`` or more for
-    ``extreme_evidence_s``. Otherwise the engine records a ``watch`` (no cluster change) that an
-    SRE or agent can approve into a quarantine. ``enabled: false`` throttles on change alone.
+    thread time or bytes; it breaks an absolute ``budgets`` entry (keyed by metric, in its unit:
+    a sustained rate, on top of which ``bursts`` may be created at once); its ratio to its normal
+    is ``extreme_ratio`` or more for ``extreme_evidence_s``. Otherwise the engine records a
+    ``watch`` (no cluster change) that an SRE or agent can approve into a quarantine.
+    ``enabled: false`` throttles on change alone.
     """
 
     enabled: bool = True
@@ -228,6 +229,12 @@ class HarmTest(_Strict):
     budgets: dict[str, float] = Field(default_factory=lambda: {"partition_creation_rate": 10.0,
                                                                "topic_creation_rate": 1.0,
                                                                "rebalance_rate": 0.1})
+    # A budget is a sustained rate: what may be created at once on top of it (a deploy, a Streams
+    # app's internal topics), as Kafka's own controller mutation quota allows a burst of its rate
+    # times its 11 s window. A budget without a burst is broken by its value alone (rebalance_rate is
+    # already a rate over 20 s: its window is its burst).
+    bursts: dict[str, float] = Field(default_factory=lambda: {"partition_creation_rate": 100.0,
+                                                              "topic_creation_rate": 30.0})
     pressure: PressureTargets = Field(default_factory=PressureTargets)
     # pressure signals missing or stale: "watch" (only budgets and extremes act) or "act" (as if harmed)
     on_unknown_pressure: Literal["watch", "act"] = "watch"
@@ -243,6 +250,12 @@ class HarmTest(_Strict):
         bad = sorted(k for k, v in self.budgets.items() if not v > 0)
         if bad:
             raise ValueError(f"budgets must be positive: {', '.join(bad)}")
+        unbudgeted = sorted(set(self.bursts) - set(self.budgets))
+        if unbudgeted:
+            raise ValueError(f"bursts name metrics without a budget: {', '.join(unbudgeted)}")
+        negative = sorted(k for k, v in self.bursts.items() if not v >= 0)
+        if negative:
+            raise ValueError(f"bursts must be zero or more: {', '.join(negative)}")
         return self
 
 

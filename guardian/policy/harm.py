@@ -10,7 +10,12 @@ of these holds (checked in this order; the first that holds is the reason):
    detection's direction, so its load explains the pressure. The throttle is then sized to shed
    the workload's part of the missing headroom (``scale``: idle back to its target and the
    others' wait back near what it was), never below its own baseline;
-2. ``budget``: the detection's observed value breaks the policy's absolute budget for its metric;
+2. ``budget``: the workload breaks one of the policy's absolute budgets: a budget is a sustained
+   rate, and a metric with a ``bursts`` entry breaks it only once its excess over the budget, over
+   the detection's duration, is more than that burst (a token bucket, as Kafka's own controller
+   mutation quota: a deploy creates its topics at once). Every rate of its signature is judged
+   (``extra["rates"]``, averages since the onset: a partition storm's topic and partition creation
+   rates), whichever series fired;
 3. ``extreme``: its ratio to its normal is at least ``extreme_ratio`` for ``extreme_evidence_s``;
 4. ``unknown``: no broker has fresh pressure signals and ``on_unknown_pressure`` is ``act``.
 
@@ -162,6 +167,30 @@ def proportionate_scale(b: BrokerPressure, share: float, cfg: HarmTest, ratio: f
     return max(0.0, mine - need) / mine
 
 
+def over_budget(detection: Detection, cfg: HarmTest) -> str | None:
+    """The line saying which budget ``detection``'s workload breaks, or None (module docstring, 2.).
+
+    A budget without a burst is judged on the metric's value now (the detection's ``observed``); one
+    with a burst on its average since the onset (``extra["rates"]``) times the detection's duration."""
+    rates = detection.extra.get("rates", {})
+    for metric in dict.fromkeys([detection.metric, *rates]):
+        budget = cfg.budgets.get(metric)
+        if budget is None:
+            continue
+        burst = cfg.bursts.get(metric)
+        if burst is None:
+            value = detection.observed if metric == detection.metric else rates[metric]
+            if value > budget:
+                return f"{metric} {value:.4g} breaks the policy budget of {budget:.4g}"
+            continue
+        value = rates.get(metric, detection.observed)
+        excess = (value - budget) * detection.duration_s
+        if value > budget and excess > burst:
+            return (f"{metric} {value:.4g} on average for {detection.duration_s:.0f}s breaks the policy budget "
+                    f"of {budget:.4g} by {excess:.0f}, more than its burst of {burst:.4g}")
+    return None
+
+
 def assess(detection: Detection, pressure: Pressure | None, cfg: HarmTest, now: float) -> Harm:
     """Does ``detection``'s runaway hurt? See the module docstring for the order of the tests."""
     if not cfg.enabled:
@@ -180,9 +209,9 @@ def assess(detection: Detection, pressure: Pressure | None, cfg: HarmTest, now: 
         return Harm(True, "pressure", f"broker {b.broker} under pressure ({'; '.join(why)}); this workload has "
                     f"{_pct(share)} of its load", broker=b.broker, share=round(share, 3),
                     scale=proportionate_scale(b, share, cfg, detection.ratio), load=asdict(workload_load(detection, b)))
-    budget = cfg.budgets.get(detection.metric)
-    if budget is not None and detection.observed > budget:
-        return Harm(True, "budget", f"{detection.metric} {detection.observed:.4g} breaks the policy budget of {budget:.4g}")
+    broken = over_budget(detection, cfg)
+    if broken is not None:
+        return Harm(True, "budget", broken)
     if detection.ratio >= cfg.extreme_ratio and detection.duration_s >= cfg.extreme_evidence_s:
         return Harm(True, "extreme", f"{detection.ratio:.0f}x its normal for {detection.duration_s:.0f}s "
                     f"(extreme from {cfg.extreme_ratio:.0f}x for {cfg.extreme_evidence_s:.0f}s)")

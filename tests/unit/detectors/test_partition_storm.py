@@ -56,3 +56,40 @@ def test_a_tenant_whose_first_topics_come_in_a_storm_is_detected() -> None:
                                                                                         topics=dict(topics))))
                    if d.signature is Signature.PARTITION_STORM]
     assert onsets and onsets[0][0] <= 66 and onsets[0][1] == {"principal": "User:tenant-a"}, onsets
+
+
+def _onsets(creations: dict[int, list[int]], until: int = 700) -> list:
+    """Detections of tenant-a's creations ({poll time: [partitions of each new topic]}), one poll every 2 s."""
+    tracker = GroupTracker(owner=tenant_prefix_owner(["tenant-a", "tenant-b"]))
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    topics = {"tenant-a.orders": 3, "tenant-b.orders": 3}
+    out = []
+    for t in range(0, until, 2):
+        for k, parts in enumerate(creations.get(t, [])):
+            topics[f"tenant-a.new-{t}-{k}"] = parts
+        out += pipe.process(tracker.observe(ClusterSnapshot(ts=float(t), topics=dict(topics))))
+    return out
+
+
+def test_a_deploy_that_creates_its_topics_at_once_is_no_storm() -> None:
+    """A Streams app's internal topics, one Terraform apply, one big topic: all seen by one poll. The
+    fast average used to carry them into the next poll, where the hold counted them again (10 topics
+    at once were a storm, and broke the topic budget)."""
+    for deploy in ([3] * 10, [3] * 30, [6] * 50, [200], [100] * 2):
+        assert _onsets({600: deploy}) == [], deploy
+    # the same creations kept up for a second poll are a storm (the hold is 4 s)
+    storm = _onsets({600: [20] * 20, 602: [20] * 20})
+    assert [d.signature for d in storm] == [Signature.PARTITION_STORM]
+
+
+def test_a_creation_detection_carries_both_rates_on_average_since_its_onset_for_the_budgets() -> None:
+    """Whichever of topics/s and partitions/s fires first, the harm test gets both, averaged over the
+    polls since the onset: a deploy seen unevenly by two polls is its whole size, not its last poll."""
+    storm = _onsets({t: [100, 100, 100, 100] for t in range(600, 630, 2)})   # 2 topics of 100 partitions a second
+    assert len(storm) == 1
+    assert storm[0].extra["rates"] == {"topic_creation_rate": 2.0, "partition_creation_rate": 200.0}
+    deploy = _onsets({600: [3] * 10, 602: [3] * 20})                           # 30 topics, seen 10 then 20
+    assert len(deploy) == 1 and deploy[0].observed > 9.5                      # the last poll: 10/s
+    rates = deploy[0].extra["rates"]
+    # the series that fired has this poll's sample; the other may not have it yet (one poll behind)
+    assert rates["topic_creation_rate"] == 7.5 and rates["partition_creation_rate"] in (15.0, 22.5), rates

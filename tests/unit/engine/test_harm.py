@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import pytest
@@ -165,6 +166,41 @@ def test_an_absolute_budget_is_harm_on_its_own(ps):
     small = det(observed=8.0, baseline=0.1, metric="partition_creation_rate", signature=Signature.PARTITION_STORM,
                 workload={"principal": "User:tenant-a"})
     assert decide(small, ps, View(pressure=broker()), NOW).outcome is Outcome.WATCH   # 8/s is under the 10/s budget
+
+
+def _creation(metric, observed, duration, **rates):
+    return dataclasses.replace(det(observed=observed, baseline=0.05, duration=duration, metric=metric,
+                                   signature=Signature.PARTITION_STORM, workload={"principal": "User:tenant-a"}),
+                               extra={"rates": rates} if rates else {})
+
+
+def test_a_budget_with_a_burst_lets_a_deploy_create_at_once_and_throttles_what_goes_on(ps):
+    # a deploy of 30 three-partition topics, seen over two polls: 7.5 topics/s for 4 s
+    deploy = _creation("topic_creation_rate", 7.5, 4.0, partition_creation_rate=22.5)
+    assert assess(deploy, broker(), HarmTest(), NOW).reason == "none"
+    # the same rate 2 s longer: 39 topics over the 1/s budget, more than its burst of 30
+    longer = _creation("topic_creation_rate", 7.5, 6.0, partition_creation_rate=22.5)
+    d = decide(longer, ps, View(pressure=broker()), NOW)
+    assert d.outcome is Outcome.QUARANTINED and d.harm["reason"] == "budget"
+    assert d.harm["line"].startswith("topic_creation_rate 7.5 on average for 6s breaks the policy budget of 1 by 39")
+    # a storm of big topics seen first on its topic rate breaks the partition budget it carries
+    storm = _creation("topic_creation_rate", 2.0, 6.0, partition_creation_rate=200.0)
+    d = decide(storm, ps, View(pressure=broker()), NOW)
+    assert d.outcome is Outcome.QUARANTINED
+    assert d.harm["line"].startswith("partition_creation_rate 200 on average for 6s")
+    # with no burst, the budget is broken by the value alone (rebalance_rate: a rate over 20 s already)
+    group = dataclasses.replace(det(observed=0.3, baseline=0.01, duration=2.0, metric="rebalance_rate",
+                                    signature=Signature.REBALANCE_STORM, workload={"principal": "User:tenant-a",
+                                                                                   "group": "g"}))
+    assert assess(group, broker(), HarmTest(), NOW).reason == "budget"
+    assert assess(group, broker(), HarmTest(bursts={"rebalance_rate": 5.0}), NOW).reason == "none"
+
+
+def test_bursts_name_budgeted_metrics_and_are_not_negative():
+    with pytest.raises(ValueError, match="bursts name metrics without a budget: produce_byte_rate"):
+        HarmTest(bursts={"produce_byte_rate": 1.0})
+    with pytest.raises(ValueError, match="bursts must be zero or more: topic_creation_rate"):
+        HarmTest(bursts={"topic_creation_rate": -1.0})
 
 
 def test_an_extreme_ratio_acts_once_it_lasted_long_enough(ps):

@@ -103,6 +103,21 @@ def test_re_emissions_report_the_current_level_not_the_onset_value() -> None:
     assert all(d.baseline < 400_000 for _, d in emitted)
 
 
+def test_re_emissions_carry_the_signatures_other_rates_as_they_are_now() -> None:
+    """A partition storm detected on its topic rate: each re-emission has the partition rate of now."""
+    stage = _stage()
+    owner = Workload(principal="User:tenant-a")
+    emitted = []
+    for t in range(0, 400, 2):
+        topics = 2.0 if t >= 300 else 0.0
+        parts = 0.0 if t < 300 else 40.0 if t < 320 else 200.0     # its topics grow from 20 to 100 partitions
+        emitted += stage.process(_batch(owner, float(t), topics, Metric.TOPIC_CREATION_RATE))
+        emitted += stage.process(_batch(owner, float(t), parts, Metric.PARTITION_CREATION_RATE))
+    assert emitted and emitted[0].metric == "topic_creation_rate"
+    seen = [d.extra["rates"]["partition_creation_rate"] for d in emitted]
+    assert seen[0] < 50 and seen[-1] > 190, seen
+
+
 def test_cluster_traffic_sums_the_brokers_in_and_out_averaged_and_forgets_silent_brokers() -> None:
     now = [100.0]
     traffic = ClusterTraffic(stale_after_s=30, window_s=10, clock=lambda: now[0])
