@@ -402,6 +402,40 @@ class TopicStormClient(_Client):
             self.rec.stopped_at = time.time()
 
 
+class DeployClient(_Client):
+    """Creates ``topics`` topics named ``prefix-<k>-<i>`` of ``partitions`` partitions in one CreateTopics
+    request at each of ``times`` (a Streams app's internal topics, a Terraform apply): a benign burst of
+    creations, which the guardian may watch but must not throttle."""
+
+    def __init__(self, rec: Recorder, conf: dict[str, Any], prefix: str, topics: int, partitions: int,
+                 times: list[float], stop: threading.Event, start_at: float, end_at: float) -> None:
+        super().__init__(rec, stop, start_at, end_at)
+        self.conf, self.prefix, self.topics, self.partitions, self.times = conf, prefix, topics, partitions, times
+        self.created: list[str] = []
+
+    def run(self) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        if not self._wait_start():
+            return
+        admin = AdminClient(self.conf)
+        try:
+            for k, at in enumerate(self.times):
+                if self.stop.wait(max(0.0, at - time.time())) or not self._running():
+                    return
+                names = [f"{self.prefix}-{k}-{i}" for i in range(self.topics)]
+                self.created += names
+                for fut in admin.create_topics([NewTopic(n, self.partitions, 1) for n in names]).values():
+                    try:
+                        fut.result(timeout=30)
+                        self.rec.acks.append((time.time(), self.partitions, 0.0))
+                    except Exception as exc:  # noqa: BLE001 - a refused create is data for the report
+                        self.rec.errors += 1
+                        self.rec.last_error = str(exc)
+        finally:
+            self.rec.stopped_at = time.time()
+
+
 def first_record(producer: Any, topic: str, deadline: float) -> None:
     """Produce one record to a new topic until it is acked (its leader may not be known yet); TimeoutError
     at ``deadline``."""

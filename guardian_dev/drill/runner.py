@@ -31,9 +31,9 @@ from typing import Any, Callable
 
 import yaml
 
-from guardian_dev.drill.load import (ChangedRate, ChildProducers, ConsumerClient, GroupClient, PerfClient,
-                                 ProducerClient, ProvisionClient, Recorder, TopicStormClient, consumer_perf_cmd,
-                                 perf_properties, producer_perf_cmd, sasl_conf)
+from guardian_dev.drill.load import (ChangedRate, ChildProducers, ConsumerClient, DeployClient, GroupClient,
+                                 PerfClient, ProducerClient, ProvisionClient, Recorder, TopicStormClient,
+                                 consumer_perf_cmd, perf_properties, producer_perf_cmd, sasl_conf)
 from guardian_dev.drill.scenario import Client, Scenario
 from guardian.errors import SetupError
 
@@ -54,7 +54,7 @@ class Incident:
     end: float
     client_ids: set[str] = field(default_factory=set)
     groups: set[str] = field(default_factory=set)
-    signature_only: str | None = None    # partition storm: no narrower identity than its tenant
+    signature_only: str | None = None    # partition storm, deploy: no narrower identity than its tenant
     tenant: str = ""
     pattern: str = ""
     role: str = "runaway"                # runaway (to be throttled) | surge (benign: a watch at most)
@@ -527,7 +527,7 @@ def build_clients(ctx: RunContext, stop: threading.Event) -> list[threading.Thre
                         group = f"{tenant.name}.drill-{run}-{ci}-g{inc.index}"
                         inc.groups.add(group)
                         rec.workload = {"principal": principal, "group": group}
-                    if change.pattern == "partition_storm":
+                    if change.pattern in ("partition_storm", "deploy"):   # the principal's creations
                         inc.signature_only = "partition_storm"
                     inc.client_ids.add(cid)
                     threads += _client_threads(ctx, c, rec, conf, f"{topic}" if c.kind != "admin"
@@ -595,6 +595,11 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
         group = next(iter(g for g in inc.groups if g.endswith(f"-g{inc.index}")))
         out.append(GroupClient(rec, cconf, topic, group, c.members, stop, start, end,
                                churn_every=_during(inc.onset, inc.end, r.every_s)))
+    elif c.kind == "admin" and r is not None and r.pattern == "deploy":
+        assert inc is not None
+        times = [inc.onset + k * r.every_s for k in range(int((inc.end - inc.onset) / r.every_s - 1e-9) + 1)]
+        out.append(DeployClient(rec, cconf, topic, r.topics, r.partitions, times, stop, start, end))
+        rec.events.append((inc.onset, f"deploys {topic}"))
     elif c.kind == "admin":
         assert inc is not None and r is not None
         out.append(TopicStormClient(rec, cconf, topic, r.partitions,
@@ -732,7 +737,7 @@ def run_once(scenario: Scenario, endpoints: Any, mode: str, out_dir: Path, say: 
         delete_topics(endpoints.kafka_bootstrap_servers,
                       [t for t in ctx.topics if not (keep_guardian and t.startswith(f"drill-{ctx.run_id}."))])
         for t in threads:
-            if isinstance(t, (TopicStormClient, ProvisionClient)):
+            if isinstance(t, (TopicStormClient, ProvisionClient, DeployClient)):
                 delete_topics(endpoints.kafka_bootstrap_servers, t.created, wait_s=120.0)
     return ctx
 

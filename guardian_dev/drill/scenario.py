@@ -53,7 +53,10 @@ into each repeat for ``during_s``:
   ``rate`` topics/s (deleted afterwards);
 * ``rolling_restart`` (surge only): the ``count`` producers go down one by one,
   ``every_s`` apart, for ``down_s`` each, and come back with the same
-  client-id sending their backlog at ``factor`` x the rate.
+  client-id sending their backlog at ``factor`` x the rate;
+* ``deploy`` (surge only): ``topics`` topics of ``partitions`` partitions created
+  in one request every ``every_s`` (a Streams app's internal topics, a
+  Terraform apply; deleted afterwards).
 
 ``broker:`` states the capacity of the drill's own local broker
 (``guardian_dev.kafka.BrokerCapacity``: I/O and network threads, request
@@ -74,14 +77,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from guardian.errors import ConfigError
 
-Pattern = Literal["step", "ramp", "retry_storm", "rewind", "rebalance_storm", "partition_storm", "rolling_restart"]
+Pattern = Literal["step", "ramp", "retry_storm", "rewind", "rebalance_storm", "partition_storm", "rolling_restart",
+                  "deploy"]
 _PATTERN_KINDS: dict[str, tuple[str, ...]] = {
     "step": ("producer", "consumer"), "ramp": ("producer",), "retry_storm": ("producer",),
     "rewind": ("consumer",), "rebalance_storm": ("group",), "partition_storm": ("admin",),
-    "rolling_restart": ("producer",),
+    "rolling_restart": ("producer",), "deploy": ("admin",),
 }
-# what a benign surge may do: a backfill (step), a launch (ramp), a rolling restart
-SURGE_PATTERNS = ("step", "ramp", "rolling_restart")
+# what a benign surge may do: a backfill (step), a launch (ramp), a rolling restart, a deploy's topics
+SURGE_PATTERNS = ("step", "ramp", "rolling_restart", "deploy")
 
 
 class _Strict(BaseModel):
@@ -94,10 +98,11 @@ class Runaway(_Strict):
     pattern: Pattern
     factor: float = Field(default=20.0, gt=0)     # step, ramp, retry_storm; rolling_restart: catch-up rate
     ramp_s: float = Field(default=20.0, gt=0)     # ramp
-    every_s: float = Field(default=5.0, gt=0)     # rewind, rebalance_storm; rolling_restart: between restarts
+    every_s: float = Field(default=5.0, gt=0)     # rewind, rebalance_storm; rolling_restart, deploy: between them
     down_s: float = Field(default=3.0, ge=0)      # rolling_restart: how long each client is gone
     prefill_mb: float = Field(default=50.0, ge=0)  # rewind
-    partitions: int = Field(default=20, ge=1)     # partition_storm
+    partitions: int = Field(default=20, ge=1)     # partition_storm, deploy: of each topic
+    topics: int = Field(default=10, ge=1, le=1000)  # deploy: topics created at once
     rate: float = Field(default=2.0, gt=0)        # partition_storm: topics/s
 
 
@@ -135,8 +140,8 @@ class Client(_Strict):
         if change is not None and self.kind not in _PATTERN_KINDS[change.pattern]:
             raise ValueError(f"pattern {change.pattern} needs a client of kind "
                              f"{' or '.join(_PATTERN_KINDS[change.pattern])}, not {self.kind}")
-        if self.runaway is not None and self.runaway.pattern == "rolling_restart":
-            raise ValueError("rolling_restart is a surge pattern (a restart is benign), not a runaway")
+        if self.runaway is not None and self.runaway.pattern in ("rolling_restart", "deploy"):
+            raise ValueError(f"{self.runaway.pattern} is a surge pattern (a restart, a deploy: benign), not a runaway")
         if self.surge is not None and self.surge.pattern not in SURGE_PATTERNS:
             raise ValueError(f"a surge is one of {', '.join(SURGE_PATTERNS)}, not {self.surge.pattern}")
         return self

@@ -83,10 +83,10 @@ def test_shipped_harm_drills_state_a_small_capacity_and_keep_no_unexplained_over
             assert "warm_n" in text and "Kept, and only this" in text, path.name
 
 
-def test_there_are_surge_drills_for_a_backfill_a_launch_and_a_rolling_restart() -> None:
+def test_there_are_surge_drills_for_a_backfill_a_launch_a_rolling_restart_and_a_deploy() -> None:
     patterns = {c.surge.pattern for p in SCENARIOS.glob("drill-surge-*.yaml")
                 for t in load_scenario(p).tenants for c in t.clients if c.surge}
-    assert patterns == {"step", "ramp", "rolling_restart"}
+    assert patterns == {"step", "ramp", "rolling_restart", "deploy"}
 
 
 # ----------------------------------------------------------------------------- broker capacity
