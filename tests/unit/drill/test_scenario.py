@@ -169,6 +169,22 @@ def test_a_principal_wide_quarantine_counts_for_its_partition_storm_incident() -
     assert i["action"] == {"kind": "quota", "params": {"controller_mutation_rate": 2.0}}
 
 
+def test_a_tenant_wide_quarantine_counts_in_the_incident_where_it_acted_not_in_every_one() -> None:
+    """Each incident of a deploy surge holds the tenant's quarantines: the counts go by when it watched
+    and when it acted (a watch opened in the first incident, throttled in the second, is one of each)."""
+    sc = parse_scenario({**MINIMAL, "repeats": 2, "phases": {"before_s": 30, "during_s": 40, "after_s": 10}})
+    incs = [Incident(k, 1000.0 + 80 * k, 1040.0 + 80 * k, client_ids={f"run-deploy-r{k}"}, tenant="tenant-a",
+                     pattern="deploy", role="surge", signature_only="partition_storm") for k in range(2)]
+    base = {"workload": {"principal": "User:tenant-a"}, "dry_run": False, "detection": {"signature": "partition_storm"}}
+    first = {**base, "id": "q1", "state": "released", "created_at": 1002.0,
+             "actions": [{"kind": "quota", "params": {}, "history": [{"ts": 1003.0, "status": "verified"}]}]}
+    later = {**base, "id": "q2", "state": "released", "created_at": 1041.0,
+             "history": [{"from": "watching", "to": "active", "ts": 1085.0}],
+             "actions": [{"kind": "quota", "params": {}, "history": [{"ts": 1085.0, "status": "applied"}]}]}
+    stats = incident_stats(_Ctx([], incs, sc, [first, later], []))
+    assert [(i["throttles"], i["watches"]) for i in stats] == [(1, 1), (1, 0)]
+
+
 def test_an_incident_holds_its_quarantine_by_identity_or_by_the_storms_signature() -> None:
     storm = Incident(0, 0.0, 30.0, client_ids={"run-admin"}, tenant="tenant-a", signature_only="partition_storm")
     producer = Incident(1, 0.0, 30.0, client_ids={"run-a"})
