@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -157,11 +158,7 @@ class DetectorPipeline:
             g[0].append(slot)
             g[1].append(s.ts)
             g[2].append(s.value)
-        out: list[Detection] = []
-        for mv, (slots, ts, values) in groups.items():
-            out.extend(self.process_arrays(Metric(mv), np.array(slots, dtype=np.int64),
-                                           np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)))
-        return out
+        return self._run(groups)
 
     def process_batches(self, batches: Iterable[SampleBatch]) -> list[Detection]:
         """Like ``process`` for columnar per-workload batches, without building one ``Sample`` per value."""
@@ -185,10 +182,19 @@ class DetectorPipeline:
                 g[0].append(slot)
                 g[1].append(t)
                 g[2].append(x)
+        return self._run(groups)
+
+    def _run(self, groups: dict[str, tuple[list[int], list[float], list[float]]]) -> list[Detection]:
+        """Each metric's samples through its tier; then the new detections' signature rates again, with
+        every metric of the batch in (the series that fired was a sample ahead of those after it)."""
         out: list[Detection] = []
         for mv, (slots, ts, values) in groups.items():
             out.extend(self.process_arrays(Metric(mv), np.array(slots, dtype=np.int64),
                                            np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)))
+        if len(groups) > 1:
+            out = [replace(d, extra={**d.extra, "rates": self._rates(Workload(**d.workload), d.signature,
+                                                                     Metric(d.metric), d.ts - d.duration_s)})
+                   if "rates" in d.extra else d for d in out]
         return out
 
     def process_arrays(self, metric: Metric, slots: np.ndarray, ts: np.ndarray,
@@ -302,15 +308,7 @@ class DetectorPipeline:
             return None
         duration = float(step.duration_s[i])
         onset = ts - duration
-        # each rate of the signature on average since the onset (a partition storm's topics and
-        # partitions per second): the harm test judges each against its budget and burst, whichever
-        # series fired first
-        rates = {}
-        for m in METRICS_OF.get(signature, (metric,)):
-            other = self._tables.get(m)
-            at = other.slot_of.get(workload) if other else None
-            if at is not None and (mean := other.detector.mean_since(at, onset)) is not None:
-                rates[m.value] = round(mean, 6)
+        rates = self._rates(workload, signature, metric, onset)
         if rates:
             extra["rates"] = rates
         ident = hashlib.sha1(f"{workload.key}|{signature.value}|{onset:.3f}".encode()).hexdigest()[:16]
@@ -319,6 +317,17 @@ class DetectorPipeline:
             confidence=round(float(confidence), 3), workload=workload.as_dict(), metric=metric.value,
             baseline=base, observed=fast, ratio=ratio, duration_s=duration,
             evidence=table.detector.evidence(slot), detector=table.detector.name, extra=extra)
+
+    def _rates(self, workload: Workload, signature: Signature, metric: Metric, onset: float) -> dict[str, float]:
+        """Each rate of the signature on average since ``onset`` (a partition storm's topics and partitions
+        per second): the harm test judges each against its budget and burst, whichever series fired."""
+        rates = {}
+        for m in METRICS_OF.get(signature, (metric,)):
+            table = self._tables.get(m)
+            at = table.slot_of.get(workload) if table else None
+            if at is not None and (mean := table.detector.mean_since(at, onset)) is not None:
+                rates[m.value] = round(mean, 6)
+        return rates
 
     @staticmethod
     def _gone_excess(table: _MetricTable, tenant: int, before: float) -> float:
