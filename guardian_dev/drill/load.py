@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +363,17 @@ class GroupClient(_Client):
             self.rec.stopped_at = time.time()
 
 
+def _record_creates(rec: Recorder, futures: Iterable[Any], partitions: int) -> None:
+    """Wait for each topic of a CreateTopics request: an ack per topic created, an error per one refused."""
+    for fut in futures:
+        try:
+            fut.result(timeout=30)
+            rec.acks.append((time.time(), partitions, 0.0))
+        except Exception as exc:  # noqa: BLE001 - a refused create is data for the report
+            rec.errors += 1
+            rec.last_error = str(exc)
+
+
 class TopicStormClient(_Client):
     """Creates topics named ``prefix-<n>`` of ``partitions`` partitions at ``rate_fn(now)`` topics/s, one at a
     time, as a script in a loop does: at most 1 s of backlog (a throttled create delays the next one; it
@@ -390,13 +401,8 @@ class TopicStormClient(_Client):
                 while len(self.created) < int(target) and self._running():
                     name = f"{self.prefix}-{len(self.created)}"
                     self.created.append(name)
-                    fut = admin.create_topics([NewTopic(name, self.partitions, 1)])[name]
-                    try:
-                        fut.result(timeout=30)
-                        self.rec.acks.append((time.time(), self.partitions, 0.0))
-                    except Exception as exc:  # noqa: BLE001 - a refused create is data for the report
-                        self.rec.errors += 1
-                        self.rec.last_error = str(exc)
+                    _record_creates(self.rec, admin.create_topics([NewTopic(name, self.partitions, 1)]).values(),
+                                    self.partitions)
                 time.sleep(0.05)
         finally:
             self.rec.stopped_at = time.time()
@@ -425,13 +431,8 @@ class DeployClient(_Client):
                     return
                 names = [f"{self.prefix}-{k}-{i}" for i in range(self.topics)]
                 self.created += names
-                for fut in admin.create_topics([NewTopic(n, self.partitions, 1) for n in names]).values():
-                    try:
-                        fut.result(timeout=30)
-                        self.rec.acks.append((time.time(), self.partitions, 0.0))
-                    except Exception as exc:  # noqa: BLE001 - a refused create is data for the report
-                        self.rec.errors += 1
-                        self.rec.last_error = str(exc)
+                futures = admin.create_topics([NewTopic(n, self.partitions, 1) for n in names]).values()
+                _record_creates(self.rec, futures, self.partitions)
         finally:
             self.rec.stopped_at = time.time()
 

@@ -245,7 +245,7 @@ def _rate(recs: list[Any], lo: float, hi: float) -> float | None:
 
 
 def throttled(q: dict[str, Any], lo: float = float("-inf"), hi: float = float("inf")) -> bool:
-    """Did this quarantine change the cluster (an action applied, between ``lo`` and ``hi``)? A watch never does."""
+    """Did this quarantine change the cluster (an action applied between ``lo`` and ``hi``)? A watch never does."""
     return any(h.get("status") in ("applied", "verified") and lo <= h.get("ts", lo) < hi
                for a in q["actions"] for h in a["history"])
 
@@ -293,7 +293,8 @@ def incident_stats(ctx: Any) -> list[dict[str, Any]]:
             # in this incident's window: a tenant-wide quarantine (a partition storm's) is held by each
             # of its incidents, and a watch opened in one may act in the next
             "throttles": sum(1 for q in held if throttled(q, inc.onset - 2, upto)),
-            "watches": sum(1 for q in held if watched(q) and inc.onset - 2 <= q.get("created_at", inc.onset) < upto),
+            "watches": sum(1 for q in held
+                           if watched(q) and inc.onset - 2 <= q.get("created_at", inc.onset) < upto),
             "harm_when_acted": acted_harm, "last_harm": harm,
             "onset": inc.onset, "signatures": sigs,
             "onset_to_detection_s": _r(first_det - inc.onset if first_det else None),
