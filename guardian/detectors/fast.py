@@ -90,13 +90,6 @@ _COLUMNS: dict[str, float] = {
 }
 
 
-def mean_since(ts: Any, values: Any, since: float) -> float | None:
-    """The mean of the finite ``values`` (a ring of evidence samples, in any order) taken after ``since``."""
-    t, v = np.asarray(ts, dtype=np.float64), np.asarray(values, dtype=np.float64)
-    keep = (t > since) & np.isfinite(v)
-    return float(v[keep].mean()) if keep.any() else None
-
-
 @dataclass
 class TierStep:
     """What one vectorised step found, aligned with its input arrays."""
@@ -159,7 +152,9 @@ class FastTierDetector(Detector):
 
     def mean_since(self, slot: int, since: float) -> float | None:
         """The mean of the series' evidence samples taken after ``since`` (None if there is none)."""
-        return mean_since(self._ev_ts[slot], self._ev_val[slot], since)
+        t, v = self._ev_ts[slot], self._ev_val[slot]
+        keep = (t > since) & np.isfinite(v)
+        return float(v[keep].mean()) if keep.any() else None
 
     def snapshot(self, slot: int) -> dict[str, Any]:
         self._ensure(slot)

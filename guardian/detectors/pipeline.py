@@ -192,10 +192,14 @@ class DetectorPipeline:
             out.extend(self.process_arrays(Metric(mv), np.array(slots, dtype=np.int64),
                                            np.array(ts, dtype=np.float64), np.array(values, dtype=np.float64)))
         if len(groups) > 1:
-            out = [replace(d, extra={**d.extra, "rates": self._rates(Workload(**d.workload), d.signature,
-                                                                     Metric(d.metric), d.ts - d.duration_s)})
-                   if "rates" in d.extra else d for d in out]
+            out = [self._with_rates(d) for d in out]
         return out
+
+    def _with_rates(self, d: Detection) -> Detection:
+        if "rates" not in d.extra:
+            return d
+        rates = self.signature_rates(Workload(**d.workload), d.signature, Metric(d.metric), d.ts - d.duration_s)
+        return replace(d, extra={**d.extra, "rates": rates})
 
     def process_arrays(self, metric: Metric, slots: np.ndarray, ts: np.ndarray,
                        values: np.ndarray) -> list[Detection]:
@@ -308,7 +312,7 @@ class DetectorPipeline:
             return None
         duration = float(step.duration_s[i])
         onset = ts - duration
-        rates = self._rates(workload, signature, metric, onset)
+        rates = self.signature_rates(workload, signature, metric, onset)
         if rates:
             extra["rates"] = rates
         ident = hashlib.sha1(f"{workload.key}|{signature.value}|{onset:.3f}".encode()).hexdigest()[:16]
@@ -318,9 +322,11 @@ class DetectorPipeline:
             baseline=base, observed=fast, ratio=ratio, duration_s=duration,
             evidence=table.detector.evidence(slot), detector=table.detector.name, extra=extra)
 
-    def _rates(self, workload: Workload, signature: Signature, metric: Metric, onset: float) -> dict[str, float]:
-        """Each rate of the signature on average since ``onset`` (a partition storm's topics and partitions
-        per second): the harm test judges each against its budget and burst, whichever series fired."""
+    def signature_rates(self, workload: Workload, signature: Signature, metric: Metric,
+                        onset: float) -> dict[str, float]:
+        """Each rate of the signature (``metric``'s alone if it has none) on average since ``onset``, from
+        the workload's evidence samples (a partition storm's topics and partitions per second): the harm
+        test judges each against its budget and burst, whichever series fired."""
         rates = {}
         for m in METRICS_OF.get(signature, (metric,)):
             table = self._tables.get(m)

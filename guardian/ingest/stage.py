@@ -33,7 +33,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from guardian.detectors.fast import mean_since
 from guardian.ingest.cluster_series import ClusterSeries
 from guardian.ingest.processor import SampleStage
 from guardian.policy.view import merge_traffic
@@ -48,17 +47,6 @@ JITTER = 0.8
 # its period: a runaway on top of a standing alarm (a young client alarmed against its peers since its start,
 # in the slow phase) was otherwise judged only at the next 30 s re-emission (3-broker retry-storm drill: 16 s)
 SURGE = 2.0
-
-
-def _rates_since(series: dict[str, Any], rates: dict[str, float], onset: float) -> dict[str, float]:
-    """Each of ``rates``' metrics on average since ``onset``, from a workload's series snapshot (its
-    evidence samples); the value it had where the series has none."""
-    out = {}
-    for metric, before in rates.items():
-        s = series.get(metric, {})
-        mean = mean_since(s.get("ev_ts", ()), s.get("ev_val", ()), onset)
-        out[metric] = before if mean is None else round(mean, 6)
-    return out
 
 
 class ClusterTraffic:
@@ -311,8 +299,8 @@ class DetectorStage:
                 severity = max(d.severity, severity_of(ratio), key=lambda s: s.rank)
                 changes.update(observed=float(fast), baseline=float(base), ratio=ratio, severity=severity)
             if "rates" in d.extra:   # the signature's rates since the onset, as of now (guardian.policy.harm)
-                rates = _rates_since(snap.get("series", {}), d.extra["rates"], ep.onset)
-                changes["extra"] = {**d.extra, "rates": rates}
+                rates = self.pipeline.signature_rates(workload, d.signature, _metric(d.metric), ep.onset)
+                changes["extra"] = {**d.extra, "rates": {**d.extra["rates"], **rates}}
             out.append(dataclasses.replace(d, **changes))
         return out
 

@@ -91,7 +91,7 @@ RUNBOOKS: dict[Signature, Runbook] = {r.signature: r for r in (
             "A principal is creating topics or partitions far faster than normal.",
             ("a script creating a topic per entity, auto-creation by a misconfigured client",
              "not a deploy creating its topics at once (a Streams app, a Terraform apply): within the "
-             "policy's bursts (100 partitions, 30 topics) that is watched, never throttled"),
+             "policy's bursts (harm.bursts) that is watched, never throttled"),
             ("topic and partition counts of the principal's prefix; who called CreateTopics",),
             ("stop the script; delete the stray topics once confirmed; the guardian caps the principal's "
              "partition creations (controller_mutation_rate) meanwhile", *_COMMON_RESOLVE)),
