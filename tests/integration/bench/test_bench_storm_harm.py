@@ -21,6 +21,6 @@ def test_a_short_partition_storm_is_measured_by_every_probe_and_cleaned_up(boots
 
 
 def test_a_short_rebalance_storm_churns_its_group(bootstrap: str) -> None:
-    # a member's close() waits for its leave to be answered: on a loaded machine a churn takes 1-1.5 s
+    # a member's close() waits for its leave to be answered, which can take a second or more under load
     out = run(bootstrap, "rebalance", before_s=3.0, during_s=5.0, after_s=1.0, members=3, every_s=0.5)
     assert out["storm_ops"] >= 3 and out["probes"]["commit"]["during"]["n"] > 0
