@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -597,7 +598,7 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
                                churn_every=_during(inc.onset, inc.end, r.every_s)))
     elif c.kind == "admin" and r is not None and r.pattern == "deploy":
         assert inc is not None
-        times = [inc.onset + k * r.every_s for k in range(int((inc.end - inc.onset) / r.every_s - 1e-9) + 1)]
+        times = [inc.onset + k * r.every_s for k in range(math.ceil((inc.end - inc.onset) / r.every_s))]
         out.append(DeployClient(rec, cconf, topic, r.topics, r.partitions, times, stop, start, end))
         rec.events.append((inc.onset, f"deploys {topic}"))
     elif c.kind == "admin":

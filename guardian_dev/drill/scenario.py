@@ -84,8 +84,10 @@ _PATTERN_KINDS: dict[str, tuple[str, ...]] = {
     "rewind": ("consumer",), "rebalance_storm": ("group",), "partition_storm": ("admin",),
     "rolling_restart": ("producer",), "deploy": ("admin",),
 }
-# what a benign surge may do: a backfill (step), a launch (ramp), a rolling restart, a deploy's topics
-SURGE_PATTERNS = ("step", "ramp", "rolling_restart", "deploy")
+# what only a benign surge does (a restart, a deploy's topics), and all a surge may do: also a backfill
+# (step) and a launch (ramp)
+SURGE_ONLY = ("rolling_restart", "deploy")
+SURGE_PATTERNS = ("step", "ramp", *SURGE_ONLY)
 
 
 class _Strict(BaseModel):
@@ -140,7 +142,7 @@ class Client(_Strict):
         if change is not None and self.kind not in _PATTERN_KINDS[change.pattern]:
             raise ValueError(f"pattern {change.pattern} needs a client of kind "
                              f"{' or '.join(_PATTERN_KINDS[change.pattern])}, not {self.kind}")
-        if self.runaway is not None and self.runaway.pattern in ("rolling_restart", "deploy"):
+        if self.runaway is not None and self.runaway.pattern in SURGE_ONLY:
             raise ValueError(f"{self.runaway.pattern} is a surge pattern (a restart, a deploy: benign), not a runaway")
         if self.surge is not None and self.surge.pattern not in SURGE_PATTERNS:
             raise ValueError(f"a surge is one of {', '.join(SURGE_PATTERNS)}, not {self.surge.pattern}")
