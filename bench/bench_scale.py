@@ -7,7 +7,7 @@ For each client count N (one synthetic broker's worth of client sensors):
 * ``scrape``: one broker's JMX-exporter text for N clients, in the exporter's format
   (``guardian/ingest/jmx_rules.yaml``, JMX exporter 1.0.1: families with HELP/TYPE, labels sorted,
   ``NaN`` for a sensor whose window holds no observation) through ``PrometheusSampler`` into
-  samples, then into the records the collector publishes (``group_samples`` + ``encode_batch``).
+  samples, then into the records the collector publishes (``group_samples`` + ``pack_records``).
   At a 1 s scrape, seconds per scrape = the share of a core per broker.
 * ``plugin``: the broker plugin's snapshot record for the same N clients through
   ``BrokerSnapshotDecoder``, then into records.
@@ -125,11 +125,11 @@ def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 
 def _records(samples: list[Any]) -> list[tuple[bytes, bytes]]:
-    """What the collector publishes for ``samples`` (``SamplePublisher.publish`` without Kafka)."""
-    from guardian.ingest.codec import encode_batch, group_samples
-    from guardian.model.samples import SampleBatch
+    """What the collector publishes for ``samples`` (``SamplePublisher.publish`` without Kafka): a
+    tenant's batches packed, up to 1,000 samples a record."""
+    from guardian.ingest.codec import group_samples, pack_records
 
-    return [(b.workload.partition_key.encode(), encode_batch(b)) for b in group_samples(samples)]
+    return [(key, value) for key, value, _ in pack_records(group_samples(samples))]
 
 
 def parse_cost(clients: int, repeats: int = 5) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, c
         for offset, (key, value) in enumerate(records):
             out = proc.handle(value, key, "guardian.metrics", 0, offset)
             if step >= warm:
-                samples += len(out.batch) if out.batch is not None else 0
+                samples += sum(map(len, out.batches))
         if step >= warm:
             elapsed += time.perf_counter() - t0
     gc.collect()
@@ -214,15 +214,14 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, c
     del proc
 
     # the same rounds decoded as the processor does, then handed to the stage 1,000 records at a time
-    from guardian.ingest.codec import decode_batch
-    from guardian.model.samples import SampleBatch
+    from guardian.ingest.codec import decode_record
 
     stage = _stage()
     chunked = 0.0
     for step, records in enumerate(rounds):
         t0 = time.perf_counter()
         for i in range(0, len(records), chunk):
-            stage.process_many([decode_batch(value) for _, value in records[i:i + chunk]])
+            stage.process_many([b for _, value in records[i:i + chunk] for b in decode_record(value)[0]])
         if step >= warm:
             chunked += time.perf_counter() - t0
     del stage
@@ -488,7 +487,7 @@ def view_state(clients: int, brokers: int = 3, workers: int = 2, followed: int =
     of points as after two minutes of 1 s scrapes: the older ones handed to ``FollowedRates`` directly,
     the last ``warm`` through the stage."""
     from guardian.detectors.pipeline import DetectorPipeline
-    from guardian.ingest.codec import decode_batch
+    from guardian.ingest.codec import decode_record
     from guardian.ingest.stage import ClusterTraffic, DetectorStage
     from guardian.policy.effect import FollowedRates
     from guardian.policy.pressure import ClusterPressure
@@ -521,8 +520,7 @@ def view_state(clients: int, brokers: int = 3, workers: int = 2, followed: int =
         records = _plugin_records(clients, brokers, step)
         records += _records(_broker_samples(brokers, step, {"produce_byte_rate": produce, "fetch_byte_rate": fetch}))
         routed: list[list[Any]] = [[] for _ in range(workers)]
-        for _, value in records:
-            batch = decode_batch(value)
+        for batch in (b for _, value in records for b in decode_record(value)[0]):
             p = batch.workload.principal
             w = 0 if p is None else tenant_of(p) % workers
             routed[w].append(batch)

@@ -24,13 +24,15 @@ def bench_act_command(
 
 def bench_ingest_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    batch: int = typer.Option(500, help="Samples per record."),
+    batch: int = typer.Option(500, help="Samples per batch (one workload's)."),
     samples: int = typer.Option(1_000_000, help="Samples through Kafka."),
+    pack: bool = typer.Option(False, "--pack", help="Pack a tenant's batches into records as the collectors do "
+                                                    "(up to 1,000 samples a record); without it, a batch a record."),
 ) -> None:
     """Decode+route throughput in process and through the local broker (docs/BENCHMARKS.md)."""
     from bench.bench_ingest import run_all
 
-    result = run_all(batch=batch, kafka_samples=samples, say=(lambda m: None) if as_json else typer.echo)
+    result = run_all(batch=batch, kafka_samples=samples, say=(lambda m: None) if as_json else typer.echo, pack=pack)
     typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 

@@ -41,7 +41,7 @@ def _owner(settings: GuardianSettings):
 def build_collector(name: str, settings: GuardianSettings) -> Collector:
     conf = settings.kafka.client_config()
     publisher = SamplePublisher(conf, settings.topics.metrics, settings.ingest.max_batch_samples,
-                                client_id=f"guardian-collect-{name}")
+                                client_id=f"guardian-collect-{name}", pack=settings.ingest.pack_records)
     if name == "scrape":
         from guardian.ingest.prometheus import PrometheusScraper
 

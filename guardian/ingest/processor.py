@@ -1,11 +1,13 @@
 """The stream processor's logic, without the stream: one record in, what to emit out.
 
 ``MetricsProcessor.handle`` validates and decodes a ``guardian.metrics``
-record, hands the batch to the detector stage and returns an ``Outcome``:
-the detections to publish, or a ``DeadLetter`` (reason, detail, original
-bytes, source topic/partition/offset) for ``guardian.metrics.dlq``. It never
-raises for a bad record or a failing stage: failures are data, so nothing
-crashes and nothing is dropped silently. ``worker.py`` runs it over Kafka.
+record (one batch, or a tenant's pack of them), hands the batches to the
+detector stage and returns an ``Outcome``: the detections to publish, and a
+``DeadLetter`` (reason, detail, bytes, source topic/partition/offset) for
+``guardian.metrics.dlq`` for the record, or for each bad batch of a pack (its
+own bytes, so the rest of the pack is used). It never raises for a bad
+record or a failing stage: failures are data, so nothing crashes and nothing
+is dropped silently. ``worker.py`` runs it over Kafka.
 
 The detector stage is anything with ``process(batch) -> list[Detection]``
 (``SampleStage``); the detectors package provides the real one, and
@@ -21,7 +23,7 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from guardian.model.detection import Detection, Severity, Signature
 from guardian.errors import DecodeError
-from guardian.ingest.codec import BatchDecodeError, decode_batch
+from guardian.ingest.codec import BatchDecodeError, decode_record, encode_batch
 from guardian.model.samples import SampleBatch
 from guardian.model.samples import Metric
 
@@ -103,9 +105,18 @@ class DeadLetter:
 
 @dataclass
 class Outcome:
-    batch: SampleBatch | None = None
-    detections: list[Detection] = field(default_factory=list)
-    dead_letter: DeadLetter | None = None
+    """What one record gave: each batch with the detections it triggered, and the dead letters."""
+
+    scored: list[tuple[SampleBatch, list[Detection]]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def batches(self) -> list[SampleBatch]:
+        return [batch for batch, _ in self.scored]
+
+    @property
+    def detections(self) -> list[Detection]:
+        return [d for _, found in self.scored for d in found]
 
 
 class IngestMetrics(Protocol):
@@ -168,72 +179,84 @@ class MetricsProcessor:
 
     def handle(self, value: bytes | None, key: bytes | None, topic: str, partition: int,
                offset: int) -> Outcome:
-        m = self.metrics
-        if m:
-            m.observe_records()
-        try:
-            batch = self._decode(value, key)
-        except BatchDecodeError as exc:
-            return self._dead(exc.reason, exc.detail, value, key, topic, partition, offset)
-        except DecodeError as exc:
-            return self._dead("invalid", str(exc), value, key, topic, partition, offset)
-        try:
-            detections = list(self.stage.process(batch))
-        except Exception as exc:  # noqa: BLE001 - a failing stage must not stop the stream
-            return self._dead("stage", f"{type(exc).__name__}: {exc}", value, key, topic, partition, offset)
-        if m:
-            m.observe_samples(len(batch), batch.source, max(batch.ts) if batch.ts else None)
-            for d in detections:
-                m.observe_detection(d)
-        return Outcome(batch=batch, detections=detections)
+        if self.metrics:
+            self.metrics.observe_records()
+        out, batches = self._open(value, key, topic, partition, offset)
+        for batch, batch_value in batches:
+            try:
+                detections = list(self.stage.process(batch))
+            except Exception as exc:  # noqa: BLE001 - a failing stage must not stop the stream
+                out.dead_letters.append(self._dead("stage", f"{type(exc).__name__}: {exc}", batch_value or
+                                                   encode_batch(batch), key, topic, partition, offset))
+                continue
+            self._scored(out, batch, detections)
+        return out
 
     def handle_many(self, records: list[tuple[bytes | None, bytes | None, str, int, int]]) -> list[Outcome]:
         """``handle`` for a chunk of records, ``(value, key, topic, partition, offset)`` each, in order.
 
         A stage with ``process_many`` (``guardian.app.run.DetectorStage``) gets every decoded batch of the
         chunk in one call: the detectors are vectorised and their cost is per call, not per sample.
-        If that call fails, every record of the chunk is a dead letter (reason ``stage``)."""
+        If that call fails, every batch of the chunk is a dead letter (reason ``stage``)."""
         many = getattr(self.stage, "process_many", None)
         if many is None:
             return [self.handle(*r) for r in records]
-        m = self.metrics
-        if m:
-            m.observe_records(len(records))
+        if self.metrics:
+            self.metrics.observe_records(len(records))
         outcomes: list[Outcome] = []
-        decoded: list[tuple[int, SampleBatch]] = []
-        for value, key, topic, partition, offset in records:
-            try:
-                batch = self._decode(value, key)
-            except DecodeError as exc:
-                outcomes.append(self._dead(getattr(exc, "reason", "invalid"), getattr(exc, "detail", str(exc)),
-                                           value, key, topic, partition, offset))
-                continue
-            decoded.append((len(outcomes), batch))
-            outcomes.append(Outcome(batch=batch))
+        decoded: list[tuple[Outcome, SampleBatch, bytes | None, tuple]] = []
+        for record in records:
+            out, batches = self._open(*record)
+            outcomes.append(out)
+            decoded += [(out, batch, batch_value, record) for batch, batch_value in batches]
         try:
-            found = many([batch for _, batch in decoded]) if decoded else []
+            found = many([batch for _, batch, _, _ in decoded]) if decoded else []
         except Exception as exc:  # noqa: BLE001 - a failing stage must not stop the stream
             detail = f"{type(exc).__name__}: {exc}"
-            return [self._dead("stage", detail, *r) if outcomes[i].dead_letter is None else outcomes[i]
-                    for i, r in enumerate(records)]
-        for (i, batch), detections in zip(decoded, found):
-            outcomes[i].detections = list(detections)
-            if m:
-                m.observe_samples(len(batch), batch.source, max(batch.ts) if batch.ts else None)
-                for d in detections:
-                    m.observe_detection(d)
+            for out, batch, batch_value, (_, key, topic, partition, offset) in decoded:
+                out.dead_letters.append(self._dead("stage", detail, batch_value or encode_batch(batch), key, topic,
+                                                   partition, offset))
+            return outcomes
+        for (out, batch, _, _), detections in zip(decoded, found):
+            self._scored(out, batch, list(detections))
         return outcomes
 
-    def _decode(self, value: bytes | None, key: bytes | None) -> SampleBatch:
-        batch = decode_batch(value)  # type: ignore[arg-type]
-        # keyed by tenant (Workload.partition_key); records keyed by workload (0.1.0 and before) are still read
-        if key is not None and key.decode("utf-8", "replace") not in (batch.workload.partition_key, batch.key):
-            raise BatchDecodeError("key", f"record key {key[:200]!r} is not the batch's partition key "
-                                          f"{batch.workload.partition_key!r}")
-        return batch
+    def _open(self, value: bytes | None, key: bytes | None, topic: str, partition: int,
+              offset: int) -> tuple[Outcome, list[tuple[SampleBatch, bytes | None]]]:
+        """Decode a record: its outcome so far (the dead letters) and its good batches, each with the
+        bytes a dead letter of it carries: the record's own for a record of one batch, else None (the
+        batch alone, encoded when it is needed)."""
+        out = Outcome()
+        try:
+            batches, rejected = decode_record(value)  # type: ignore[arg-type]
+        except DecodeError as exc:
+            out.dead_letters.append(self._dead(getattr(exc, "reason", "invalid"), getattr(exc, "detail", str(exc)),
+                                               value, key, topic, partition, offset))
+            return out, []
+        single = len(batches) == 1 and not rejected
+        good: list[tuple[SampleBatch, bytes | None]] = []
+        for batch in batches:
+            batch_value = value if single else None
+            # keyed by tenant (Workload.partition_key); records keyed by workload (0.1.0 and before) are still read
+            if key is not None and key.decode("utf-8", "replace") not in (batch.workload.partition_key, batch.key):
+                rejected.append((BatchDecodeError("key", f"record key {key[:200]!r} is not the batch's partition key "
+                                                         f"{batch.workload.partition_key!r}"),
+                                 batch_value or encode_batch(batch)))
+            else:
+                good.append((batch, batch_value))
+        for exc, item in rejected:
+            out.dead_letters.append(self._dead(exc.reason, exc.detail, item, key, topic, partition, offset))
+        return out, good
+
+    def _scored(self, out: Outcome, batch: SampleBatch, detections: list[Detection]) -> None:
+        out.scored.append((batch, detections))
+        if self.metrics:
+            self.metrics.observe_samples(len(batch), batch.source, max(batch.ts) if batch.ts else None)
+            for d in detections:
+                self.metrics.observe_detection(d)
 
     def _dead(self, reason: str, detail: str, value: bytes | None, key: bytes | None, topic: str,
-              partition: int, offset: int) -> Outcome:
+              partition: int, offset: int) -> DeadLetter:
         if self.metrics:
             self.metrics.observe_dead_letter(reason)
-        return Outcome(dead_letter=DeadLetter(reason, detail, value or b"", key, topic, partition, offset))
+        return DeadLetter(reason, detail, value or b"", key, topic, partition, offset)

@@ -1,4 +1,9 @@
-"""Puts sample batches on the metrics topic, keyed by ``Workload.partition_key`` (the tenant; the Kafka edge of every source)."""
+"""Puts sample batches on the metrics topic, keyed by ``Workload.partition_key`` (the tenant; the Kafka edge of every source).
+
+A tenant's batches of one publication are packed into as few records as ``max_batch`` samples a record
+allow (``codec.pack_records``): the stream processor's cost is per record, and on a large cluster each
+client on each broker is a batch of a few samples. ``pack=False`` writes one batch a record (version 1,
+which every worker reads) for a rolling upgrade whose workers are older than the collectors."""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import logging
 from typing import Any, Iterable
 
 from guardian.errors import TemporaryError
-from guardian.ingest.codec import encode_batch, group_samples
+from guardian.ingest.codec import encode_batch, group_samples, pack_records
 from guardian.model.samples import SampleBatch
 from guardian.model.samples import Sample
 
@@ -17,7 +22,7 @@ class SamplePublisher:
     """A confluent-kafka producer that writes encoded batches; ``publish`` returns the number of samples."""
 
     def __init__(self, client_config: dict[str, Any], topic: str, max_batch: int = 1000,
-                 client_id: str = "guardian-collector") -> None:
+                 client_id: str = "guardian-collector", pack: bool = True) -> None:
         from confluent_kafka import Producer
 
         conf = dict(client_config)
@@ -27,6 +32,7 @@ class SamplePublisher:
         conf.setdefault("enable.idempotence", True)  # a retried send is not a double-counted sample
         self.topic = topic
         self.max_batch = max_batch
+        self.pack = pack
         self._errors: list[str] = []
         self._producer = Producer(conf)
 
@@ -37,18 +43,22 @@ class SamplePublisher:
     def publish(self, samples: Iterable[Sample]) -> int:
         return self.publish_batches(group_samples(samples, self.max_batch))
 
+    def records(self, batches: Iterable[SampleBatch]) -> list[tuple[bytes, bytes, int]]:
+        """What ``publish_batches`` writes: ``(key, value, samples)`` a record."""
+        if self.pack:
+            return pack_records(batches, self.max_batch)
+        return [(b.workload.partition_key.encode(), encode_batch(b), len(b)) for b in batches]
+
     def publish_batches(self, batches: Iterable[SampleBatch]) -> int:
         n = 0
-        for batch in batches:
-            value = encode_batch(batch)
+        for key, value, samples in self.records(batches):
             while True:
                 try:
-                    self._producer.produce(self.topic, value=value, key=batch.workload.partition_key.encode(),
-                                           on_delivery=self._on_delivery)
+                    self._producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
                     break
                 except BufferError:
                     self._producer.poll(0.1)  # local queue full: let deliveries drain
-            n += len(batch)
+            n += samples
         self._producer.poll(0)
         return n
 

@@ -1,8 +1,9 @@
 """The stream processors: a faust-streaming app that runs ``MetricsProcessor`` over Kafka.
 
 Workers form one consumer group (``IngestSettings.app_id``) over the
-partitions of ``guardian.metrics``; records are keyed by workload, so each
-workload's samples reach exactly one worker. With
+partitions of ``guardian.metrics``; records are keyed by tenant (a record
+holds one batch or a tenant's pack of them), so each tenant's samples reach
+exactly one worker. With
 ``processing_guarantee="exactly_once"`` (the default) faust wraps each
 partition's detections, dead letters and consumed offsets in one Kafka
 transaction, so a worker killed mid-stream and restarted neither loses nor
@@ -49,12 +50,14 @@ class WorkerStats:
     detections: int = 0
     first_record_at: float | None = None
     last_record_at: float | None = None
+    last_done_at: float | None = None    # when the last chunk's outcomes were sent
     workloads: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
         return {"worker_id": self.worker_id, "records": self.records, "samples": self.samples,
                 "dead_letters": self.dead_letters, "detections": self.detections,
                 "first_record_at": self.first_record_at, "last_record_at": self.last_record_at,
+                "last_done_at": self.last_done_at,
                 "workloads": len(self.workloads)}
 
 
@@ -173,29 +176,29 @@ def create_app(settings: GuardianSettings, stage: SampleStage, registry: Any, wo
             outs = processor.handle_many([(m.value, m.key, m.topic, m.partition, m.offset) for m in msgs])
             for msg, out in zip(msgs, outs):
                 await _emit_outcome(msg, out)
+            stats.last_done_at = time.time()
             if on_record is not None:
                 on_record(stats)
 
     async def _emit_outcome(msg: Any, out: Any) -> None:
-        if state is not None and out.batch is not None and len(out.batch):
-            state.after(msg.partition, msg.key, out.batch.workload, max(out.batch.ts))
         source = [(DLQ_TOPIC, msg.topic.encode()), (DLQ_PARTITION, str(msg.partition).encode()),
                   (DLQ_OFFSET, str(msg.offset).encode())]
-        if out.dead_letter is not None:
-            dl = out.dead_letter
+        for dl in out.dead_letters:
             stats.dead_letters += 1
             log.warning("dead letter %s-%d@%d: %s: %s", msg.topic, msg.partition, msg.offset,
                         dl.reason, dl.detail[:200])
             await emit(topics.metrics_dlq, dl.key, dl.payload(), dl.headers() + [worker_header], msg)
-        else:
-            stats.samples += len(out.batch)
-            stats.workloads.add(out.batch.key)
-            for det in out.detections:
+        for batch, detections in out.scored:
+            if state is not None:
+                state.after(msg.partition, msg.key, batch.workload, max(batch.ts))
+            stats.samples += len(batch)
+            stats.workloads.add(batch.key)
+            for det in detections:
                 value = orjson.dumps(det.to_dict())
                 if on_detection is not None:
                     on_detection(value)   # before the send, which may wait on a busy broker
-                await emit(topics.detections, out.batch.key.encode(), value, source + [worker_header], msg)
-            stats.detections += len(out.detections)
+                await emit(topics.detections, batch.key.encode(), value, source + [worker_header], msg)
+            stats.detections += len(detections)
         try:
             pm.set_consumer_lag(msg.topic, msg.partition, app.consumer.highwater(msg.tp) - msg.offset - 1)
         except Exception:  # noqa: BLE001 - highwater unknown until the first fetch response

@@ -40,22 +40,29 @@ def test_bad_records_go_to_the_dlq_with_reasons_and_processing_goes_on(ingest_en
     wrong = orjson.dumps({**orjson.loads(good), "x": ["1"] * 10})
     oversized = b'{"v":1,"pad":"' + b"x" * (MAX_RECORD_BYTES + 10) + b'"}'
     bad = {"json": b"\x00\x01 not json at all", "truncated": good[:40], "size": oversized, "type": wrong}
+    # a tenant's pack (version 2) with a bad batch and another tenant's batch in it: those two are dead
+    # letters of their own bytes, the pack's two good batches are used
+    reader = encode_batch(batch(Workload(principal="User:tenant-a", client_id="reader"), 5))
+    stranger = encode_batch(batch(Workload(principal="User:tenant-b", client_id="x"), 5))
+    wrong_inner = orjson.dumps({**orjson.loads(reader), "x": ["1"] * 5})
+    pack = b'{"v":2,"b":[' + b",".join([encode_batch(batch(good_w, 5)), wrong_inner, stranger, reader]) + b"]}"
     p = producer(ingest_env)
     key = good_w.key.encode()
     p.produce(t.metrics, good, key=key)
     for value in bad.values():
         p.produce(t.metrics, value, key=key)   # same key = same partition: the good one after must still pass
     p.produce(t.metrics, good, key=key)
+    p.produce(t.metrics, pack, key=good_w.partition_key.encode())
     assert p.flush(30) == 0
     ingest_env.start_worker("dlq-w1", *LIMIT)
 
-    dead = ingest_env.consume(t.metrics_dlq, want=4, timeout=60, settle=1.0)
+    dead = ingest_env.consume(t.metrics_dlq, want=6, timeout=60, settle=1.0)
     reasons = sorted(dict(m.headers())[DLQ_REASON].decode() for m in dead)
-    assert reasons == ["json", "json", "size", "type"], ingest_env.log_of("dlq-w1")
-    by_offset = {int(dict(m.headers())[DLQ_OFFSET]): m.value() for m in dead}
-    assert sorted(by_offset.values(), key=len) == sorted(bad.values(), key=len)  # original bytes kept
-    detections = ingest_env.consume(t.detections, want=20, timeout=60, settle=1.0)
-    assert len(detections) == 20   # both good batches, before and after the bad ones
+    assert reasons == ["json", "json", "key", "size", "type", "type"], ingest_env.log_of("dlq-w1")
+    # the original bytes kept: each bad record's, and each bad batch's of the pack
+    assert sorted(m.value() for m in dead) == sorted([*bad.values(), wrong_inner, stranger])
+    detections = ingest_env.consume(t.detections, want=30, timeout=60, settle=1.0)
+    assert len(detections) == 30   # both good batches, before and after the bad ones, and the pack's two
     assert ingest_env.procs[0].poll() is None, "the worker must survive bad records"
 
 

@@ -121,7 +121,7 @@ class Worker:
         offset = self.offsets.get(partition, 0)
         self.offsets[partition] = offset + 1
         out = self.processor.handle(value, key, "guardian.metrics", partition, offset)
-        assert out.dead_letter is None, out.dead_letter
+        assert not out.dead_letters, out.dead_letters
         return out.detections
 
 

@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient
 from guardian.errors import TemporaryError
 from guardian.ingest.admin_poller import AdminPoller, GroupTracker, tenant_prefix_owner
 from guardian.ingest.client_stats import StatsForwarder
-from guardian.ingest.codec import decode_batch
+from guardian.ingest.codec import decode_record
 from guardian.ingest.collect import build_collector
 from guardian.ingest.prometheus import PrometheusScraper
 from guardian.ingest.publisher import SamplePublisher
@@ -28,9 +28,11 @@ def read_samples(env: IngestEnv, timeout: float = 20.0, want: int = 1) -> list[S
     records = env.consume(env.topics.metrics, want=want, timeout=timeout, settle=0.5)
     out: list[Sample] = []
     for m in records:
-        batch = decode_batch(m.value())
-        assert m.key().decode() == batch.workload.partition_key   # keyed by tenant
-        out.extend(batch)
+        batches, rejected = decode_record(m.value())    # one batch, or a tenant's pack of them
+        assert batches and not rejected
+        for batch in batches:
+            assert m.key().decode() == batch.workload.partition_key   # keyed by tenant
+            out.extend(batch)
     return out
 
 

@@ -264,11 +264,10 @@ def test_every_dashboard_query_and_alert_returns_data(
             offsets[worker] += 1
             m.observe_records()
             out = proc.handle(record, None, "guardian.metrics", 0, offsets[worker])
-            if out.dead_letter is not None:
-                m.observe_dead_letter(out.dead_letter.reason)
-                return []
-            assert out.batch is not None
-            m.observe_samples(len(out.batch), out.batch.source, newest_ts=max(out.batch.ts))
+            for dl in out.dead_letters:
+                m.observe_dead_letter(dl.reason)
+            for batch in out.batches:
+                m.observe_samples(len(batch), batch.source, newest_ts=max(batch.ts))
             for det in out.detections:
                 m.observe_detection(det)
             return out.detections

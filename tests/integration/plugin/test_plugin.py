@@ -16,7 +16,7 @@ from guardian_dev.plugin import PLUGIN_TOPICS
 from tests.integration.plugin.conftest import MAX_RECORD_BYTES
 from guardian_dev.security import ensure_topics, tenant_config
 from guardian.ingest.broker_plugin import BrokerSnapshotDecoder
-from guardian.ingest.codec import decode_batch
+from guardian.ingest.codec import decode_record
 from guardian.ingest.plugin_collect import PluginCollector
 from guardian.ingest.prometheus import PrometheusSampler
 from guardian.ingest.publisher import SamplePublisher
@@ -81,11 +81,11 @@ def test_untouched_librdkafka_client_appears_as_client_samples(plugin_stack) -> 
         for msg in reader.consume(500, timeout=0.5):
             if msg.error():
                 continue
-            batch = decode_batch(msg.value())
-            if batch.source == "kip714" and batch.workload.client_id == client_id:
-                assert batch.workload.principal == "User:tenant-a"
-                for metric, value in zip(batch.metrics, batch.values):
-                    found[metric.value] = value
+            for batch in decode_record(msg.value())[0]:
+                if batch.source == "kip714" and batch.workload.client_id == client_id:
+                    assert batch.workload.principal == "User:tenant-a"
+                    for metric, value in zip(batch.metrics, batch.values):
+                        found[metric.value] = value
     collector.close()
     reader.close()
     assert {"queue_time", "request_latency"} <= set(found), found

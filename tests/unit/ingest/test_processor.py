@@ -40,7 +40,7 @@ def test_good_record_reaches_the_stage_and_is_counted() -> None:
     rec = Recorder()
     proc, reg = make(rec)
     out = proc.handle(encode_batch(BATCH), W.key.encode(), "guardian.metrics", 2, 41)
-    assert out.dead_letter is None and rec.batches == [BATCH]
+    assert not out.dead_letters and rec.batches == [BATCH] and out.batches == [BATCH]
     assert reg.get_sample_value("guardian_ingest_samples_total", {"source": "prometheus"}) == 3
     assert reg.get_sample_value("guardian_ingest_records_total") == 1
 
@@ -67,8 +67,9 @@ def test_bad_records_become_dead_letters_with_reason_and_origin() -> None:
              (good, b"principal=User:someone-else", "key"), (b"{" + b" " * 1_000_001 + b"}", None, "size")]
     for offset, (value, key, reason) in enumerate(cases):
         out = proc.handle(value, key, "guardian.metrics", 1, offset)
-        dl = out.dead_letter
-        assert dl is not None and dl.reason == reason, (reason, dl)
+        assert len(out.dead_letters) == 1 and not out.batches, (reason, out)
+        dl = out.dead_letters[0]
+        assert dl.reason == reason, (reason, dl)
         assert dl.value == (value or b"") and dl.partition == 1 and dl.offset == offset
         headers = dict(dl.headers())
         assert headers[DLQ_REASON] == reason.encode() and headers[DLQ_OFFSET] == str(offset).encode()
@@ -79,10 +80,10 @@ def test_bad_records_become_dead_letters_with_reason_and_origin() -> None:
 def test_a_failing_stage_dead_letters_the_record_and_the_next_one_goes_on() -> None:
     proc, reg = make(Exploding())
     out = proc.handle(encode_batch(BATCH), W.key.encode(), "m", 0, 7)
-    assert out.dead_letter is not None and out.dead_letter.reason == "stage"
-    assert "model state corrupt" in out.dead_letter.detail
+    [dl] = out.dead_letters
+    assert dl.reason == "stage" and "model state corrupt" in dl.detail and dl.value == encode_batch(BATCH)
     proc.stage = Recorder()
-    assert proc.handle(encode_batch(BATCH), W.key.encode(), "m", 0, 8).dead_letter is None
+    assert proc.handle(encode_batch(BATCH), W.key.encode(), "m", 0, 8).dead_letters == []
 
 
 def test_dead_letter_larger_than_the_dlq_allows_is_cut_and_says_how_long_it_was() -> None:
@@ -114,8 +115,8 @@ def test_a_chunk_goes_to_the_stage_in_one_call_with_each_records_outcome() -> No
     proc, reg = make(Chunked(DetectorPipeline(clock=lambda: 0.0)))
     outs = proc.handle_many([good, bad, good])
     assert calls == [2]
-    assert [o.dead_letter.reason if o.dead_letter else len(o.batch) for o in outs] == [3, "json", 3]
-    assert outs[1].dead_letter.offset == 8
+    assert [[dl.reason for dl in o.dead_letters] or [len(b) for b in o.batches] for o in outs] == [[3], ["json"], [3]]
+    assert outs[1].dead_letters[0].offset == 8
     assert reg.get_sample_value("guardian_ingest_records_total") == 3
     assert reg.get_sample_value("guardian_ingest_samples_total", {"source": "prometheus"}) == 6
     assert reg.get_sample_value("guardian_ingest_dead_letters_total", {"reason": "json"}) == 1
@@ -131,7 +132,63 @@ def test_a_failing_chunked_stage_dead_letters_the_chunk_and_a_stage_without_chun
 
     good = (encode_batch(BATCH), W.partition_key.encode(), "guardian.metrics", 0, 7)
     outs = make(ExplodingChunks())[0].handle_many([good, good])
-    assert [o.dead_letter.reason for o in outs] == ["stage", "stage"]
-    assert "model state corrupt" in outs[0].dead_letter.detail
+    assert [[dl.reason for dl in o.dead_letters] for o in outs] == [["stage"], ["stage"]]
+    assert "model state corrupt" in outs[0].dead_letters[0].detail
     rec = Recorder()
-    assert [len(o.batch) for o in make(rec)[0].handle_many([good, good])] == [3, 3] and len(rec.batches) == 2
+    assert [len(o.batches[0]) for o in make(rec)[0].handle_many([good, good])] == [3, 3] and len(rec.batches) == 2
+
+
+def _pack(*bodies: bytes) -> bytes:
+    return b'{"v":2,"b":[' + b",".join(bodies) + b"]}"
+
+
+READER = SampleBatch(Workload(principal="User:tenant-a", client_id="reader"), (Metric.PRODUCE_BYTE_RATE,),
+                     (3.0,), (70_000.0,), source="prometheus")
+
+
+def test_a_pack_reaches_the_stage_batch_by_batch_and_its_bad_batches_are_their_own_dead_letters() -> None:
+    """A tenant's pack (issue 16): its good batches are used; a malformed batch and another tenant's batch
+    are dead letters of their own bytes, so nothing of the pack is lost and the rest goes on."""
+    rec = Recorder()
+    proc, reg = make(rec)
+    stranger = encode_batch(SampleBatch(Workload(principal="User:tenant-b", client_id="x"), (Metric.REQUEST_RATE,),
+                                        (1.0,), (1.0,)))
+    wrong = orjson.dumps({**orjson.loads(encode_batch(READER)), "x": ["1"]})
+    out = proc.handle(_pack(encode_batch(BATCH), wrong, stranger, encode_batch(READER)), W.partition_key.encode(),
+                      "guardian.metrics", 3, 12)
+    assert rec.batches == [BATCH, READER] and out.batches == [BATCH, READER]
+    assert [(dl.reason, dl.value, dl.offset) for dl in out.dead_letters] == [("type", wrong, 12), ("key", stranger, 12)]
+    assert reg.get_sample_value("guardian_ingest_records_total") == 1
+    assert reg.get_sample_value("guardian_ingest_samples_total", {"source": "prometheus"}) == 4
+    assert reg.get_sample_value("guardian_ingest_dead_letters_total", {"reason": "key"}) == 1
+
+
+def test_a_chunk_of_packs_is_one_stage_call_and_a_failing_stage_dead_letters_each_batch_on_its_own() -> None:
+    from guardian.detectors.pipeline import DetectorPipeline
+    from guardian.ingest.codec import decode_batch
+    from guardian.ingest.stage import DetectorStage
+
+    calls: list[int] = []
+
+    class Chunked(DetectorStage):
+        def process_many(self, batches):
+            calls.append(len(batches))
+            return super().process_many(batches)
+
+    pack = (_pack(encode_batch(BATCH), encode_batch(READER)), W.partition_key.encode(), "guardian.metrics", 0, 7)
+    single = (encode_batch(BATCH), W.partition_key.encode(), "guardian.metrics", 0, 8)
+    outs = make(Chunked(DetectorPipeline(clock=lambda: 0.0)))[0].handle_many([pack, single])
+    assert calls == [3] and [o.batches for o in outs] == [[BATCH, READER], [BATCH]]
+
+    class ExplodingChunks:
+        def process(self, batch):
+            raise AssertionError("not called")
+
+        def process_many(self, batches):
+            raise RuntimeError("model state corrupt")
+
+    outs = make(ExplodingChunks())[0].handle_many([pack, single])
+    assert [[dl.reason for dl in o.dead_letters] for o in outs] == [["stage", "stage"], ["stage"]]
+    # each batch of the pack on its own (a version-1 record), the single record as it came
+    assert [decode_batch(dl.value) for dl in outs[0].dead_letters] == [BATCH, READER]
+    assert outs[1].dead_letters[0].value == single[0] and not any(o.batches for o in outs)

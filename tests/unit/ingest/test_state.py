@@ -87,9 +87,9 @@ class Worker:
             if self.keeper is not None:
                 self.keeper.before(partition)
             o = self.processor.handle(value, key, TOPIC, partition, 0)
-            assert o.dead_letter is None, o.dead_letter
-            if self.keeper is not None:
-                self.keeper.after(partition, key, o.batch.workload, max(o.batch.ts))
+            assert not o.dead_letters, o.dead_letters
+            for batch in o.batches if self.keeper is not None else ():
+                self.keeper.after(partition, key, batch.workload, max(batch.ts))
             out += [d.to_dict() for d in o.detections]
         return out
 

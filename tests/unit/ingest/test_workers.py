@@ -64,7 +64,7 @@ def detect(recs: list[tuple[int, bytes, bytes]], workers: int) -> set[tuple]:
     for partition, key, value in recs:
         out = processors[partition % workers].handle(value, key, "guardian.metrics", partition, offsets[partition])
         offsets[partition] += 1
-        assert out.dead_letter is None, out.dead_letter
+        assert not out.dead_letters, out.dead_letters
         for d in out.detections:
             found.add((tuple(sorted(d.workload.items())), d.signature.value, d.id, round(d.ts, 3),
                        round(d.ratio, 3), round(d.baseline, 1)))
