@@ -7,7 +7,7 @@ For each client count N (one synthetic broker's worth of client sensors):
 * ``scrape``: one broker's JMX-exporter text for N clients, in the exporter's format
   (``guardian/ingest/jmx_rules.yaml``, JMX exporter 1.0.1: families with HELP/TYPE, labels sorted,
   ``NaN`` for a sensor whose window holds no observation) through ``PrometheusSampler`` into
-  samples, then into the records the collector publishes (``group_samples`` + ``pack_records``).
+  samples, then into the records the collector publishes (``group_samples`` + ``encode_batch``; ``pack_records`` when packing).
   At a 1 s scrape, seconds per scrape = the share of a core per broker.
 * ``plugin``: the broker plugin's snapshot record for the same N clients through
   ``BrokerSnapshotDecoder``, then into records.
@@ -124,12 +124,13 @@ def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def _records(samples: list[Any]) -> list[tuple[bytes, bytes]]:
-    """What the collector publishes for ``samples`` (``SamplePublisher.publish`` without Kafka): a
-    tenant's batches packed, up to 1,000 samples a record."""
-    from guardian.ingest.codec import group_samples, pack_records
+def _records(samples: list[Any], pack: bool = False) -> list[tuple[bytes, bytes]]:
+    """What the collector publishes for ``samples`` (``SamplePublisher.publish`` without Kafka): one
+    batch a record, or with ``pack`` a tenant's batches packed, up to 1,000 samples a record."""
+    from guardian.ingest.codec import group_samples
+    from guardian.ingest.publisher import records_for
 
-    return [(key, value) for key, value, _ in pack_records(group_samples(samples))]
+    return [(key, value) for key, value, _ in records_for(group_samples(samples), pack=pack)]
 
 
 def parse_cost(clients: int, repeats: int = 5) -> dict[str, Any]:
@@ -167,14 +168,14 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def _plugin_records(clients: int, brokers: int, step: int) -> list[tuple[bytes, bytes]]:
+def _plugin_records(clients: int, brokers: int, step: int, pack: bool = False) -> list[tuple[bytes, bytes]]:
     """One scrape of every broker as the records the collectors publish (each client on every broker)."""
     from guardian.ingest.broker_plugin import BrokerSnapshotDecoder
 
     out: list[tuple[bytes, bytes]] = []
     for b in range(brokers):
         samples = BrokerSnapshotDecoder().decode(plugin_snapshot(clients, step, broker=str(b + 1)))
-        out += _records(samples)
+        out += _records(samples, pack)
     return out
 
 
@@ -183,6 +184,41 @@ def _stage() -> Any:
     from guardian.ingest.stage import DetectorStage
 
     return DetectorStage(DetectorPipeline(clock=lambda: START_TS))
+
+
+def _chunked_s(rounds: list[list[tuple[bytes, bytes]]], warm: int, chunk: int) -> float:
+    """Seconds a fresh stage takes for the rounds after ``warm``: decoded as the processor does, handed
+    to it ``chunk`` records at a time (the worker's path without Kafka)."""
+    stage = _stage()
+    elapsed = 0.0
+    for step, records in enumerate(rounds):
+        t0 = time.perf_counter()
+        for i in range(0, len(records), chunk):
+            stage.process_many(_decode_all(records[i:i + chunk]))
+        if step >= warm:
+            elapsed += time.perf_counter() - t0
+    return elapsed
+
+
+def pack_ab(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, trials: int = 2,
+            chunk: int = 1000) -> list[dict[str, Any]]:
+    """The worker's chunked path over the same scrape rounds written one batch a record and packed,
+    alternating, ``trials`` times each: what packing changes in the worker's own work."""
+    out = []
+    for trial in range(trials):
+        for pack in (False, True):
+            rounds = [_plugin_records(clients, brokers, step, pack) for step in range(warm + steps)]
+            samples = sum(sum(map(len, _decode_all(records))) for records in rounds[warm:])
+            elapsed = _chunked_s(rounds, warm, chunk)
+            out.append({"trial": trial, "packed": pack, "records_per_round": len(rounds[0]),
+                        "samples_per_s": round(samples / elapsed), "s_per_round": round(elapsed / steps, 3)})
+    return out
+
+
+def _decode_all(records: list[tuple[bytes, bytes]]) -> list[Any]:
+    from guardian.ingest.codec import decode_record
+
+    return [b for _, value in records for b in decode_record(value)[0]]
 
 
 def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, chunk: int = 1000,
@@ -214,17 +250,7 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, c
     del proc
 
     # the same rounds decoded as the processor does, then handed to the stage 1,000 records at a time
-    from guardian.ingest.codec import decode_record
-
-    stage = _stage()
-    chunked = 0.0
-    for step, records in enumerate(rounds):
-        t0 = time.perf_counter()
-        for i in range(0, len(records), chunk):
-            stage.process_many([b for _, value in records[i:i + chunk] for b in decode_record(value)[0]])
-        if step >= warm:
-            chunked += time.perf_counter() - t0
-    del stage
+    chunked = _chunked_s(rounds, warm, chunk)
 
     tracemalloc.start(16)   # frames enough to find which of our files asked (numpy allocates the state arrays)
     gc.collect()

@@ -234,11 +234,12 @@ class MetricsProcessor:
                                                value, key, topic, partition, offset))
             return out, []
         single = len(batches) == 1 and not rejected
+        # keyed by tenant (Workload.partition_key); records keyed by workload (0.1.0 and before) are still read
+        record_key = key.decode("utf-8", "replace") if key is not None else None
         good: list[tuple[SampleBatch, bytes | None]] = []
         for batch in batches:
             batch_value = value if single else None
-            # keyed by tenant (Workload.partition_key); records keyed by workload (0.1.0 and before) are still read
-            if key is not None and key.decode("utf-8", "replace") not in (batch.workload.partition_key, batch.key):
+            if record_key is not None and record_key not in (batch.workload.partition_key, batch.key):
                 rejected.append((BatchDecodeError("key", f"record key {key[:200]!r} is not the batch's partition key "
                                                          f"{batch.workload.partition_key!r}"),
                                  batch_value or encode_batch(batch)))

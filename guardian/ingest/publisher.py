@@ -1,9 +1,9 @@
 """Puts sample batches on the metrics topic, keyed by ``Workload.partition_key`` (the tenant; the Kafka edge of every source).
 
-A tenant's batches of one publication are packed into as few records as ``max_batch`` samples a record
+One batch a record (version 1) by default. With ``pack=True`` (``GUARDIAN_INGEST__PACK_RECORDS``) a
+tenant's batches of one publication are packed into as few records as ``max_batch`` samples a record
 allow (``codec.pack_records``): the stream processor's cost is per record, and on a large cluster each
-client on each broker is a batch of a few samples. ``pack=False`` writes one batch a record (version 1,
-which every worker reads) for a rolling upgrade whose workers are older than the collectors."""
+client on each broker is a batch of a few samples. Workers read both."""
 
 from __future__ import annotations
 
@@ -18,11 +18,19 @@ from guardian.model.samples import Sample
 log = logging.getLogger(__name__)
 
 
+def records_for(batches: Iterable[SampleBatch], max_batch: int = 1000,
+                pack: bool = False) -> list[tuple[bytes, bytes, int]]:
+    """The metrics records of ``batches``, ``(key, value, samples)`` each: a tenant's packed, or one a batch."""
+    if pack:
+        return pack_records(batches, max_batch)
+    return [(b.workload.partition_key.encode(), encode_batch(b), len(b)) for b in batches]
+
+
 class SamplePublisher:
     """A confluent-kafka producer that writes encoded batches; ``publish`` returns the number of samples."""
 
     def __init__(self, client_config: dict[str, Any], topic: str, max_batch: int = 1000,
-                 client_id: str = "guardian-collector", pack: bool = True) -> None:
+                 client_id: str = "guardian-collector", pack: bool = False) -> None:
         from confluent_kafka import Producer
 
         conf = dict(client_config)
@@ -45,9 +53,7 @@ class SamplePublisher:
 
     def records(self, batches: Iterable[SampleBatch]) -> list[tuple[bytes, bytes, int]]:
         """What ``publish_batches`` writes: ``(key, value, samples)`` a record."""
-        if self.pack:
-            return pack_records(batches, self.max_batch)
-        return [(b.workload.partition_key.encode(), encode_batch(b), len(b)) for b in batches]
+        return records_for(batches, self.max_batch, self.pack)
 
     def publish_batches(self, batches: Iterable[SampleBatch]) -> int:
         n = 0
