@@ -7,7 +7,7 @@ For each client count N (one synthetic broker's worth of client sensors):
 * ``scrape``: one broker's JMX-exporter text for N clients, in the exporter's format
   (``guardian/ingest/jmx_rules.yaml``, JMX exporter 1.0.1: families with HELP/TYPE, labels sorted,
   ``NaN`` for a sensor whose window holds no observation) through ``PrometheusSampler`` into
-  samples, then into the records the collector publishes (``group_samples`` + ``encode_batch``; ``pack_records`` when packing).
+  samples, then into the records the collector publishes (``group_samples`` + ``pack_records``).
   At a 1 s scrape, seconds per scrape = the share of a core per broker.
 * ``plugin``: the broker plugin's snapshot record for the same N clients through
   ``BrokerSnapshotDecoder``, then into records.
@@ -124,9 +124,9 @@ def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def _records(samples: list[Any], pack: bool = False) -> list[tuple[bytes, bytes]]:
-    """What the collector publishes for ``samples`` (``SamplePublisher.publish`` without Kafka): one
-    batch a record, or with ``pack`` a tenant's batches packed, up to 1,000 samples a record."""
+def _records(samples: list[Any], pack: bool = True) -> list[tuple[bytes, bytes]]:
+    """What the collector publishes for ``samples`` (``SamplePublisher.publish`` without Kafka): a
+    tenant's batches packed, up to 1,000 samples a record (``pack=False``: one batch a record)."""
     from guardian.ingest.codec import group_samples
     from guardian.ingest.publisher import records_for
 
@@ -168,7 +168,7 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def _plugin_records(clients: int, brokers: int, step: int, pack: bool = False) -> list[tuple[bytes, bytes]]:
+def _plugin_records(clients: int, brokers: int, step: int, pack: bool = True) -> list[tuple[bytes, bytes]]:
     """One scrape of every broker as the records the collectors publish (each client on every broker)."""
     from guardian.ingest.broker_plugin import BrokerSnapshotDecoder
 

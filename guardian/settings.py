@@ -88,11 +88,12 @@ class IngestSettings(_Section):
     admin_interval_s: float = Field(default=2.0, gt=0)
     app_id: str = "guardian-ingest"                 # faust app id = the processors' consumer group
     processing_guarantee: str = "exactly_once"      # exactly_once | at_least_once
-    # samples a metrics record holds at most. pack_records=true packs a tenant's batches of one scrape into
-    # as few records as that allows (the worker's cost is per record: docs/BENCHMARKS.md, "Packed records");
-    # off by default until the drills with it on are understood (its runaways were judged young there)
+    # samples a metrics record holds at most; a tenant's batches of one scrape are packed into as few
+    # records as that allows (the worker's cost is per record: docs/BENCHMARKS.md, "Packed records").
+    # pack_records=false writes one batch a record, which workers from before packs read: for a rolling
+    # upgrade that starts with the collectors
     max_batch_samples: int = Field(default=1000, ge=1)
-    pack_records: bool = False
+    pack_records: bool = True
     # the worker hands the detectors up to this many records at once, waiting at most chunk_wait_s for
     # them: the detectors' cost is per call, so one record a call held a core to ~6,000 samples/s
     chunk_records: int = Field(default=1000, ge=1)

@@ -1,9 +1,9 @@
 """Puts sample batches on the metrics topic, keyed by ``Workload.partition_key`` (the tenant; the Kafka edge of every source).
 
-One batch a record (version 1) by default. With ``pack=True`` (``GUARDIAN_INGEST__PACK_RECORDS``) a
-tenant's batches of one publication are packed into as few records as ``max_batch`` samples a record
+A tenant's batches of one publication are packed into as few records as ``max_batch`` samples a record
 allow (``codec.pack_records``): the stream processor's cost is per record, and on a large cluster each
-client on each broker is a batch of a few samples. Workers read both."""
+client on each broker is a batch of a few samples. ``pack=False`` (``GUARDIAN_INGEST__PACK_RECORDS``)
+writes one batch a record (version 1, which workers from before packs read); workers read both."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def records_for(batches: Iterable[SampleBatch], max_batch: int = 1000,
-                pack: bool = False) -> list[tuple[bytes, bytes, int]]:
+                pack: bool = True) -> list[tuple[bytes, bytes, int]]:
     """The metrics records of ``batches``, ``(key, value, samples)`` each: a tenant's packed, or one a batch."""
     if pack:
         return pack_records(batches, max_batch)
@@ -30,7 +30,7 @@ class SamplePublisher:
     """A confluent-kafka producer that writes encoded batches; ``publish`` returns the number of samples."""
 
     def __init__(self, client_config: dict[str, Any], topic: str, max_batch: int = 1000,
-                 client_id: str = "guardian-collector", pack: bool = False) -> None:
+                 client_id: str = "guardian-collector", pack: bool = True) -> None:
         from confluent_kafka import Producer
 
         conf = dict(client_config)

@@ -196,16 +196,16 @@ def test_a_pack_nested_in_a_pack_is_a_rejected_batch_and_decode_batch_reads_no_p
     assert exc.value.reason == "version"
 
 
-def test_the_publisher_writes_a_batch_a_record_unless_told_to_pack() -> None:
+def test_the_publisher_packs_unless_told_to_write_a_batch_a_record_for_older_workers() -> None:
     from guardian.ingest.publisher import SamplePublisher
     from guardian.settings import GuardianSettings
 
     batches = [_of(W), _of(A2), _of(B)]
     conf = {"bootstrap.servers": "127.0.0.1:9"}   # nothing is sent: records are built, not produced
-    on = GuardianSettings(ingest={"pack_records": True}).ingest.pack_records
-    packed = SamplePublisher(conf, "m", pack=on).records(batches)
+    packed = SamplePublisher(conf, "m").records(batches)
     assert [(k, s) for k, _, s in packed] == [(b"principal=User:tenant-a", 4), (b"principal=User:tenant-b", 2)]
-    assert GuardianSettings().ingest.pack_records is False
-    single = SamplePublisher(conf, "m").records(batches)
+    assert GuardianSettings().ingest.pack_records is True
+    old = GuardianSettings(ingest={"pack_records": False}).ingest.pack_records
+    single = SamplePublisher(conf, "m", pack=old).records(batches)
     assert [v for _, v, _ in single] == [encode_batch(b) for b in batches]
     assert [k for k, _, _ in single] == [b"principal=User:tenant-a"] * 2 + [b"principal=User:tenant-b"]
