@@ -44,6 +44,7 @@ from guardian.model.samples import METRICS_BY_NAME, Metric, Sample, SampleBatch,
 SCHEMA_VERSION = 1
 PACK_VERSION = 2
 MAX_RECORD_BYTES = 1_000_000      # larger records are rejected, never parsed
+PACK_MAX_BYTES = 900_000          # a pack's value: with its key, under the producer's and topic's 1 MB
 MAX_SAMPLES_PER_BATCH = 20_000
 MAX_LABEL_LEN = 256
 _WORKLOAD_FIELDS = frozenset(("principal", "client_id", "group", "topic", "broker", "pod"))
@@ -118,7 +119,7 @@ def _numbers(column: object, n: int, what: str) -> tuple[float, ...]:
 
 
 def pack_records(batches: Iterable[SampleBatch], max_samples: int = 1000,
-                 max_bytes: int = MAX_RECORD_BYTES) -> list[tuple[bytes, bytes, int]]:
+                 max_bytes: int = PACK_MAX_BYTES) -> list[tuple[bytes, bytes, int]]:
     """The records that carry ``batches``: ``(key, value, samples)`` each, a tenant's batches packed
     together up to ``max_samples`` samples and ``max_bytes`` bytes a record, in their order.
 
@@ -163,12 +164,8 @@ def decode_record(data: bytes) -> tuple[list[SampleBatch], list[tuple[BatchDecod
     if type(version) is not int or version != PACK_VERSION:
         raise BatchDecodeError("version", f"schema version {version!r} is neither {SCHEMA_VERSION} (a batch) "
                                           f"nor {PACK_VERSION} (a pack)")
-    unknown = doc.keys() - _PACK_KEYS
-    if unknown:
-        raise BatchDecodeError("shape", f"unknown keys {sorted(unknown)} in a pack")
-    items = doc.get("b")
-    if type(items) is not list or not items:
-        raise BatchDecodeError("shape", "a pack's b must be a non-empty list of batches")
+    _known_keys(doc, _PACK_KEYS, " in a pack")
+    items = _non_empty_list(doc.get("b"), "a pack's b must be a non-empty list of batches")
     batches: list[SampleBatch] = []
     rejected: list[tuple[BatchDecodeError, bytes]] = []
     for item in items:
@@ -201,17 +198,24 @@ def _load(data: bytes) -> dict:
     return doc
 
 
+def _known_keys(doc: dict, allowed: frozenset[str], where: str = "") -> None:
+    unknown = doc.keys() - allowed
+    if unknown:
+        raise BatchDecodeError("shape", f"unknown keys {sorted(unknown)}{where}")
+
+
+def _non_empty_list(value: object, message: str) -> list:
+    if type(value) is not list or not value:
+        raise BatchDecodeError("shape", message)
+    return value
+
+
 def _from_doc(doc: dict) -> SampleBatch:
     version = doc.get("v")
     if version != SCHEMA_VERSION or type(version) is not int:
         raise BatchDecodeError("version", f"schema version {version!r} is not {SCHEMA_VERSION}")
-    unknown = doc.keys() - _TOP_KEYS
-    if unknown:
-        raise BatchDecodeError("shape", f"unknown keys {sorted(unknown)}")
-
-    names = doc.get("m")
-    if type(names) is not list or not names:
-        raise BatchDecodeError("shape", "m must be a non-empty list of metric names")
+    _known_keys(doc, _TOP_KEYS)
+    names = _non_empty_list(doc.get("m"), "m must be a non-empty list of metric names")
     n = len(names)
     if n > MAX_SAMPLES_PER_BATCH:
         raise BatchDecodeError("size", f"{n} samples > {MAX_SAMPLES_PER_BATCH}")

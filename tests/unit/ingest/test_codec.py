@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from guardian.errors import DecodeError
-from guardian.ingest.codec import (MAX_RECORD_BYTES, MAX_SAMPLES_PER_BATCH, PACK_VERSION, SCHEMA_VERSION,
-                                   BatchDecodeError, SampleBatch, decode_batch, decode_record, encode_batch,
-                                   group_samples, pack_records)
+from guardian.ingest.codec import (MAX_RECORD_BYTES, MAX_SAMPLES_PER_BATCH, PACK_MAX_BYTES, PACK_VERSION,
+                                   SCHEMA_VERSION, BatchDecodeError, SampleBatch, decode_batch, decode_record,
+                                   encode_batch, group_samples, pack_records)
 from guardian.model.samples import Metric, Sample, Workload
 
 W = Workload(principal="User:tenant-a", client_id="writer", broker="b1:9092")
@@ -162,6 +162,12 @@ def test_packs_keep_to_their_sample_and_byte_limits() -> None:
     assert [b for _, v, _ in by_bytes for b in decode_record(v)[0]] == batches
     big = _batch(5)
     assert pack_records([big, _of(W)], max_samples=5)[0][1] == encode_batch(big)   # a full batch goes alone
+    # by default a pack stays under PACK_MAX_BYTES, room for its key under the producer's 1 MB
+    wide = [SampleBatch(Workload(principal="User:tenant-a", client_id=f"{i:05d}" + "c" * 250), (Metric.REQUEST_RATE,),
+                        (1.0,), (1.0,), labels={"request": "r" * 250}) for i in range(3000)]
+    packs = pack_records(wide, max_samples=100_000)
+    assert len(packs) > 1 and all(len(v) <= PACK_MAX_BYTES for _, v, _ in packs)
+    assert sum(s for _, _, s in packs) == 3000
 
 
 def test_a_bad_batch_of_a_pack_is_rejected_with_its_own_bytes_and_the_rest_is_used() -> None:
