@@ -513,7 +513,6 @@ def view_state(clients: int, brokers: int = 3, workers: int = 2, followed: int =
     of points as after two minutes of 1 s scrapes: the older ones handed to ``FollowedRates`` directly,
     the last ``warm`` through the stage."""
     from guardian.detectors.pipeline import DetectorPipeline
-    from guardian.ingest.codec import decode_record
     from guardian.ingest.stage import ClusterTraffic, DetectorStage
     from guardian.policy.effect import FollowedRates
     from guardian.policy.pressure import ClusterPressure
@@ -546,7 +545,7 @@ def view_state(clients: int, brokers: int = 3, workers: int = 2, followed: int =
         records = _plugin_records(clients, brokers, step)
         records += _records(_broker_samples(brokers, step, {"produce_byte_rate": produce, "fetch_byte_rate": fetch}))
         routed: list[list[Any]] = [[] for _ in range(workers)]
-        for batch in (b for _, value in records for b in decode_record(value)[0]):
+        for batch in _decode_all(records):
             p = batch.workload.principal
             w = 0 if p is None else tenant_of(p) % workers
             routed[w].append(batch)

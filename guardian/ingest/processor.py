@@ -170,6 +170,11 @@ class ProcessorMetrics:
         self.lag.labels(topic=topic, partition=str(partition)).set(max(0, messages))
 
 
+def _own_bytes(record_value: bytes | None, batch: SampleBatch) -> bytes:
+    """What a dead letter of ``batch`` carries: its record's bytes if it came alone, else the batch re-encoded."""
+    return record_value if record_value is not None else encode_batch(batch)
+
+
 class MetricsProcessor:
     """Decode, validate, detect; route failures to dead letters. Pure apart from the stage it calls."""
 
@@ -186,8 +191,8 @@ class MetricsProcessor:
             try:
                 detections = list(self.stage.process(batch))
             except Exception as exc:  # noqa: BLE001 - a failing stage must not stop the stream
-                out.dead_letters.append(self._dead("stage", f"{type(exc).__name__}: {exc}", batch_value or
-                                                   encode_batch(batch), key, topic, partition, offset))
+                out.dead_letters.append(self._dead("stage", f"{type(exc).__name__}: {exc}",
+                                                   _own_bytes(batch_value, batch), key, topic, partition, offset))
                 continue
             self._scored(out, batch, detections)
         return out
@@ -214,7 +219,7 @@ class MetricsProcessor:
         except Exception as exc:  # noqa: BLE001 - a failing stage must not stop the stream
             detail = f"{type(exc).__name__}: {exc}"
             for out, batch, batch_value, (_, key, topic, partition, offset) in decoded:
-                out.dead_letters.append(self._dead("stage", detail, batch_value or encode_batch(batch), key, topic,
+                out.dead_letters.append(self._dead("stage", detail, _own_bytes(batch_value, batch), key, topic,
                                                    partition, offset))
             return outcomes
         for (out, batch, _, _), detections in zip(decoded, found):
@@ -242,7 +247,7 @@ class MetricsProcessor:
             if record_key is not None and record_key not in (batch.workload.partition_key, batch.key):
                 rejected.append((BatchDecodeError("key", f"record key {key[:200]!r} is not the batch's partition key "
                                                          f"{batch.workload.partition_key!r}"),
-                                 batch_value or encode_batch(batch)))
+                                 _own_bytes(batch_value, batch)))
             else:
                 good.append((batch, batch_value))
         for exc, item in rejected:
