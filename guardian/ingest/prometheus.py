@@ -23,7 +23,8 @@ the exporter names in ``guardian/ingest/jmx_rules.yaml``:
 
 A restart of the target (``process_start_time_seconds`` moved) or a counter
 that went down restarts that counter's rate from zero instead of producing a
-negative or huge rate. ``PrometheusScraper`` adds the HTTP edge.
+negative or huge rate. ``PrometheusScraper`` adds the HTTP edge: every broker's page is fetched at
+once and parsed in URL order.
 """
 
 from __future__ import annotations
@@ -257,40 +258,80 @@ def target_name(url: str) -> str:
     return urlparse(url).netloc or url
 
 
+class _Fetcher:
+    """GETs every URL at once, one thread per URL (up to ``MAX_FETCH_THREADS``), and gives each
+    URL's text with the time it arrived, or its HTTP error, in URL order.
+
+    An exporter takes 0.1-0.5 s to serve a page (seconds for 10,000 clients); one after another,
+    three brokers' pages made a 1 s scrape cycle last 1.04 s on average and a verification read
+    cost each broker's time in turn. At once, a cycle costs the slowest page, not their sum.
+    """
+
+    MAX_FETCH_THREADS = 16
+
+    def __init__(self, urls: list[str], timeout_s: float, clock: Callable[[], float]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import httpx
+
+        self.urls, self.clock = urls, clock
+        self._http = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=len(urls)))
+        self._pool = ThreadPoolExecutor(max_workers=min(len(urls), self.MAX_FETCH_THREADS),
+                                        thread_name_prefix="guardian-scrape")
+
+    def _get(self, url: str) -> tuple[str, float] | Exception:
+        import httpx
+
+        try:
+            resp = self._http.get(url)
+            resp.raise_for_status()
+        except httpx.HTTPError as exc:
+            return exc
+        return resp.text, self.clock()
+
+    def fetch(self) -> list[tuple[str, tuple[str, float] | Exception]]:
+        if len(self.urls) == 1:
+            return [(self.urls[0], self._get(self.urls[0]))]
+        return list(zip(self.urls, self._pool.map(self._get, self.urls)))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._http.close()
+
+
+def _urls(urls: Iterable[str]) -> list[str]:
+    out = [u.strip() for u in urls if u.strip()]
+    if not out:
+        from guardian.errors import ConfigError
+
+        raise ConfigError("no Prometheus metrics URL configured (GUARDIAN_KAFKA__METRICS_URL / KAFKA_METRICS_URL)")
+    return out
+
+
 class PrometheusScraper:
-    """Scrapes each URL and returns the samples; HTTP errors become ``TemporaryError``."""
+    """Scrapes every URL (at once) and returns the samples; HTTP errors become ``TemporaryError``."""
 
     def __init__(self, urls: Iterable[str], cluster: str = "default",
                  clock: Callable[[], float] | None = None, timeout_s: float = 10.0) -> None:
         import time
 
-        import httpx
-
-        self.urls = [u.strip() for u in urls if u.strip()]
-        if not self.urls:
-            from guardian.errors import ConfigError
-
-            raise ConfigError("no Prometheus metrics URL configured (GUARDIAN_KAFKA__METRICS_URL / KAFKA_METRICS_URL)")
+        self.urls = _urls(urls)
         self.sampler = PrometheusSampler(cluster=cluster)
         self.clock = clock or time.time
-        self._http = httpx.Client(timeout=timeout_s)
+        self._fetcher = _Fetcher(self.urls, timeout_s, lambda: self.clock())
 
     def close(self) -> None:
-        self._http.close()
+        self._fetcher.close()
 
     def scrape(self) -> list[Sample]:
-        import httpx
-
         out: list[Sample] = []
         failures: list[str] = []
-        for url in self.urls:
-            try:
-                resp = self._http.get(url)
-                resp.raise_for_status()
-            except httpx.HTTPError as exc:
-                failures.append(f"{url}: {exc}")
+        for url, got in self._fetcher.fetch():   # parsed here, in URL order: the sampler keeps state
+            if isinstance(got, Exception):
+                failures.append(f"{url}: {got}")
                 continue
-            out.extend(self.sampler.samples_from_text(resp.text, self.clock(), target_name(url)))
+            text, ts = got
+            out.extend(self.sampler.samples_from_text(text, ts, target_name(url)))
         if failures and not out:
             raise TemporaryError("no metrics endpoint answered: " + "; ".join(failures), delay=5.0)
         for failure in failures:
@@ -339,30 +380,21 @@ class ClientRates:
     """
 
     def __init__(self, urls: Iterable[str], timeout_s: float = 5.0) -> None:
-        import httpx
+        import time
 
-        self.urls = [u.strip() for u in urls if u.strip()]
-        if not self.urls:
-            from guardian.errors import ConfigError
-
-            raise ConfigError("no Prometheus metrics URL configured (GUARDIAN_KAFKA__METRICS_URL / KAFKA_METRICS_URLS)")
-        self._http = httpx.Client(timeout=timeout_s)
+        self.urls = _urls(urls)
+        self._fetcher = _Fetcher(self.urls, timeout_s, time.time)
 
     def close(self) -> None:
-        self._http.close()
+        self._fetcher.close()
 
     def __call__(self, user: str, client_id: str | None, key: str) -> dict[str, float]:
-        import httpx
-
         out: dict[str, float] = {}
-        for url in self.urls:
-            try:
-                resp = self._http.get(url)
-                resp.raise_for_status()
-            except httpx.HTTPError as exc:
+        for url, got in self._fetcher.fetch():
+            if isinstance(got, Exception):
                 # a broker left out would make the sum look like a throttle that works
-                raise TemporaryError(f"metrics of {target_name(url)} unreadable: {exc}", delay=2.0) from exc
-            value = client_rate_from_text(resp.text, user, client_id, key)
+                raise TemporaryError(f"metrics of {target_name(url)} unreadable: {got}", delay=2.0) from got
+            value = client_rate_from_text(got[0], user, client_id, key)
             if value is not None:
                 out[target_name(url)] = value
         return out
