@@ -36,7 +36,7 @@ A series *fires* when its excess over baseline is material (``min_excess``)
 and either ``hit_s >= hold_s`` or ``cusum >= cusum_h``; it stays in alarm
 until the ratio falls below ``recover_ratio``, and fires again only after
 that (onsets, not one per sample). A young series (fewer than ``warm_n``
-samples) is judged against ``prior`` (its tenant's peers) with the higher
+samples) is judged against ``prior`` (its tenant's established peers) with the higher
 ``cold_ratio`` and against the absolute limit from its first sample. One whose
 alarm began within ``tau_young_s`` of its first sample was judged against the
 prior, never against a level of its own: when its cold start ends, still in that

@@ -230,9 +230,7 @@ class DetectorPipeline:
         new = cols["n"][slots] == 0
         old_fast = np.where(new, 0.0, cols["fast"][slots])
         old_base = np.where(new, 0.0, cols["base"][slots])
-        counts = table.tenant_count[tix]
-        prior = np.where(counts > 0, table.tenant_base[tix] / np.maximum(counts, 1), np.nan)
-        step = det.step(slots, ts, values, prior=prior)
+        step = det.step(slots, ts, values, prior=self._peer_prior(table, tix, new) if new.any() else None)
         # keep the tenant sums of level and baseline current (a series counts from its first sample)
         seen = cols["n"][slots] > 0
         d_fast = np.where(seen, cols["fast"][slots], 0.0) - old_fast
@@ -256,6 +254,25 @@ class DetectorPipeline:
             if d is not None:
                 out.append(d)
         return out
+
+    def _peer_prior(self, table: _MetricTable, tix: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """The prior of each new series (NaN for the others): the mean baseline of its tenant's
+        established series, those with ``warm_n`` samples or more, NaN when it has none.
+
+        A peer first seen moments before is no normal: counting it made the prior, and so whether a
+        new client fired, depend on how the records were cut (one record at a time, a peer from the
+        same scrape came first and its first value was the normal; in one chunk, no peer was there).
+        """
+        c = table.detector.state.cols
+        size = len(table.workloads)
+        warm = c["n"][:size] >= table.detector.params.warm_n
+        owners = table.tenant[:size][warm]
+        sums = np.bincount(owners, np.nan_to_num(c["base"][:size][warm]), minlength=len(self._tenants))
+        counts = np.bincount(owners, minlength=len(self._tenants))
+        prior = np.full(len(tix), np.nan)
+        t = tix[new]
+        prior[new] = np.where(counts[t] > 0, sums[t] / np.maximum(counts[t], 1), np.nan)
+        return prior
 
     # -- signatures -----------------------------------------------------------------
     def _view(self, metric: Metric, workload: Workload) -> tuple[float, float, float, bool] | None:

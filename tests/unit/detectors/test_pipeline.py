@@ -92,6 +92,33 @@ def test_cold_start_judges_a_new_workload_against_its_tenant_peers_from_the_star
     assert dets[0].baseline < 2e6  # judged against the peers (1e6), not its own 3e7
 
 
+def test_a_new_client_is_judged_against_established_peers_not_ones_first_seen_moments_before() -> None:
+    """A tenant's clients all first seen in one scrape, at levels 300x apart: whether the scrape's
+    samples arrive one at a time or together, no client is the others' normal, so nothing fires."""
+    levels = {wl("t9", f"c{i}"): 1e4 * 3 ** i for i in range(6)}     # 10 kB/s .. 2.4 MB/s
+    found = []
+    for cut in (1, len(levels)):
+        pipe = DetectorPipeline(clock=lambda: 0.0)
+        rng = np.random.default_rng(1)
+        dets = []
+        for t in range(300):
+            batch = [Sample(ts=float(t), workload=w, metric=BYTES, value=float(v * rng.lognormal(0, 0.05)))
+                     for w, v in levels.items()]
+            for i in range(0, len(batch), cut):
+                dets.extend(pipe.process(batch[i:i + cut]))
+        found.append(dets)
+    assert found == [[], []]
+
+
+def test_peers_younger_than_warm_n_samples_give_a_newcomer_no_prior() -> None:
+    pipe = DetectorPipeline(clock=lambda: 0.0)
+    feed(pipe, 0, 60, peers("t10", 3, 1e6))                     # 60 samples each: still young
+    newcomer = wl("t10", "newcomer")
+    feed(pipe, 60, 61, {**peers("t10", 3, 1e6), (newcomer, BYTES): lambda t: 3e7})
+    table = pipe._tables[BYTES]
+    assert table.detector.state.cols["base"][table.slot_of[newcomer]] > 2e7      # its own level
+
+
 def test_a_newcomer_alarmed_against_its_peers_from_the_start_learns_its_own_level_when_warm() -> None:
     """Its alarm was against the tenant's prior, not a level of its own: once warm it stops being one
     long alarm, and a later runaway from its own level is a fresh detection against that level."""

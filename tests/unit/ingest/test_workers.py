@@ -28,7 +28,7 @@ def recorded_input(seed: int = 3) -> list[list[Sample]]:
     """One list of samples per scrape second, as the three brokers' scrapers would publish them."""
     rng = random.Random(seed)
     clients = [(f"User:tenant-{t}", f"app-{c}", rng.uniform(50_000, 400_000)) for t in range(7) for c in range(3)]
-    launch = ("User:tenant-2", "app-new", 250_000.0)     # appears at t=150, starting well above nothing
+    launch = ("User:tenant-2", "app-new", 5_000_000.0)   # appears at t=150, ~20x its peers' normal
     runaways = {("User:tenant-5", "app-1"): 20.0, ("User:tenant-6", "app-0"): 20.0}
     scrapes = []
     for t in range(260):
@@ -78,6 +78,8 @@ def test_three_workers_find_exactly_what_one_worker_finds() -> None:
     runaways = {dict(d[0]).get("client_id") for d in one if dict(d[0]).get("principal") in
                 ("User:tenant-5", "User:tenant-6")}
     assert {"app-1", "app-0"} <= runaways
+    assert any(dict(d[0]) == {"principal": "User:tenant-2", "client_id": "app-new"} for d in one), \
+        "the launch far above its peers' normal is judged against them"
     assert three == one
 
 
