@@ -88,22 +88,26 @@ def _bootstrap() -> str:
     return DevStack(settings.dev).up(progress=lambda m: None).kafka_bootstrap_servers
 
 
-def bench_through_kafka(batch: int, total_samples: int, say: Callable[[str], None], pack: bool = False) -> dict:
+def worker_over_kafka(records: list[tuple[bytes, bytes]], samples: int, say: Callable[[str], None],
+                      worker_args: tuple[str, ...] = (), partitions: int = 4,
+                      core: int | None = None, bootstrap: str | None = None) -> dict:
+    """``records`` pre-produced to a fresh metrics topic, then one ``python -m guardian.ingest.worker``
+    (faust, exactly-once; ``worker_args`` added, e.g. ``--detectors``; pinned to ``core`` if given)
+    consuming them until it has ``samples``. Returns the worker's report (``WorkerStats``)."""
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient
 
     from guardian.settings import TopicSettings
     from guardian.clients.topics import ensure_topics
 
-    bootstrap = _bootstrap()
+    bootstrap = bootstrap or _bootstrap()
     u = uuid.uuid4().hex[:8]
     topics = TopicSettings(metrics=f"bench-{u}.metrics", metrics_dlq=f"bench-{u}.dlq",
-                           detections=f"bench-{u}.detections", partitions=4)
+                           detections=f"bench-{u}.detections", partitions=partitions)
     mine = [topics.metrics, topics.metrics_dlq, topics.detections]
     ensure_topics({"bootstrap.servers": bootstrap}, topics, only=mine)
-    n_batches = max(1, total_samples // batch)
-    records = make_records(n_batches, batch, pack=pack)
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"})
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
+                  "message.max.bytes": 1_000_000})
     for key, value in records:
         while True:
             try:
@@ -111,24 +115,31 @@ def bench_through_kafka(batch: int, total_samples: int, say: Callable[[str], Non
                 break
             except BufferError:
                 p.poll(0.1)
-    p.flush(60)
-    say(f"produced {n_batches} batches x {batch} samples in {len(records)} records to {topics.metrics}")
+    if p.flush(120):
+        raise RuntimeError(f"records not delivered to {topics.metrics}")
+    say(f"produced {samples:,} samples in {len(records):,} records to {topics.metrics}")
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, GUARDIAN_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
                GUARDIAN_TOPICS__METRICS=topics.metrics, GUARDIAN_TOPICS__METRICS_DLQ=topics.metrics_dlq,
-               GUARDIAN_TOPICS__DETECTIONS=topics.detections, GUARDIAN_TOPICS__PARTITIONS="4",
+               GUARDIAN_TOPICS__DETECTIONS=topics.detections, GUARDIAN_TOPICS__PARTITIONS=str(partitions),
                GUARDIAN_INGEST__APP_ID=f"bench-{u}")
+    pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         subprocess.run([sys.executable, "-m", "guardian.ingest.worker", "--worker-id", "bench",
-                        "--stop-after-samples", str(n_batches * batch), "--report", str(report)],
-                       env=env, timeout=600, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        "--stop-after-samples", str(samples), "--report", str(report), *worker_args],
+                       env=env, timeout=900, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       preexec_fn=pin)
         stats = json.loads(report.read_text())
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.delete_topics(mine, operation_timeout=30)
+    AdminClient({"bootstrap.servers": bootstrap}).delete_topics(mine, operation_timeout=30)
     # from the first record's arrival to the last chunk handled: a few large records are timed whole
     span = (stats["last_done_at"] or 0) - (stats["first_record_at"] or 0)
-    return {"samples_per_s": stats["samples"] / span if span > 0 else 0.0, "samples": stats["samples"],
-            "records": stats["records"], "seconds": span}
+    return {**stats, "seconds": span, "samples_per_s": stats["samples"] / span if span > 0 else 0.0}
+
+
+def bench_through_kafka(batch: int, total_samples: int, say: Callable[[str], None], pack: bool = False) -> dict:
+    n_batches = max(1, total_samples // batch)
+    records = make_records(n_batches, batch, pack=pack)
+    return worker_over_kafka(records, n_batches * batch, say)
 
 
 def run_all(batch: int = 500, kafka_samples: int = 1_000_000, say: Callable[[str], None] = print,

@@ -283,6 +283,29 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, c
 
 
 
+def worker_through_kafka(clients: int, brokers: int = 3, rounds: int = 10, say: Say = print,
+                         bootstrap: str | None = None) -> dict[str, Any]:
+    """End to end: ``rounds`` scrapes of ``clients`` clients on ``brokers`` brokers, packed as the collectors
+    publish them, through the local broker to one worker process with the detector stage (``--detectors``:
+    as ``guardian run`` builds it), pinned to one core. The first round allocates every series and is
+    timed with the rest; the broker runs on the machine's other core."""
+    from bench.bench_ingest import worker_over_kafka
+
+    all_rounds = [_plugin_records(clients, brokers, step) for step in range(rounds)]
+    records = [r for one in all_rounds for r in one]
+    samples = sum(map(len, _decode_all(records)))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    core = cores[-1] if len(cores) > 1 else None
+    say(f"  {clients:,} clients x {brokers} brokers x {rounds} rounds: {samples:,} samples in {len(records):,} records")
+    stats = worker_over_kafka(records, samples, say, worker_args=("--detectors",), core=core, bootstrap=bootstrap)
+    return {"clients": clients, "brokers": brokers, "rounds": rounds, "records": stats["records"],
+            "produced_samples": samples, "samples": stats["samples"], "seconds": round(stats["seconds"], 3),
+            "samples_per_s": round(stats["samples_per_s"]), "detections": stats["detections"],
+            "dead_letters": stats["dead_letters"], "worker_core": core,
+            # a client-broker part: one client's sensors on one broker in one scrape
+            "client_broker_parts_per_s": round(stats["samples_per_s"] * clients * brokers * rounds / samples)}
+
+
 def detector_calls(clients: int, steps: int = 4) -> dict[str, Any]:
     """The detectors alone on cluster-wide batches: one ``process_batches`` call per workload record (what
     the worker does now) against one call per scrape round (the same samples, vectorised across workloads)."""
@@ -749,7 +772,8 @@ def capacity(parse: dict[str, Any], worker: dict[str, Any], view: dict[str, Any]
 
 
 def run(clients: Iterable[int] = (10_000, 50_000), brokers: int = 3, quarantines: int = 1000,
-        real_broker_clients: int = 0, view: bool = True, say: Say = print) -> dict[str, Any]:
+        real_broker_clients: int = 0, view: bool = True, through_kafka: int = 0,
+        say: Say = print) -> dict[str, Any]:
     affinity = _one_core()
     out: dict[str, Any] = {"cpu_affinity": affinity, "brokers": brokers, "load_average_start": os.getloadavg(),
                            "by_clients": {}}
@@ -782,6 +806,11 @@ def run(clients: Iterable[int] = (10_000, 50_000), brokers: int = 3, quarantines
     if real_broker_clients:
         say(f"a real local broker with {real_broker_clients:,} client sensors ...")
         out["real_broker"] = real_scrape(real_broker_clients, say=say)
+    if through_kafka:
+        say(f"{through_kafka:,} clients end to end: the local broker and one worker with its detectors ...")
+        out["through_kafka"] = k = worker_through_kafka(through_kafka, brokers, say=say)
+        say(f"  {k['samples_per_s']:,.0f} samples/s ({k['client_broker_parts_per_s']:,} client-broker parts/s), "
+            f"{k['detections']} detections, {k['dead_letters']} dead letters")
     out["load_average_end"] = os.getloadavg()
     return out
 

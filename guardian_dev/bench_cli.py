@@ -59,6 +59,8 @@ def bench_scale_command(
     real_broker: int = typer.Option(0, help="Also scrape a private local broker given this many client sensors."),
     view: bool = typer.Option(True, "--view/--no-view",
                               help="Measure the shared cluster view (publish and engine read, real Redis) at each count."),
+    through_kafka: int = typer.Option(0, help="Also run this many clients' scrapes through the local broker "
+                                              "to one worker with its detectors, pinned to one core (0: skip)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Scrape and parse cost, detector memory, worker samples/s per core, shared view, ledger and API at scale."""
@@ -69,5 +71,5 @@ def bench_scale_command(
     except ValueError:
         raise typer.BadParameter(f"--clients takes comma-separated integers, not {clients!r}") from None
     result = run(counts, brokers=brokers, quarantines=quarantines, real_broker_clients=real_broker,
-                 view=view, say=lambda m: typer.echo(m, err=True))
+                 view=view, through_kafka=through_kafka, say=lambda m: typer.echo(m, err=True))
     typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))

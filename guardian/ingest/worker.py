@@ -226,8 +226,22 @@ def _parse_limits(items: list[str]) -> dict[str, float]:
     return out
 
 
+def _detector_stage(settings: GuardianSettings) -> SampleStage:
+    """The stage ``guardian run`` gives its worker, with the providers it feeds (cluster traffic,
+    broker pressure, followed rates), so the benchmark's worker does the work a real one does."""
+    from guardian.ingest.stage import ClusterTraffic, build_stage
+    from guardian.policy.effect import FollowedRates
+    from guardian.policy.pressure import ClusterPressure
+
+    stale = max(30.0, 6 * settings.ingest.scrape_interval_s)
+    return build_stage(settings, ClusterTraffic(stale_after_s=stale), None,
+                       ClusterPressure(stale_after_s=stale), FollowedRates())
+
+
 def main(argv: list[str] | None = None) -> None:
-    """One worker with a ``LimitStage``: ``python -m guardian.ingest.worker --worker-id w1 --limit produce_byte_rate=0``."""
+    """One worker on its own: ``python -m guardian.ingest.worker --worker-id w1 --limit produce_byte_rate=0``
+    (a ``LimitStage``), or ``--detectors`` for the detector stage as ``guardian run`` builds it, without
+    the engine, the collectors and the shared view."""
     import argparse
 
     from prometheus_client import CollectorRegistry
@@ -235,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--worker-id", default=f"w{os.getpid()}")
     p.add_argument("--limit", action="append", default=[], help="metric=value; repeatable")
+    p.add_argument("--detectors", action="store_true", help="the detector stage instead of limits")
     p.add_argument("--stop-after-samples", type=int, default=0)
     p.add_argument("--report", type=Path, help="write WorkerStats JSON here on exit")
     p.add_argument("--commit-interval", type=float, default=1.0)
@@ -242,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--loglevel", default="warning")
     args = p.parse_args(argv)
     settings = GuardianSettings()
-    stage = LimitStage(_parse_limits(args.limit))
+    if args.detectors and args.limit:
+        raise ConfigError("--detectors and --limit are two different stages: give one")
+    stage = _detector_stage(settings) if args.detectors else LimitStage(_parse_limits(args.limit))
     stop_at = args.stop_after_samples
 
     stopping: list[bool] = []

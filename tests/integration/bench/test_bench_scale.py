@@ -34,3 +34,14 @@ def test_shared_view_figures_of_two_workers(redis_url: str, redis_client) -> Non
         for name in ("cluster_pressure", "cluster_traffic", "client_rates"):
             assert fig[name]["s"] > 0 and fig["cached_s"][name] > 0, name
     assert not list(redis_client.scan_iter(match="bench-scale-view-*"))   # cleaned up
+
+
+def test_one_worker_with_its_detectors_takes_every_packed_scrape_through_the_broker(bootstrap: str) -> None:
+    from bench.bench_scale import worker_through_kafka
+
+    out = worker_through_kafka(40, brokers=3, rounds=3, say=lambda m: None, bootstrap=bootstrap)
+    # 40 clients x 3 brokers x 3 scrapes, a byte rate and a request-time share each at least: every
+    # sample produced reached the detectors
+    assert out["samples"] == out["produced_samples"] >= 40 * 3 * 3 * 2 and out["dead_letters"] == 0
+    assert out["detections"] == 0          # steady synthetic clients: nothing ran away
+    assert out["samples_per_s"] > 0 and out["client_broker_parts_per_s"] > 0

@@ -88,3 +88,17 @@ def test_keyed_by_workload_the_workers_would_disagree() -> None:
     # tenant, so a new client's prior (its tenant's peers) and what it is compared with differ
     recs = records(recorded_input(), lambda w: w.key)
     assert detect(recs, 3) != detect(recs, 1)
+
+
+def test_the_standalone_worker_takes_one_stage_and_builds_the_detectors_as_guardian_run_does() -> None:
+    import pytest
+
+    from guardian.errors import ConfigError
+    from guardian.ingest.stage import DetectorStage
+    from guardian.ingest.worker import _detector_stage, main
+
+    with pytest.raises(ConfigError, match="two different stages"):
+        main(["--detectors", "--limit", "produce_byte_rate=0"])
+    stage = _detector_stage(GuardianSettings())
+    assert isinstance(stage, DetectorStage)
+    assert stage.traffic is not None and stage.pressure is not None and stage.rates is not None
