@@ -741,6 +741,34 @@ def real_scrape(clients: int, repeats: int = 3, say: Say = print) -> dict[str, A
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def scrape_cycle(urls: list[str], rounds: int = 20, interval_s: float = 1.0) -> dict[str, Any]:
+    """One scrape cycle of every broker's exporter (fetch and parse), ``rounds`` times each way,
+    alternating: every page at once (``PrometheusScraper``, as the collector does) and one after another
+    (a scraper per URL, in turn: what the collector did before). ``interval_s`` apart, as at the 1 s
+    scrape: an exporter asked back to back serves a different page."""
+    from guardian.ingest.prometheus import PrometheusScraper
+
+    together = PrometheusScraper(urls)
+    alone = [PrometheusScraper([u]) for u in urls]
+    times: dict[str, list[float]] = {"at_once": [], "one_after_another": []}
+    try:
+        for _ in range(rounds):
+            for name, scrapers in (("at_once", [together]), ("one_after_another", alone)):
+                t0 = time.perf_counter()
+                for scraper in scrapers:
+                    scraper.scrape()
+                times[name].append(time.perf_counter() - t0)
+                time.sleep(max(0.0, interval_s - times[name][-1]))
+    finally:
+        for scraper in [together, *alone]:
+            scraper.close()
+    return {"brokers": len(urls), "rounds": rounds, "load_average": os.getloadavg(),
+            **{name: {"mean_ms": round(1000 * statistics.fmean(ts), 1),
+                      "p50_ms": round(1000 * statistics.median(ts), 1),
+                      "p90_ms": round(1000 * statistics.quantiles(ts, n=10, method="inclusive")[-1], 1),
+                      "max_ms": round(1000 * max(ts), 1)} for name, ts in times.items()}}
+
+
 # ---------------------------------------------------------------- the whole benchmark
 
 def capacity(parse: dict[str, Any], worker: dict[str, Any], view: dict[str, Any] | None = None,
