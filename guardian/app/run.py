@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import typer
 
 from guardian.ingest.processor import SampleStage
-from guardian.ingest.stage import ClusterTraffic, build_stage
+from guardian.ingest.stage import ClusterTraffic, build_stage, stage_providers
 from guardian.policy.effect import FollowedRates
 from guardian.policy.pressure import ClusterPressure
 from guardian.settings import GuardianSettings
@@ -348,9 +348,7 @@ def run(settings: GuardianSettings | None = None, worker_id: str | None = None,
         log.warning("created topics: %s", ", ".join(created))
     registry = CollectorRegistry()
     metrics = GuardianMetrics(registry, component="engine")   # one registry: every guardian_* metric once
-    traffic = ClusterTraffic(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
-    pressure = ClusterPressure(stale_after_s=max(30.0, 6 * settings.ingest.scrape_interval_s))
-    rates = FollowedRates()
+    traffic, pressure, rates = stage_providers(settings)
     # the engine's providers: this process's own stage (one worker), or every worker's, merged
     publisher, close_view = None, lambda: None
     providers: tuple[Any, Any, Any] = (traffic, pressure, rates.read)

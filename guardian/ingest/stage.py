@@ -333,6 +333,16 @@ def detector_config(settings: GuardianSettings) -> Any:
     return DetectorConfig.from_dict(data)
 
 
+def stage_providers(settings: GuardianSettings) -> tuple[ClusterTraffic, Any, Any]:
+    """What a worker's stage feeds and the engine reads: cluster traffic, broker pressure and the
+    followed clients' rates, stale after 6 scrapes (at least 30 s)."""
+    from guardian.policy.effect import FollowedRates
+    from guardian.policy.pressure import ClusterPressure
+
+    stale = max(30.0, 6 * settings.ingest.scrape_interval_s)
+    return ClusterTraffic(stale_after_s=stale), ClusterPressure(stale_after_s=stale), FollowedRates()
+
+
 def build_stage(settings: GuardianSettings, traffic: ClusterTraffic | None = None,
                 metrics: Any | None = None, pressure: Any | None = None, rates: Any | None = None,
                 view: Any | None = None) -> SampleStage:

@@ -229,13 +229,10 @@ def _parse_limits(items: list[str]) -> dict[str, float]:
 def _detector_stage(settings: GuardianSettings) -> SampleStage:
     """The stage ``guardian run`` gives its worker, with the providers it feeds (cluster traffic,
     broker pressure, followed rates), so the benchmark's worker does the work a real one does."""
-    from guardian.ingest.stage import ClusterTraffic, build_stage
-    from guardian.policy.effect import FollowedRates
-    from guardian.policy.pressure import ClusterPressure
+    from guardian.ingest.stage import build_stage, stage_providers
 
-    stale = max(30.0, 6 * settings.ingest.scrape_interval_s)
-    return build_stage(settings, ClusterTraffic(stale_after_s=stale), None,
-                       ClusterPressure(stale_after_s=stale), FollowedRates())
+    traffic, pressure, rates = stage_providers(settings)
+    return build_stage(settings, traffic, None, pressure, rates)
 
 
 def main(argv: list[str] | None = None) -> None:
