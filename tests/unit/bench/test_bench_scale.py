@@ -97,33 +97,14 @@ def test_capacity_counts_the_view_publication_per_part_the_worker_carries() -> N
 
 def test_the_scrape_cycle_is_timed_both_ways_on_the_same_pages() -> None:
     """Shape, not time: local pages in the exporter's format, both ways, every round."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from bench.bench_scale import exporter_text, scrape_cycle
+    from tests.exporter_pages import ExporterPages
 
-    page = exporter_text(20).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(3)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+    pages = ExporterPages([exporter_text(20)] * 3)
     try:
-        out = scrape_cycle([f"http://127.0.0.1:{s.server_address[1]}/metrics" for s in servers], rounds=3,
-                           interval_s=0.0)
+        out = scrape_cycle(pages.urls, rounds=3, interval_s=0.0)
     finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+        pages.close()
     assert out["brokers"] == 3 and out["rounds"] == 3
     for way in ("at_once", "one_after_another"):
         assert 0 < out[way]["p50_ms"] <= out[way]["p90_ms"] <= out[way]["max_ms"], way

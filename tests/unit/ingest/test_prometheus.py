@@ -6,6 +6,7 @@ import pytest
 
 from guardian.ingest.prometheus import PrometheusSampler, target_name
 from guardian.model.samples import Metric
+from tests.exporter_pages import ExporterPages
 
 TEMPLATE = """\
 # TYPE process_start_time_seconds gauge
@@ -155,53 +156,11 @@ def test_an_unreadable_line_is_skipped_not_the_whole_scrape() -> None:
     assert [(n, v) for n, _, v in text_samples(page)] == [("ok", 1.0), ("also_ok", 3.0)]
 
 
-class _Exporters:
-    """Local pages standing in for brokers' exporters. Each request waits until every page has been
-    asked for (a barrier across the servers): fetched one after another, the first request times
-    out and answers 503, so a scrape that gets every page has fetched them at once."""
-
-    def __init__(self, pages: list[str | None]) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        barrier = threading.Barrier(sum(p is not None for p in pages))
-        self.servers = []
-        for page in pages:
-            class Handler(BaseHTTPRequestHandler):
-                def do_GET(self, page=page) -> None:  # noqa: N802 (http.server's name)
-                    if page is None:
-                        self.send_error(500, "exporter broken")
-                        return
-                    try:
-                        barrier.wait(timeout=5)
-                    except threading.BrokenBarrierError:
-                        self.send_error(503, "asked alone")
-                        return
-                    body = page.encode()
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-
-                def log_message(self, *args) -> None:
-                    pass
-
-            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            self.servers.append(server)
-        self.urls = [f"http://127.0.0.1:{s.server_address[1]}/metrics" for s in self.servers]
-
-    def close(self) -> None:
-        for s in self.servers:
-            s.shutdown()
-            s.server_close()
-
-
 def test_every_brokers_page_is_fetched_at_once_and_parsed_per_broker() -> None:
     from guardian.ingest.prometheus import PrometheusScraper
 
     pages = [text(produce=1000.0 * (i + 1)) for i in range(3)]
-    exporters = _Exporters(pages)
+    exporters = ExporterPages(pages, together=True)
     scraper = PrometheusScraper(exporters.urls, cluster="c")
     try:
         samples = scraper.scrape()
@@ -216,7 +175,7 @@ def test_a_broken_exporter_costs_its_own_samples_and_a_verification_read_fails_w
     from guardian.errors import TemporaryError
     from guardian.ingest.prometheus import ClientRates, PrometheusScraper
 
-    exporters = _Exporters([text(produce=10.0), None, text(produce=30.0)])
+    exporters = ExporterPages([text(produce=10.0), None, text(produce=30.0)], together=True)
     scraper, rates = PrometheusScraper(exporters.urls), ClientRates(exporters.urls)
     try:
         samples = scraper.scrape()
@@ -233,7 +192,7 @@ def test_a_broken_exporter_costs_its_own_samples_and_a_verification_read_fails_w
 def test_a_verification_read_sums_nothing_but_each_brokers_own_sensor() -> None:
     from guardian.ingest.prometheus import ClientRates
 
-    exporters = _Exporters([text(produce=100.0), text(produce=200.0)])
+    exporters = ExporterPages([text(produce=100.0), text(produce=200.0)], together=True)
     rates = ClientRates(exporters.urls)
     try:
         got = rates("tenant-a", "writer", "producer_byte_rate")
