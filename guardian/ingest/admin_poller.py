@@ -60,6 +60,13 @@ class ClusterSnapshot:
     groups: tuple[GroupSnapshot, ...] = ()
     end_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     topics: dict[str, int] = field(default_factory=dict)   # topic -> partition count
+    # when ``topics`` was listed (the poll's first call; ``ts`` is when the poll ended, after the
+    # groups and offsets): creation rates are counts between listings, so they take this time
+    topics_ts: float | None = None
+
+    @property
+    def topics_at(self) -> float:
+        return self.ts if self.topics_ts is None else self.topics_ts
 
 
 class TenantPrefixOwner:
@@ -105,6 +112,7 @@ class GroupTracker:
         self._prev_ts: float | None = None
         self._groups: dict[str, _GroupMemory] = {}
         self._topics: dict[str, int] | None = None
+        self._topics_ts: float | None = None
 
     def observe(self, snap: ClusterSnapshot) -> list[Sample]:
         out: list[Sample] = []
@@ -115,7 +123,7 @@ class GroupTracker:
             out.extend(self._group(snap, g, dt))
         for gone in set(self._groups) - seen:
             del self._groups[gone]
-        out.extend(self._topic_counts(snap, dt))
+        out.extend(self._topic_counts(snap))
         self._prev_ts = snap.ts
         return out
 
@@ -166,8 +174,10 @@ class GroupTracker:
             out.append(self._s(ts, gw, Metric.REBALANCE_RATE, sum(c for _, c in now.changes) / window))
         return out
 
-    def _topic_counts(self, snap: ClusterSnapshot, dt: float | None) -> list[Sample]:
+    def _topic_counts(self, snap: ClusterSnapshot) -> list[Sample]:
         prev, self._topics = self._topics, dict(snap.topics)
+        ts, prev_ts, self._topics_ts = snap.topics_at, self._topics_ts, snap.topics_at
+        dt = None if prev_ts is None or ts <= prev_ts else ts - prev_ts
         if prev is None or not dt:
             return []
         # every known owner gets a sample at every poll, 0 while it owns nothing: a tenant whose
@@ -187,9 +197,9 @@ class GroupTracker:
         out = []
         for owner, (topics, parts) in created.items():
             w = Workload(principal=owner)
-            out.append(self._s(snap.ts, w, Metric.TOPIC_CREATION_RATE, topics / dt))
-            out.append(self._s(snap.ts, w, Metric.PARTITION_CREATION_RATE, parts / dt))
-            out.append(self._s(snap.ts, w, Metric.PARTITION_COUNT, partitions[owner]))
+            out.append(self._s(ts, w, Metric.TOPIC_CREATION_RATE, topics / dt))
+            out.append(self._s(ts, w, Metric.PARTITION_CREATION_RATE, parts / dt))
+            out.append(self._s(ts, w, Metric.PARTITION_COUNT, partitions[owner]))
         return out
 
     def _s(self, ts: float, w: Workload, metric: Metric, value: float,
@@ -268,6 +278,7 @@ class AdminPoller:
         t = self.timeout_s
         try:
             meta = self._admin.list_topics(timeout=t)
+            listed = self.clock()
             topics = {name: len(tm.partitions) for name, tm in meta.topics.items()
                       if self.include_internal or not name.startswith("__")}
             listing = self._admin.list_consumer_groups(request_timeout=t).result(timeout=t)
@@ -307,7 +318,8 @@ class AdminPoller:
             if err is not None and hasattr(err, "retriable") and not err.retriable() and err.fatal():
                 raise PermanentError(f"admin poll failed: {err}") from exc
             raise TemporaryError(f"admin poll failed: {exc}", delay=5.0) from exc
-        return ClusterSnapshot(ts=self.clock(), groups=tuple(groups), end_offsets=ends, topics=topics)
+        return ClusterSnapshot(ts=self.clock(), groups=tuple(groups), end_offsets=ends, topics=topics,
+                               topics_ts=listed)
 
 
 def _committed(by_group: dict[str, Any]) -> dict[str, dict[tuple[str, int], int]]:

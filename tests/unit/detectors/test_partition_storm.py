@@ -58,8 +58,9 @@ def test_a_tenant_whose_first_topics_come_in_a_storm_is_detected() -> None:
     assert onsets and onsets[0][0] <= 66 and onsets[0][1] == {"principal": "User:tenant-a"}, onsets
 
 
-def _onsets(creations: dict[int, list[int]], until: int = 700) -> list:
-    """Detections of tenant-a's creations ({poll time: [partitions of each new topic]}), one poll every 2 s."""
+def _onsets(creations: dict[int, list[int]], until: int = 700, late: dict[int, float] | None = None) -> list:
+    """Detections of tenant-a's creations ({poll time: [partitions of each new topic]}), one poll every 2 s,
+    ``late`` moving some polls' listing by seconds (a poll that started late)."""
     tracker = GroupTracker(owner=tenant_prefix_owner(["tenant-a", "tenant-b"]))
     pipe = DetectorPipeline(clock=lambda: 0.0)
     topics = {"tenant-a.orders": 3, "tenant-b.orders": 3}
@@ -67,7 +68,8 @@ def _onsets(creations: dict[int, list[int]], until: int = 700) -> list:
     for t in range(0, until, 2):
         for k, parts in enumerate(creations.get(t, [])):
             topics[f"tenant-a.new-{t}-{k}"] = parts
-        out += pipe.process(tracker.observe(ClusterSnapshot(ts=float(t), topics=dict(topics))))
+        ts = t + (late or {}).get(t, 0.0)
+        out += pipe.process(tracker.observe(ClusterSnapshot(ts=ts + 0.5, topics=dict(topics), topics_ts=ts)))
     return out
 
 
@@ -77,9 +79,36 @@ def test_a_deploy_that_creates_its_topics_at_once_is_no_storm() -> None:
     at once were a storm, and broke the topic budget)."""
     for deploy in ([3] * 10, [3] * 30, [6] * 50, [200], [100] * 2):
         assert _onsets({600: deploy}) == [], deploy
-    # the same creations kept up for a second poll are a storm (the hold is 4 s)
+    # the same creations kept up for a second poll are a storm (the hold is 3 s: more than one poll)
     storm = _onsets({600: [20] * 20, 602: [20] * 20})
     assert [d.signature for d in storm] == [Signature.PARTITION_STORM]
+
+
+def test_a_storm_fires_at_its_second_poll_although_polls_run_early_or_late() -> None:
+    """Seen on three brokers: the two polls that saw a storm were 2.5 and 1.5 s apart, 3.95 s in all,
+    so a 4 s hold waited for a third poll (2 s more of storm)."""
+    import random
+
+    storm = {t: [20] * 20 for t in range(600, 630, 2)}        # 10 topics of 20 partitions a second
+    fired = _onsets(storm, late={598: 0.3, 602: -0.3})         # polls 1.7 and 1.7 s apart
+    assert fired and fired[0].ts == 601.7, [d.ts for d in fired]
+    for seed in range(5):                                      # every listing up to 0.5 s early or late
+        rng = random.Random(seed)
+        late = {t: rng.uniform(-0.5, 0.5) for t in range(0, 700, 2)}
+        fired = _onsets(storm, late=late)
+        assert fired and fired[0].ts == 602 + late[602], (seed, [d.ts for d in fired])
+
+
+def test_a_deploy_seen_by_one_overrunning_poll_is_a_detection_the_budgets_burst_watches() -> None:
+    """A poll that overran to 3.5 s after the last saw a deploy of 30 topics: a detection, and
+    the harm test's burst (30 topics, 100 partitions at once) keeps it from a throttle."""
+    from guardian.policy.config import HarmTest
+    from guardian.policy.harm import over_budget
+
+    fired = _onsets({600: [3] * 30}, late={600: 1.5})          # the listing 3.5 s after the one before
+    assert [d.signature for d in fired] == [Signature.PARTITION_STORM]
+    assert all(over_budget(d, HarmTest()) is None for d in fired), [d.extra for d in fired]
+    assert _onsets({600: [3] * 30}) == []                       # on time, one poll: no detection
 
 
 def test_a_creation_detection_carries_both_rates_on_average_since_its_onset_for_the_budgets() -> None:

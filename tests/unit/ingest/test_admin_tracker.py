@@ -90,6 +90,16 @@ def test_topic_and_partition_creation_rates_by_owner() -> None:
     assert values(out, Metric.TOPIC_CREATION_RATE, principal=None) == [(0.0, {})]
 
 
+def test_creation_rates_are_counts_between_listings_not_between_poll_ends() -> None:
+    """A poll lists the topics first and then reads groups and offsets, which take longer the busier
+    the cluster is: the creation rate divides by the time between listings, and carries that time."""
+    t = GroupTracker(owner=OWNER)
+    t.observe(ClusterSnapshot(1.4, (), {}, {"tenant-a.orders": 2}, topics_ts=0.0))
+    out = t.observe(ClusterSnapshot(2.1, (), {}, {"tenant-a.orders": 2, "tenant-a.new": 20}, topics_ts=2.0))
+    created = [s for s in out if s.metric is Metric.PARTITION_CREATION_RATE and s.workload.principal == "User:tenant-a"]
+    assert [(s.ts, s.value) for s in created] == [(2.0, pytest.approx(10.0))]   # 20 in 2.0 s, not 0.7 s
+
+
 def test_vanished_group_state_is_dropped() -> None:
     t = GroupTracker()
     t.observe(snap(0.0, {("tenant-a.orders", 0): 10}, {("tenant-a.orders", 0): 10}))
