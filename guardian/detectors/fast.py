@@ -151,10 +151,23 @@ class FastTierDetector(Detector):
         return [(float(self._ev_ts[slot, i]), float(self._ev_val[slot, i])) for i in idx]
 
     def mean_since(self, slot: int, since: float) -> float | None:
-        """The mean of the series' evidence samples taken after ``since`` (None if there is none)."""
+        """The time-weighted mean of the series' evidence samples taken after ``since`` (None if there is
+        none): each sample weighs the time since the one before it (the oldest kept, the others' median),
+        so for counts per interval (topics created between two polls) it is what was counted over the
+        time, however unevenly the samples came: polls 0.5 and 3.5 s apart seeing 10 and 20 topics are
+        30 in 4 s (7.5/s), not the mean of 20/s and 5.7/s."""
         t, v = self._ev_ts[slot], self._ev_val[slot]
-        keep = (t > since) & np.isfinite(v)
-        return float(v[keep].mean()) if keep.any() else None
+        have = np.isfinite(t) & np.isfinite(v)
+        order = np.argsort(t[have])
+        t, v = t[have][order], v[have][order]
+        keep = t > since
+        if not keep.any():
+            return None
+        gaps = np.diff(t)
+        first = float(np.median(gaps)) if len(gaps) else 1.0
+        w = np.maximum(np.concatenate(([first], gaps)), 0.0)[keep]
+        v = v[keep]
+        return float((w * v).sum() / w.sum()) if w.sum() > 0 else float(v.mean())
 
     def snapshot(self, slot: int) -> dict[str, Any]:
         self._ensure(slot)

@@ -121,3 +121,17 @@ def test_a_creation_detection_carries_both_rates_on_average_since_its_onset_for_
     assert len(deploy) == 1 and deploy[0].observed > 9.5                      # the last poll: 10/s
     # both with this poll's sample in, whichever series of the batch fired before the other had it
     assert deploy[0].extra["rates"] == {"topic_creation_rate": 7.5, "partition_creation_rate": 22.5}
+
+
+def test_a_deploy_seen_unevenly_by_two_polls_is_averaged_over_time_and_watched() -> None:
+    """Polls 0.5 and 3.5 s apart saw 10 and 20 of a deploy's 30 topics: 30 in 4 s, 7.5/s, within the
+    topic budget's burst. The mean of the two polls' rates (20/s and 5.7/s: 12.9/s for 4 s) broke it,
+    and throttled a deploy."""
+    from guardian.policy.config import HarmTest
+    from guardian.policy.harm import over_budget
+
+    fired = _onsets({600: [3] * 10, 602: [3] * 20}, late={600: -1.5})
+    assert len(fired) == 1 and fired[0].duration_s == 4.0
+    assert fired[0].extra["rates"] == {"topic_creation_rate": 7.5, "partition_creation_rate": 22.5}
+    assert over_budget(fired[0], HarmTest()) is None
+
