@@ -409,14 +409,17 @@ class TopicStormClient(_Client):
 
 
 class DeployClient(_Client):
-    """Creates ``topics`` topics named ``prefix-<k>-<i>`` of ``partitions`` partitions in one CreateTopics
-    request at each of ``times`` (a Streams app's internal topics, a Terraform apply): a benign burst of
-    creations, which the guardian may watch but must not throttle."""
+    """Creates ``topics`` topics named ``prefix-<k>-<i>`` of ``partitions`` partitions at each of ``times``:
+    in one CreateTopics request (a Streams app's internal topics), or with ``spread_s`` one request per
+    topic spread evenly over that many seconds (a Terraform apply creating them one by one). A benign
+    burst of creations, which the guardian may watch but must not throttle."""
 
     def __init__(self, rec: Recorder, conf: dict[str, Any], prefix: str, topics: int, partitions: int,
-                 times: list[float], stop: threading.Event, start_at: float, end_at: float) -> None:
+                 times: list[float], stop: threading.Event, start_at: float, end_at: float,
+                 spread_s: float = 0.0) -> None:
         super().__init__(rec, stop, start_at, end_at)
         self.conf, self.prefix, self.topics, self.partitions, self.times = conf, prefix, topics, partitions, times
+        self.spread_s = spread_s
         self.created: list[str] = []
 
     def run(self) -> None:
@@ -427,12 +430,15 @@ class DeployClient(_Client):
         admin = AdminClient(self.conf)
         try:
             for k, at in enumerate(self.times):
-                if self.stop.wait(max(0.0, at - time.time())) or not self._running():
-                    return
                 names = [f"{self.prefix}-{k}-{i}" for i in range(self.topics)]
-                self.created += names
-                futures = admin.create_topics([NewTopic(n, self.partitions, 1) for n in names]).values()
-                _record_creates(self.rec, futures, self.partitions)
+                requests = [names] if not self.spread_s else [[n] for n in names]
+                for i, request in enumerate(requests):
+                    due = at + i * self.spread_s / len(requests)
+                    if self.stop.wait(max(0.0, due - time.time())) or not self._running():
+                        return
+                    self.created += request
+                    futures = admin.create_topics([NewTopic(n, self.partitions, 1) for n in request]).values()
+                    _record_creates(self.rec, futures, self.partitions)
         finally:
             self.rec.stopped_at = time.time()
 

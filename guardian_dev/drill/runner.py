@@ -599,7 +599,7 @@ def _client_threads(ctx: RunContext, c: Client, rec: Recorder, conf: dict[str, A
     elif c.kind == "admin" and r is not None and r.pattern == "deploy":
         assert inc is not None
         times = [inc.onset + k * r.every_s for k in range(math.ceil((inc.end - inc.onset) / r.every_s))]
-        out.append(DeployClient(rec, cconf, topic, r.topics, r.partitions, times, stop, start, end))
+        out.append(DeployClient(rec, cconf, topic, r.topics, r.partitions, times, stop, start, end, r.spread_s))
         rec.events.append((inc.onset, f"deploys {topic}"))
     elif c.kind == "admin":
         assert inc is not None and r is not None

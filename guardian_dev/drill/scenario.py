@@ -55,8 +55,9 @@ into each repeat for ``during_s``:
   ``every_s`` apart, for ``down_s`` each, and come back with the same
   client-id sending their backlog at ``factor`` x the rate;
 * ``deploy`` (surge only): ``topics`` topics of ``partitions`` partitions created
-  in one request every ``every_s`` (a Streams app's internal topics, a
-  Terraform apply; deleted afterwards).
+  in one request every ``every_s`` (a Streams app's internal topics; deleted
+  afterwards), or with ``spread_s`` one topic at a time over that many seconds
+  (a Terraform apply).
 
 ``broker:`` states the capacity of the drill's own local broker
 (``guardian_dev.kafka.BrokerCapacity``: I/O and network threads, request
@@ -105,7 +106,17 @@ class Runaway(_Strict):
     prefill_mb: float = Field(default=50.0, ge=0)  # rewind
     partitions: int = Field(default=20, ge=1)     # partition_storm, deploy: of each topic
     topics: int = Field(default=10, ge=1, le=1000)  # deploy: topics created at once
+    # deploy: one request per topic, spread evenly over this many seconds, as a Terraform apply creates
+    # them one by one (so two or three Admin-API polls see one deploy); 0: all in one request
+    spread_s: float = Field(default=0.0, ge=0)
     rate: float = Field(default=2.0, gt=0)        # partition_storm: topics/s
+
+    @model_validator(mode="after")
+    def _spread_fits(self) -> "Runaway":
+        if self.spread_s and self.spread_s >= self.every_s:
+            raise ValueError(f"spread_s ({self.spread_s:g}) must be less than every_s ({self.every_s:g}): "
+                             "one deploy ends before the next begins")
+        return self
 
 
 class Client(_Strict):

@@ -69,6 +69,9 @@ def test_the_guardian_in_a_drill_runs_at_its_shipped_metric_resolution_unless_th
     (lambda d: d["tenants"][1]["clients"][0].update(kind="admin", runaway={"pattern": "deploy"}), "surge pattern"),
     (lambda d: d["tenants"][1].update(role="surge") or d["tenants"][1]["clients"][0].update(
         runaway=None, surge={"pattern": "deploy"}), "deploy needs a client of kind admin"),
+    (lambda d: d["tenants"][1].update(role="surge") or d["tenants"][1]["clients"][0].update(
+        kind="admin", runaway=None, surge={"pattern": "deploy", "every_s": 30, "spread_s": 30}),
+     r"spread_s \(30\) must be less than every_s \(30\)"),
 ])
 def test_mistakes_are_refused_naming_the_key(change, needle: str) -> None:
     data = yaml.safe_load(yaml.safe_dump(MINIMAL))
