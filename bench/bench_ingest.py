@@ -90,10 +90,12 @@ def _bootstrap() -> str:
 
 def worker_over_kafka(records: list[tuple[bytes, bytes]], samples: int, say: Callable[[str], None],
                       worker_args: tuple[str, ...] = (), partitions: int = 4,
-                      core: int | None = None, bootstrap: str | None = None) -> dict:
+                      core: int | None = None, bootstrap: str | None = None,
+                      extra_env: dict[str, str] | None = None) -> dict:
     """``records`` pre-produced to a fresh metrics topic, then one ``python -m guardian.ingest.worker``
-    (faust, exactly-once; ``worker_args`` added, e.g. ``--detectors``; pinned to ``core`` if given)
-    consuming them until it has ``samples``. Returns the worker's report (``WorkerStats``)."""
+    (faust, exactly-once; ``worker_args`` added, e.g. ``--detectors``; ``extra_env`` over the bench's;
+    pinned to ``core`` if given) consuming them until it has ``samples``. Returns the worker's report
+    (``WorkerStats``); a worker that wrote none raises, with the end of its log."""
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient
 
@@ -122,13 +124,18 @@ def worker_over_kafka(records: list[tuple[bytes, bytes]], samples: int, say: Cal
                GUARDIAN_TOPICS__METRICS=topics.metrics, GUARDIAN_TOPICS__METRICS_DLQ=topics.metrics_dlq,
                GUARDIAN_TOPICS__DETECTIONS=topics.detections, GUARDIAN_TOPICS__PARTITIONS=str(partitions),
                GUARDIAN_INGEST__APP_ID=f"bench-{u}")
+    env.update(extra_env or {})
     pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        subprocess.run([sys.executable, "-m", "guardian.ingest.worker", "--worker-id", "bench",
-                        "--stop-after-samples", str(samples), "--report", str(report), *worker_args],
-                       env=env, timeout=900, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       preexec_fn=pin)
+        report, log_path = Path(tmp) / "report.json", Path(tmp) / "worker.log"
+        with log_path.open("wb") as log_file:
+            subprocess.run([sys.executable, "-m", "guardian.ingest.worker", "--worker-id", "bench",
+                            "--stop-after-samples", str(samples), "--report", str(report), *worker_args],
+                           env=env, timeout=900, check=False, stdout=subprocess.DEVNULL, stderr=log_file,
+                           preexec_fn=pin)
+        if not report.exists():
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the bench worker wrote no report; the end of its log:\n{tail}")
         stats = json.loads(report.read_text())
     AdminClient({"bootstrap.servers": bootstrap}).delete_topics(mine, operation_timeout=30)
     # from the first record's arrival to the last chunk handled: a few large records are timed whole

@@ -46,6 +46,7 @@ import resource
 import statistics
 import time
 import tracemalloc
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -284,26 +285,65 @@ def worker_cost(clients: int, brokers: int = 3, warm: int = 2, steps: int = 3, c
 
 
 def worker_through_kafka(clients: int, brokers: int = 3, rounds: int = 10, say: Say = print,
-                         bootstrap: str | None = None) -> dict[str, Any]:
+                         bootstrap: str | None = None, shared: bool = True,
+                         redis_url: str | None = None) -> dict[str, Any]:
     """End to end: ``rounds`` scrapes of ``clients`` clients on ``brokers`` brokers, packed as the collectors
     publish them, through the local broker to one worker process with the detector stage (``--detectors``:
     as ``guardian run`` builds it), pinned to one core. The first round allocates every series and is
-    timed with the rest; the broker runs on the machine's other core."""
+    timed with the rest; the broker runs on the machine's other core.
+
+    With ``shared`` (as shipped) the worker also publishes its part of the shared view every second of
+    sample time and saves its detector state every 30 s of it, in Redis (``redis_url``, else
+    ``REDIS_URL``, else a private redis-server), under a prefix of its own that is deleted afterwards;
+    without, neither (the two runs' difference is their cost). Rounds are 1 s of sample time apart: a
+    state save within the timed span needs 31 rounds."""
     from bench.bench_ingest import worker_over_kafka
 
+    extra_env = {"GUARDIAN_VIEW__ENABLED": str(shared).lower(), "GUARDIAN_STATE__ENABLED": str(shared).lower()}
+    url, stop_redis = _redis(redis_url, say) if shared else ("", lambda: None)
+    prefix = f"bench-scale-e2e-{uuid.uuid4().hex[:8]}:"
+    if shared:
+        extra_env |= {"GUARDIAN_REDIS__URL": url, "GUARDIAN_REDIS__PREFIX": prefix}
     all_rounds = [_plugin_records(clients, brokers, step) for step in range(rounds)]
     records = [r for one in all_rounds for r in one]
     samples = sum(map(len, _decode_all(records)))
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     core = cores[-1] if cores else None      # inside ``run`` the bench is pinned already: the same core
-    say(f"  {clients:,} clients x {brokers} brokers x {rounds} rounds: {samples:,} samples in {len(records):,} records")
-    stats = worker_over_kafka(records, samples, say, worker_args=("--detectors",), core=core, bootstrap=bootstrap)
+    say(f"  {clients:,} clients x {brokers} brokers x {rounds} rounds: {samples:,} samples in {len(records):,} records"
+        f"{', shared view and state in Redis' if shared else ''}")
+    snapshot_bytes = 0
+    try:
+        stats = worker_over_kafka(records, samples, say, worker_args=("--detectors",), core=core, bootstrap=bootstrap,
+                                  extra_env=extra_env)
+    finally:
+        if shared:
+            snapshot_bytes = _drop_prefix(url, prefix)
+        stop_redis()
+    saves = stats.get("state", {}).get("saved", 0)
     return {"clients": clients, "brokers": brokers, "rounds": rounds, "records": stats["records"],
             "produced_samples": samples, "samples": stats["samples"], "seconds": round(stats["seconds"], 3),
             "samples_per_s": round(stats["samples_per_s"]), "detections": stats["detections"],
-            "dead_letters": stats["dead_letters"], "worker_core": core,
+            "dead_letters": stats["dead_letters"], "worker_core": core, "shared": shared,
+            # saves of a partition's state: every 30 s of sample time, and each partition's at shutdown
+            # (after the timed span); the bytes are the last snapshot of each partition
+            "state_saves": saves, "state_snapshot_bytes": snapshot_bytes,
             # a client-broker part: one client's sensors on one broker in one scrape
             "client_broker_parts_per_s": round(stats["samples_per_s"] * clients * brokers * rounds / samples)}
+
+
+def _drop_prefix(url: str, prefix: str) -> int:
+    """Delete the bench worker's keys (its view, its state snapshots); the snapshots' bytes, counted first."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        size = sum(client.strlen(k) for k in keys if b"detector-state:" in k)
+        if keys:
+            client.delete(*keys)
+        return size
+    finally:
+        client.close()
 
 
 def detector_calls(clients: int, steps: int = 4) -> dict[str, Any]:
@@ -835,10 +875,15 @@ def run(clients: Iterable[int] = (10_000, 50_000), brokers: int = 3, quarantines
         say(f"a real local broker with {real_broker_clients:,} client sensors ...")
         out["real_broker"] = real_scrape(real_broker_clients, say=say)
     if through_kafka:
-        say(f"{through_kafka:,} clients end to end: the local broker and one worker with its detectors ...")
-        out["through_kafka"] = k = worker_through_kafka(through_kafka, brokers, say=say)
-        say(f"  {k['samples_per_s']:,.0f} samples/s ({k['client_broker_parts_per_s']:,} client-broker parts/s), "
-            f"{k['detections']} detections, {k['dead_letters']} dead letters")
+        # 40 rounds: 40 s of sample time, so each partition's state is saved once within the timed span
+        out["through_kafka"] = {}
+        for shared in (True, False):
+            say(f"{through_kafka:,} clients end to end: the local broker and one worker with its detectors, "
+                f"{'with' if shared else 'without'} the shared view and state snapshots ...")
+            out["through_kafka"]["shared" if shared else "alone"] = k = worker_through_kafka(
+                through_kafka, brokers, rounds=40, say=say, shared=shared)
+            say(f"  {k['samples_per_s']:,.0f} samples/s ({k['client_broker_parts_per_s']:,} client-broker parts/s), "
+                f"{k['detections']} detections, {k['dead_letters']} dead letters, {k['state_saves']} state saves")
     out["load_average_end"] = os.getloadavg()
     return out
 

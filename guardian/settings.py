@@ -21,6 +21,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from guardian.errors import ConfigError
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -215,3 +217,15 @@ class GuardianSettings(BaseSettings):
         if not self.redis.url.get_secret_value():
             self.redis.url = SecretStr(os.environ.get("REDIS_URL", ""))
         return self
+
+
+def redis_url_for(settings: GuardianSettings) -> str:
+    """The ledger's Redis: ``GUARDIAN_REDIS__URL`` or ``REDIS_URL``, never silently the dev stack's.
+
+    The dev stack's tools (``guardian-dev env``, the demo and the drill) hand its URL over as
+    ``REDIS_URL``; a production process without one stops with a ``ConfigError``."""
+    url = settings.redis.url.get_secret_value()
+    if not url:
+        raise ConfigError("no Redis configured for the ledger: set GUARDIAN_REDIS__URL or REDIS_URL "
+                          "(for the local dev stack: eval \"$(guardian-dev env)\")")
+    return url

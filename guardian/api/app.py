@@ -31,8 +31,7 @@ from fastapi.concurrency import run_in_threadpool
 from guardian.api.limits import IdempotencyStore, RateLimiter
 from guardian.api.service import DetectionEvidence, ReviewService, SeriesSource
 from guardian.api.auth import AccessPolicy, Identity, Role, TokenStore
-from guardian.errors import ConfigError
-from guardian.settings import GuardianSettings
+from guardian.settings import GuardianSettings, redis_url_for
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +95,6 @@ class ApiContext:
 
     def recent_audit(self, limit: int) -> list[dict[str, Any]]:
         return [json.loads(r) for r in self.redis.lrange(self.ledger.k("api", "audit"), 0, limit - 1)]
-
-
-def redis_url_for(settings: GuardianSettings) -> str:
-    """The ledger's Redis: ``GUARDIAN_REDIS__URL`` or ``REDIS_URL``, never silently the dev stack's.
-
-    The dev stack's tools (``guardian-dev env``, the demo and the drill) hand its URL over as
-    ``REDIS_URL``; a production process without one stops with a ``ConfigError``."""
-    url = settings.redis.url.get_secret_value()
-    if not url:
-        raise ConfigError("no Redis configured for the ledger: set GUARDIAN_REDIS__URL or REDIS_URL "
-                          "(for the local dev stack: eval \"$(guardian-dev env)\")")
-    return url
 
 
 def build_engine(settings: GuardianSettings, redis_client: Any, clock: Callable[[], float]) -> Any:

@@ -221,7 +221,7 @@ def a_show(appeal_id: str, as_json: bool = _JSON, url: Optional[str] = _URL,
 def _store() -> Any:
     import redis
 
-    from guardian.api.app import redis_url_for
+    from guardian.settings import redis_url_for
     from guardian.api.auth import TokenStore
     from guardian.settings import GuardianSettings
 

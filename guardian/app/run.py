@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Callable
 import typer
 
 from guardian.ingest.processor import SampleStage
-from guardian.ingest.stage import ClusterTraffic, build_stage, stage_providers
-from guardian.policy.effect import FollowedRates
-from guardian.policy.pressure import ClusterPressure
+from guardian.ingest.stage import build_stage, stage_providers
+from guardian.ingest.state import build_state_keeper
+from guardian.ingest.view import build_shared_view
 from guardian.settings import GuardianSettings
 
 if TYPE_CHECKING:
@@ -47,49 +47,6 @@ log = logging.getLogger(__name__)
 # decisions not worth a log line (the audit trail has them all)
 _QUIET_OUTCOMES = frozenset({"no_policy", "not_reacting", "insufficient_evidence", "cooling_down", "under_review",
                              "top_rung", "protected"})
-
-
-def build_state_keeper(settings: GuardianSettings, stage: Any) -> tuple[Any, Callable[[], None]]:
-    """(keeper, close) saving ``stage``'s detector state per metrics partition in the ledger's Redis;
-    (None, no-op) when ``GUARDIAN_STATE__ENABLED`` is false or the stage keeps no state."""
-    from guardian.ingest.state import PartitionStateKeeper, RedisSnapshotStore, StatefulStage
-
-    if not settings.state.enabled or not isinstance(stage, StatefulStage):
-        return None, lambda: None
-    import redis
-
-    from guardian.api.app import redis_url_for
-
-    client = redis.Redis.from_url(redis_url_for(settings), socket_timeout=5, socket_connect_timeout=5)
-    st = settings.state
-    store = RedisSnapshotStore(client, settings.redis.prefix, settings.ingest.app_id, settings.topics.metrics,
-                               ttl_s=st.ttl_s)
-    keeper = PartitionStateKeeper(stage, store, settings.topics.metrics, interval_s=st.interval_s,
-                                  max_bytes=st.max_bytes)
-    return keeper, client.close
-
-
-def build_shared_view(settings: GuardianSettings, worker_id: str, traffic: ClusterTraffic,
-                      pressure: ClusterPressure, rates: FollowedRates) -> tuple[Any, Any, Callable[[], None]]:
-    """(publisher for this worker's stage, the engine's reader, close) of the shared cluster view in
-    the ledger's Redis (``guardian.ingest.view``)."""
-    from guardian.api.app import redis_url_for
-    from guardian.ingest.view import SharedClusterView, ViewPublisher, view_client
-
-    v = settings.view
-    # its own client: the publisher runs on the stream processor's thread, which must not stall on Redis
-    client = view_client(redis_url_for(settings))
-    publisher = ViewPublisher(client, settings.redis.prefix, worker_id, pressure=pressure, traffic=traffic,
-                              rates=rates, interval_s=v.interval_s, ttl_s=v.ttl_s, retry_s=v.retry_s)
-    reader = SharedClusterView(client, settings.redis.prefix, pressure_stale_after_s=pressure.stale_after_s,
-                               traffic_stale_after_s=traffic.stale_after_s, ttl_s=v.ttl_s, cache_s=v.cache_s,
-                               follow_s=rates.follow_s)
-
-    def close() -> None:
-        publisher.close()
-        client.close()
-
-    return publisher, reader, close
 
 
 # ------------------------------------------------------------------------------- the engine
@@ -174,7 +131,7 @@ def build_engine(settings: GuardianSettings, metrics: Any, traffic: Callable[[],
 
     from guardian.actuators.acl import AclActuator
     from guardian.actuators.quota import QuotaActuator
-    from guardian.api.app import redis_url_for
+    from guardian.settings import redis_url_for
     from guardian.store.audit import KafkaAuditSink
     from guardian.engine.lease import RedisLease
     from guardian.clients.kafka_admin import ClientQuotaAdmin, GroupMembers

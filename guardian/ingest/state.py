@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkabl
 
 from guardian.errors import GuardianError, SnapshotError, TemporaryError
 from guardian.model.samples import Workload
+from guardian.settings import GuardianSettings, redis_url_for
 
 log = logging.getLogger(__name__)
 
@@ -317,3 +318,19 @@ def _keys_in(blob: bytes) -> set[str]:
         return {str(k) for k in json.loads(zlib.decompress(body)).get("keys", [])}
     except Exception:  # noqa: BLE001 - unreadable: nothing of it was restored either
         return set()
+
+
+def build_state_keeper(settings: GuardianSettings, stage: Any) -> tuple[Any, Callable[[], None]]:
+    """(keeper, close) saving ``stage``'s detector state per metrics partition in the ledger's Redis;
+    (None, no-op) when ``GUARDIAN_STATE__ENABLED`` is false or the stage keeps no state."""
+    if not settings.state.enabled or not isinstance(stage, StatefulStage):
+        return None, lambda: None
+    import redis
+
+    client = redis.Redis.from_url(redis_url_for(settings), socket_timeout=5, socket_connect_timeout=5)
+    st = settings.state
+    store = RedisSnapshotStore(client, settings.redis.prefix, settings.ingest.app_id, settings.topics.metrics,
+                               ttl_s=st.ttl_s)
+    keeper = PartitionStateKeeper(stage, store, settings.topics.metrics, interval_s=st.interval_s,
+                                  max_bytes=st.max_bytes)
+    return keeper, client.close

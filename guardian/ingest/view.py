@@ -25,14 +25,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import orjson
 
 from guardian.errors import TemporaryError
-from guardian.policy.effect import RatePoint, merge_points
-from guardian.policy.pressure import Pressure
+from guardian.policy.effect import FollowedRates, RatePoint, merge_points
+from guardian.policy.pressure import ClusterPressure, Pressure
 from guardian.policy.view import WorkerView, merge_traffic, merge_views
+from guardian.settings import GuardianSettings, redis_url_for
+
+if TYPE_CHECKING:
+    from guardian.ingest.stage import ClusterTraffic
 
 log = logging.getLogger(__name__)
 
@@ -228,3 +232,23 @@ class SharedClusterView:
         pipe.execute()
         for k in gone:
             del self._told[k]
+
+
+def build_shared_view(settings: GuardianSettings, worker_id: str, traffic: ClusterTraffic,
+                      pressure: ClusterPressure, rates: FollowedRates) -> tuple[Any, Any, Callable[[], None]]:
+    """(publisher for this worker's stage, the engine's reader, close) of the shared cluster view in
+    the ledger's Redis (see the module docstring)."""
+    v = settings.view
+    # its own client: the publisher runs on the stream processor's thread, which must not stall on Redis
+    client = view_client(redis_url_for(settings))
+    publisher = ViewPublisher(client, settings.redis.prefix, worker_id, pressure=pressure, traffic=traffic,
+                              rates=rates, interval_s=v.interval_s, ttl_s=v.ttl_s, retry_s=v.retry_s)
+    reader = SharedClusterView(client, settings.redis.prefix, pressure_stale_after_s=pressure.stale_after_s,
+                               traffic_stale_after_s=traffic.stale_after_s, ttl_s=v.ttl_s, cache_s=v.cache_s,
+                               follow_s=rates.follow_s)
+
+    def close() -> None:
+        publisher.close()
+        client.close()
+
+    return publisher, reader, close

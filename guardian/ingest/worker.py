@@ -226,19 +226,34 @@ def _parse_limits(items: list[str]) -> dict[str, float]:
     return out
 
 
-def _detector_stage(settings: GuardianSettings) -> SampleStage:
-    """The stage ``guardian run`` gives its worker, with the providers it feeds (cluster traffic,
-    broker pressure, followed rates), so the benchmark's worker does the work a real one does."""
+def _detector_stage(settings: GuardianSettings, worker_id: str) -> tuple[SampleStage, Any, Callable[[], None]]:
+    """(stage, state keeper, close): the stage ``guardian run`` gives its worker, with the providers it
+    feeds (cluster traffic, broker pressure, followed rates), its part of the shared view published
+    (``GUARDIAN_VIEW__ENABLED``) and its state saved (``GUARDIAN_STATE__ENABLED``) in the ledger's Redis
+    as there, so the benchmark's worker does the work a real one does."""
     from guardian.ingest.stage import build_stage, stage_providers
+    from guardian.ingest.state import build_state_keeper
+    from guardian.ingest.view import build_shared_view
 
     traffic, pressure, rates = stage_providers(settings)
-    return build_stage(settings, traffic, None, pressure, rates)
+    publisher, close_view = None, lambda: None
+    if settings.view.enabled:
+        publisher, _reader, close_view = build_shared_view(settings, worker_id, traffic, pressure, rates)
+    stage = build_stage(settings, traffic, None, pressure, rates, publisher)
+    state, close_state = build_state_keeper(settings, stage)
+
+    def close() -> None:
+        close_state()
+        close_view()
+
+    return stage, state, close
 
 
 def main(argv: list[str] | None = None) -> None:
     """One worker on its own: ``python -m guardian.ingest.worker --worker-id w1 --limit produce_byte_rate=0``
-    (a ``LimitStage``), or ``--detectors`` for the detector stage as ``guardian run`` builds it, without
-    the engine, the collectors and the shared view."""
+    (a ``LimitStage``), or ``--detectors`` for the detector stage as ``guardian run`` builds it (with its
+    shared-view publication and state snapshots, as settings enable them), without the engine and the
+    collectors."""
     import argparse
 
     from prometheus_client import CollectorRegistry
@@ -256,7 +271,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = GuardianSettings()
     if args.detectors and args.limit:
         raise ConfigError("--detectors and --limit are two different stages: give one")
-    stage = _detector_stage(settings) if args.detectors else LimitStage(_parse_limits(args.limit))
+    state, close = None, lambda: None
+    if args.detectors:
+        stage, state, close = _detector_stage(settings, args.worker_id)
+    else:
+        stage = LimitStage(_parse_limits(args.limit))
     stop_at = args.stop_after_samples
 
     stopping: list[bool] = []
@@ -268,12 +287,13 @@ def main(argv: list[str] | None = None) -> None:
 
     app, stats = create_app(settings, stage, CollectorRegistry(), args.worker_id,
                             on_record=on_record if stop_at else None, commit_interval_s=args.commit_interval,
-                            session_timeout_s=args.session_timeout)
+                            session_timeout_s=args.session_timeout, state=state)
     try:
         run_worker(app, args.loglevel)
     finally:
-        if args.report:
-            args.report.write_text(json.dumps(stats.as_dict()))
+        close()
+        if args.report:   # with the state keeper's outcomes (saved, restored, ...), its saves at shutdown in
+            args.report.write_text(json.dumps({**stats.as_dict(), "state": dict(state.counts) if state else {}}))
 
 
 if __name__ == "__main__":

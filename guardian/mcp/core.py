@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from guardian.api.app import ApiContext, build_engine, redis_url_for
+from guardian.api.app import ApiContext, build_engine
 from guardian.api.limits import IdempotencyStore, RateLimiter
 from guardian.api.service import DetectionEvidence, InvalidRequestError, ReviewService, appeal_state
 from guardian.api.auth import AccessPolicy, Action, Identity, TokenStore, authorize, normalize_principal
@@ -35,7 +35,7 @@ from guardian.errors import (AuthenticationError, AuthorizationError, ConfigErro
 from guardian.escalation.summary import action_text, blast_radius, follow_up, principal_text, quote
 from guardian.mcp.envelope import render
 from guardian.mcp.runbooks import RUNBOOKS, runbook
-from guardian.settings import GuardianSettings
+from guardian.settings import GuardianSettings, redis_url_for
 
 log = logging.getLogger(__name__)
 

@@ -36,10 +36,15 @@ def test_shared_view_figures_of_two_workers(redis_url: str, redis_client) -> Non
     assert not list(redis_client.scan_iter(match="bench-scale-view-*"))   # cleaned up
 
 
-def test_one_worker_with_its_detectors_takes_every_packed_scrape_through_the_broker(bootstrap: str) -> None:
+def test_one_worker_with_its_detectors_takes_every_packed_scrape_through_the_broker(bootstrap: str, redis_url: str,
+                                                                                   redis_client) -> None:
     from bench.bench_scale import worker_through_kafka
 
-    out = worker_through_kafka(40, brokers=3, rounds=3, say=lambda m: None, bootstrap=bootstrap)
+    out = worker_through_kafka(40, brokers=3, rounds=3, say=lambda m: None, bootstrap=bootstrap, redis_url=redis_url)
+    # as `guardian run`'s worker: its state saved in Redis (here only at shutdown: 3 s of sample time),
+    # its view published, and both deleted afterwards
+    assert out["shared"] and out["state_saves"] >= 1 and out["state_snapshot_bytes"] > 0
+    assert not list(redis_client.scan_iter(match="bench-scale-e2e-*"))
     # 40 clients x 3 brokers x 3 scrapes, a byte rate and a request-time share each at least: every
     # sample produced reached the detectors
     assert out["samples"] == out["produced_samples"] >= 40 * 3 * 3 * 2 and out["dead_letters"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from guardian.api.app import redis_url_for
+from guardian.settings import redis_url_for
 from guardian.errors import ConfigError
 from guardian.settings import GuardianSettings
 

@@ -99,6 +99,16 @@ def test_the_standalone_worker_takes_one_stage_and_builds_the_detectors_as_guard
 
     with pytest.raises(ConfigError, match="two different stages"):
         main(["--detectors", "--limit", "produce_byte_rate=0"])
-    stage = _detector_stage(GuardianSettings())
-    assert isinstance(stage, DetectorStage)
+    alone = GuardianSettings(view={"enabled": False}, state={"enabled": False})
+    stage, state, close = _detector_stage(alone, "w1")
+    assert isinstance(stage, DetectorStage) and state is None and stage.view is None
     assert stage.traffic is not None and stage.pressure is not None and stage.rates is not None
+    close()
+    # as shipped: its part of the shared view published and its state saved in the ledger's Redis
+    # (clients connect on first use: nothing is contacted here)
+    shipped = GuardianSettings(redis={"url": "redis://127.0.0.1:1/0"})
+    stage, state, close = _detector_stage(shipped, "w1")
+    assert stage.view is not None and stage.view.worker == "w1" and state is not None and state.stage is stage
+    close()
+    with pytest.raises(ConfigError, match="no Redis configured"):
+        _detector_stage(GuardianSettings(redis={"url": ""}), "w1")
