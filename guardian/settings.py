@@ -131,6 +131,8 @@ class DevSettings(_Section):
     home: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "guardian")
     kafka_version: str = "4.1.1"
     brokers: int = Field(default=1, ge=1, le=9)   # `dev up --brokers N`: N combined broker+controller nodes
+    # `dev up --controllers N`: N dedicated KRaft controllers, the brokers only brokers (0: combined nodes)
+    controllers: int = Field(default=0, ge=0, le=3)
     tenants: list[str] = Field(default_factory=lambda: ["tenant-a", "tenant-b", "tenant-c"])
     # 0 = pick a free port at `guardian-dev up`
     kafka_port: int = 0

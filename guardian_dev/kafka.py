@@ -44,6 +44,8 @@ SENSOR_QUOTA_BYTES = 1 << 40
 SENSOR_QUOTA_REQUEST_PCT = 1_000_000.0  # percent of one I/O thread: never reached
 ADMIN_USER = "admin"
 MAX_BROKERS = 9  # a local cluster; each node is a JVM with up to 1 GiB of heap
+MAX_CONTROLLERS = 3
+CONTROLLER_ID_BASE = 100  # dedicated controllers are nodes 101, 102, ...; brokers 1, 2, ...
 
 Progress = Callable[[str], None]
 
@@ -168,6 +170,12 @@ class BrokerCapacity:
         return out
 
 
+def _topology(brokers: int, controllers: int) -> str:
+    if not controllers:
+        return f"{brokers} broker(s)" if brokers == 1 else f"{brokers} brokers (combined broker+controller nodes, one quorum)"
+    return f"{brokers} broker(s) and {controllers} dedicated controller(s)"
+
+
 def _cgroup_name(node: NodeState) -> str:
     return f"guardian-dev-kafka-{node.port}"
 
@@ -178,7 +186,8 @@ def _cluster_id() -> str:
 
 @dataclass
 class NodeState:
-    """One node of the local cluster (a combined broker and controller): its process and ports."""
+    """One node of the local cluster (a broker, combined with a controller unless the cluster has dedicated
+    controllers; a dedicated controller has only ``controller_port``): its process and ports."""
 
     node_id: int = 1
     pid: int = 0
@@ -219,11 +228,21 @@ class KafkaState:
     broker_plugin: bool = False
     capacity: dict[str, int] = field(default_factory=dict)  # BrokerCapacity it runs with ({}: started before)
     nodes: list[dict] = field(default_factory=list)  # NodeState of every node when brokers > 1; [] = one node
+    # NodeState of each dedicated controller (process.roles=controller); [] = the brokers are the quorum
+    controllers: list[dict] = field(default_factory=list)
 
     def node_states(self) -> list[NodeState]:
+        """The brokers (combined broker+controller nodes unless there are dedicated controllers)."""
         if self.nodes:
             return [NodeState(**n) for n in self.nodes]
         return [NodeState(1, self.pid, self.port, self.sasl_port, self.controller_port, self.metrics_port)]
+
+    def controller_states(self) -> list[NodeState]:
+        return [NodeState(**n) for n in self.controllers]
+
+    def all_states(self) -> list[NodeState]:
+        """Every process of the cluster: the brokers, then the dedicated controllers."""
+        return self.node_states() + self.controller_states()
 
     @property
     def brokers(self) -> int:
@@ -263,9 +282,12 @@ class LocalKafka:
                  tenants: list[str] | None = None, ports: dict[str, int] | None = None,
                  start_timeout_s: float = 120.0, extra_properties: dict[str, str] | None = None,
                  extra_classpath: list[Path] | None = None, broker_plugin: bool = False,
-                 capacity: BrokerCapacity | None = None, brokers: int = 1) -> None:
+                 capacity: BrokerCapacity | None = None, brokers: int = 1, controllers: int = 0) -> None:
         if isinstance(brokers, bool) or not isinstance(brokers, int) or not 1 <= brokers <= MAX_BROKERS:
             raise ConfigError(f"the local cluster needs 1 to {MAX_BROKERS} brokers, got {brokers!r}")
+        if isinstance(controllers, bool) or not isinstance(controllers, int) or not 0 <= controllers <= MAX_CONTROLLERS:
+            raise ConfigError(f"the local cluster has 0 (the brokers are the controller quorum) to {MAX_CONTROLLERS} "
+                              f"dedicated controllers, got {controllers!r}")
         self.run_dir = run_dir
         self.home = home
         self.version = version
@@ -277,6 +299,7 @@ class LocalKafka:
         self.broker_plugin = broker_plugin
         self.capacity = capacity or BrokerCapacity()
         self.brokers = brokers
+        self.controllers = controllers
         self.state_file = run_dir / "kafka.json"
         self.log_file = self.node_dir(brokers, 1) / "server.log"
 
@@ -285,8 +308,15 @@ class LocalKafka:
         root = self.run_dir / "kafka"
         return root if brokers == 1 else root / f"node-{node_id}"
 
+    def controller_dir(self, node_id: int) -> Path:
+        """Config, metadata log and log of a dedicated controller."""
+        return self.run_dir / "kafka" / f"controller-{node_id}"
+
+    def dir_of(self, st: KafkaState, node_id: int) -> Path:
+        return self.controller_dir(node_id) if node_id > CONTROLLER_ID_BASE else self.node_dir(st.brokers, node_id)
+
     def log_of(self, st: KafkaState, node_id: int) -> Path:
-        return self.node_dir(st.brokers, node_id) / "server.log"
+        return self.dir_of(st, node_id) / "server.log"
 
     # -- state -------------------------------------------------------------
     def state(self) -> KafkaState | None:
@@ -297,17 +327,19 @@ class LocalKafka:
 
     def is_running(self) -> bool:
         st = self.state()
-        return bool(st and all(procs.pid_alive(n.pid) and procs.port_open(n.port) for n in st.node_states()))
+        return bool(st and all(procs.pid_alive(n.pid) and procs.port_open(n.port or n.controller_port)
+                               for n in st.all_states()))
 
     # -- lifecycle ----------------------------------------------------------
     def start(self, progress: Progress = lambda _: None) -> KafkaState:
         """Start the broker(s) unless they already run; wait until a tenant can authenticate."""
         st = self.state()
-        if st and any(procs.pid_alive(n.pid) for n in st.node_states()):
-            if st.brokers != self.brokers:
-                raise SetupError(f"Kafka already runs with {st.brokers} broker(s) (pid {st.pid}), not {self.brokers}; "
-                                 "run `guardian-dev down` first to change that")
-            dead = [n.node_id for n in st.node_states() if not procs.pid_alive(n.pid)]
+        if st and any(procs.pid_alive(n.pid) for n in st.all_states()):
+            if (st.brokers, len(st.controllers)) != (self.brokers, self.controllers):
+                raise SetupError(f"Kafka already runs with {_topology(st.brokers, len(st.controllers))} (pid {st.pid}), "
+                                 f"not {_topology(self.brokers, self.controllers)}; run `guardian-dev down` first "
+                                 "to change that")
+            dead = [n.node_id for n in st.all_states() if not procs.pid_alive(n.pid)]
             if dead:
                 raise SetupError(f"node(s) {dead} of the local Kafka cluster exited while the others run; see "
                                  f"{self.log_of(st, dead[0])}, then `guardian-dev down` and up again")
@@ -320,11 +352,13 @@ class LocalKafka:
             progress(f"Kafka already running (pid {st.pid}) on {st.bootstrap}")
             self._wait_ready(st, progress)
             return st
-        if st and st.brokers != self.brokers and (self.run_dir / "kafka").exists():
+        if (st and (st.brokers, len(st.controllers)) != (self.brokers, self.controllers)
+                and (self.run_dir / "kafka").exists()):
             # another quorum (voters, node ids) is recorded in the stopped cluster's metadata log
-            raise SetupError(f"the stopped local Kafka under {self.run_dir / 'kafka'} has {st.brokers} broker(s), "
-                             f"not {self.brokers}: run `guardian-dev down --purge` to start over with "
-                             f"{self.brokers}, or keep --brokers {st.brokers}")
+            raise SetupError(f"the stopped local Kafka under {self.run_dir / 'kafka'} has "
+                             f"{_topology(st.brokers, len(st.controllers))}, not "
+                             f"{_topology(self.brokers, self.controllers)}: run `guardian-dev down --purge` to start "
+                             f"over, or keep --brokers {st.brokers} --controllers {len(st.controllers)}")
         lib, agent = ensure_jars(self.home, self.version, progress)
         java = check_java()
         st = self._new_state(st)
@@ -335,11 +369,12 @@ class LocalKafka:
             classpath_extra.append(ensure_plugin_jar(self.home, progress))
         classpath = os.pathsep.join([str(lib / "*")] + [str(p) for p in classpath_extra])
         nodes = st.node_states()
+        controllers = st.controller_states()
         rules_text = resources.files("guardian.ingest").joinpath("jmx_rules.yaml").read_text()
         cmds: list[tuple[NodeState, list[str]]] = []
         to_format: list[list[str]] = []
-        for node in nodes:
-            cfg_dir = self.node_dir(len(nodes), node.node_id)
+        for node in controllers + nodes:   # controllers first: brokers wait for a quorum to register with
+            cfg_dir = self.dir_of(st, node.node_id)
             data_dir = cfg_dir / "data"
             cfg_dir.mkdir(parents=True, exist_ok=True)
             props = cfg_dir / "server.properties"
@@ -354,8 +389,8 @@ class LocalKafka:
             if not (data_dir / "meta.properties").exists():
                 to_format.append(base + ["kafka.tools.StorageTool", "format", f"--cluster-id={st.cluster_id}",
                                          "-c", str(props), "--ignore-formatted"])
-            cmds.append((node, base[:1] + [f"-javaagent:{agent}=127.0.0.1:{node.metrics_port}:{rules}"] + base[1:]
-                         + ["kafka.Kafka", str(props)]))
+            exporter = [f"-javaagent:{agent}=127.0.0.1:{node.metrics_port}:{rules}"] if node.metrics_port else []
+            cmds.append((node, base[:1] + exporter + base[1:] + ["kafka.Kafka", str(props)]))
         if to_format:
             progress("formatting KRaft storage ..." if len(nodes) == 1
                      else f"formatting KRaft storage of {len(to_format)} node(s) ...")
@@ -366,25 +401,27 @@ class LocalKafka:
             failed = [out for fmt, out in zip(running, outputs) if fmt.returncode != 0]
             if failed:
                 raise SetupError(f"formatting Kafka storage failed:\n{failed[0][-2000:]}")
-        for node in nodes:
-            where = "" if len(nodes) == 1 else f" of node {node.node_id}"
+        for node in controllers + nodes:
+            where = "" if len(nodes) == 1 and not controllers else f" of node {node.node_id}"
             for name, port in ((f"Kafka PLAINTEXT{where}", node.port), (f"Kafka SASL{where}", node.sasl_port),
                                (f"Kafka controller{where}", node.controller_port),
                                (f"JMX exporter{where}", node.metrics_port)):
-                procs.check_port_free(port, name)
-        if len(nodes) == 1:
+                if port:
+                    procs.check_port_free(port, name)
+        if len(nodes) == 1 and not controllers:
             progress(f"starting Kafka {self.version} on {st.bootstrap} (SASL {st.sasl_bootstrap}) ...")
         else:
-            progress(f"starting Kafka {self.version}: {len(nodes)} brokers (combined broker+controller nodes, "
-                     f"one quorum) on {st.bootstrap} (SASL {st.sasl_bootstrap}) ...")
+            progress(f"starting Kafka {self.version}: {_topology(len(nodes), len(controllers))} "
+                     f"on {st.bootstrap} (SASL {st.sasl_bootstrap}) ...")
         for node, cmd in cmds:
-            node.pid = procs.spawn(cmd, self.node_dir(len(nodes), node.node_id) / "server.log")
+            node.pid = procs.spawn(cmd, self.dir_of(st, node.node_id) / "server.log")
             st.pid = nodes[0].pid
             if len(nodes) > 1:
                 st.nodes = [asdict(n) for n in nodes]
+            st.controllers = [asdict(n) for n in controllers]
             # recorded after each spawn: `guardian-dev down` stops whatever started, even if a later spawn fails
             self.state_file.write_text(json.dumps(asdict(st), indent=2))
-            if self.capacity.confined:
+            if self.capacity.confined and node.port:   # the brokers' capacity; a controller runs unconfined
                 try:
                     cgroups.confine(node.pid, _cgroup_name(node), self.node_dir(len(nodes), node.node_id) / "data",
                                     self.capacity.memory_mb, self.capacity.disk_read_mb_s)
@@ -405,12 +442,12 @@ class LocalKafka:
         if not st:
             return False
         nodes = st.node_states()
-        running = any(procs.pid_alive(n.pid) for n in nodes)
-        if len(nodes) == 1:
+        running = any(procs.pid_alive(n.pid) for n in st.all_states())
+        if len(st.all_states()) == 1:
             procs.stop(st.pid, timeout=30)
         else:
             # all at once: a node stopped last would wait for a quorum that is already gone
-            procs.stop_all([n.pid for n in nodes], timeout=30)
+            procs.stop_all([n.pid for n in st.all_states() if n.pid], timeout=30)
         if BrokerCapacity.of(st.capacity).confined:
             for node in nodes:
                 cgroups.release(_cgroup_name(node))
@@ -458,25 +495,47 @@ class LocalKafka:
                 nodes.append(NodeState(i, 0, prev.port or fresh(), prev.sasl_port or fresh(),
                                        prev.controller_port or fresh(), prev.metrics_port or fresh()))
             st.nodes = [asdict(n) for n in nodes]
+        if self.controllers:
+            previous = old.controller_states() if old and len(old.controllers) == self.controllers else []
+            taken = {p for n in st.node_states() for p in (n.port, n.sasl_port, n.controller_port, n.metrics_port)}
+            controllers = []
+            for i in range(self.controllers):
+                port = previous[i].controller_port if previous else procs.free_port()
+                while port in taken:
+                    port = procs.free_port()
+                taken.add(port)
+                controllers.append(NodeState(CONTROLLER_ID_BASE + 1 + i, 0, controller_port=port))
+            st.controllers = [asdict(n) for n in controllers]
         return st
 
     def _properties(self, st: KafkaState, data_dir: Path, node: NodeState | None = None) -> str:
+        """One node's server.properties: a broker (combined with a controller unless ``st`` has dedicated
+        controllers) or a dedicated controller (a node with no broker port)."""
         jaas_users = " ".join(f'user_{u}="{p}"' for u, p in st.users.items())
         nodes = st.node_states()
         node = node or nodes[0]
+        voters = st.controller_states() or nodes
         # internal topics survive one node lost; tenants' acks=all is not failed by one slow follower
         # on a busy machine, so the default min ISR stays 1
         rf, min_isr = min(3, len(nodes)), min(2, len(nodes))
+        controller = f"CONTROLLER://127.0.0.1:{node.controller_port}"
+        brokers = f"PLAINTEXT://127.0.0.1:{node.port},SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}"
+        if not node.port:
+            roles, listeners = "controller", {"listeners": controller}
+        elif st.controllers:
+            roles, listeners = "broker", {"listeners": brokers, "advertised.listeners": brokers,
+                                          "inter.broker.listener.name": "PLAINTEXT"}
+        else:
+            roles, listeners = "broker,controller", {"listeners": f"{brokers},{controller}",
+                                                     "advertised.listeners": brokers,
+                                                     "inter.broker.listener.name": "PLAINTEXT"}
         props = {
-            "process.roles": "broker,controller",
+            "process.roles": roles,
             "node.id": str(node.node_id),
-            "controller.quorum.voters": ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes),
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},SASL_PLAINTEXT://127.0.0.1:{node.sasl_port},"
-                         f"CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port},SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}",
+            "controller.quorum.voters": ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in voters),
+            **listeners,
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
             "sasl.enabled.mechanisms": "PLAIN",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config":
                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
@@ -500,9 +559,10 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "log.segment.bytes": str(64 * 1024 * 1024),
             "log.retention.hours": "24",
-            **self.capacity.properties(),
+            # the stated capacity is the brokers'; a dedicated controller runs with Kafka's defaults
+            **(self.capacity.properties() if node.port else {}),
         }
-        if st.broker_plugin:
+        if st.broker_plugin and node.port:
             from guardian_dev.plugin import plugin_properties
 
             props.update(plugin_properties(st.bootstrap))
@@ -515,10 +575,10 @@ class LocalKafka:
         from confluent_kafka.admin import AdminClient
 
         nodes = st.node_states()
-        alive = alive or (lambda: all(procs.pid_alive(n.pid) for n in nodes))
+        alive = alive or (lambda: all(procs.pid_alive(n.pid) for n in st.all_states()))
 
         def log_file() -> Path:
-            dead = [n for n in nodes if not procs.pid_alive(n.pid)]
+            dead = [n for n in st.all_states() if not procs.pid_alive(n.pid)]
             return self.log_of(st, dead[0].node_id if dead else 1)
 
         deadline = time.monotonic() + self.start_timeout_s

@@ -95,13 +95,14 @@ class DevStack:
                  use_environment: bool = True, use_docker: bool | None = None,
                  kafka_properties: dict[str, str] | None = None,
                  kafka_classpath: list[Path] | None = None, broker_plugin: bool = False,
-                 kubernetes: bool = False, brokers: int | None = None) -> None:
+                 kubernetes: bool = False, brokers: int | None = None, controllers: int | None = None) -> None:
         self.settings = settings or DevSettings()
         self.run_dir = run_dir or (self.settings.home / "run")
         self.use_environment = use_environment
         self.use_docker = docker_answers() if use_docker is None else use_docker
         s = self.settings
         self.brokers = s.brokers if brokers is None else brokers
+        self.controllers = s.controllers if controllers is None else controllers
         self.kafka = LocalKafka(self.run_dir, s.home, s.kafka_version, s.tenants,
                                 ports={"kafka": s.kafka_port, "sasl": s.kafka_sasl_port,
                                        "controller": s.kafka_controller_port, "metrics": s.kafka_metrics_port},
@@ -112,7 +113,7 @@ class DevStack:
                                                         s.kafka_flush_interval_messages, s.kafka_compression_type,
                                                         s.kafka_compression_gzip_level, s.kafka_memory_mb,
                                                         s.kafka_disk_read_mb_s),
-                                brokers=self.brokers)
+                                brokers=self.brokers, controllers=self.controllers)
         self.redis = LocalRedis(self.run_dir, s.redis_port)
         self.kubernetes = kubernetes
         self.endpoints_file = self.run_dir / "endpoints.json"
@@ -138,9 +139,10 @@ class DevStack:
             return ext
         self._check_configured_ports()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.use_docker and self.brokers > 1:
-            progress(f"testcontainers runs one broker here; {self.brokers} brokers run as local processes")
-        if self.use_docker and self.brokers == 1:
+        if self.use_docker and (self.brokers > 1 or self.controllers):
+            progress(f"testcontainers runs one combined broker here; {self.brokers} broker(s) and "
+                     f"{self.controllers} controller(s) run as local processes")
+        if self.use_docker and self.brokers == 1 and not self.controllers:
             from guardian_dev.containers import ContainerStack
 
             ep = ContainerStack(self.kafka).up(progress)
@@ -206,7 +208,12 @@ class DevStack:
                                      "pid": n.pid, "bootstrap": n.bootstrap, "sasl_bootstrap": n.sasl_bootstrap,
                                      "metrics_url": n.metrics_url, "metrics_up": procs.port_open(n.metrics_port),
                                      "log": str(self.kafka.log_of(ks, n.node_id))}
-                                    for n in (ks.node_states() if ks else [])]}
+                                    for n in (ks.node_states() if ks else [])],
+                        "controllers": [{"node_id": n.node_id, "running": procs.pid_alive(n.pid)
+                                         and procs.port_open(n.controller_port), "pid": n.pid,
+                                         "controller": f"127.0.0.1:{n.controller_port}",
+                                         "log": str(self.kafka.log_of(ks, n.node_id))}
+                                        for n in (ks.controller_states() if ks else [])]}
         out["redis"] = {"running": self.redis.is_running(), "pid": rs.pid if rs else None,
                         "url": rs.url if rs else None, "data_dir": str(self.redis.data_dir)}
         if (self.run_dir / "kubernetes").exists():

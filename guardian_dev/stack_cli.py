@@ -8,7 +8,7 @@ import time
 
 import typer
 
-from guardian_dev.kafka import MAX_BROKERS
+from guardian_dev.kafka import MAX_BROKERS, MAX_CONTROLLERS
 from guardian_dev.stack import DevStack
 from guardian.errors import ConfigError
 from guardian.settings import GuardianSettings
@@ -16,8 +16,10 @@ from guardian.settings import GuardianSettings
 dev_app = typer.Typer(no_args_is_help=True, help="Local Kafka and Redis for development and tests.")
 
 
-def _stack(broker_plugin: bool = False, kubernetes: bool = False, brokers: int | None = None) -> DevStack:
-    return DevStack(GuardianSettings().dev, broker_plugin=broker_plugin, kubernetes=kubernetes, brokers=brokers)
+def _stack(broker_plugin: bool = False, kubernetes: bool = False, brokers: int | None = None,
+           controllers: int | None = None) -> DevStack:
+    return DevStack(GuardianSettings().dev, broker_plugin=broker_plugin, kubernetes=kubernetes, brokers=brokers,
+                    controllers=controllers)
 
 
 def _say(msg: str) -> None:
@@ -32,12 +34,19 @@ def up(broker_plugin: bool = typer.Option(False, "--broker-plugin",
        brokers: int | None = typer.Option(None, "--brokers", show_default=False,
                                           help=f"Brokers in the local cluster, 1 to {MAX_BROKERS} (default 1, "
                                                "or GUARDIAN_DEV__BROKERS): KRaft combined broker+controller "
-                                               "nodes, one quorum, each with its own JMX exporter.")) -> None:
+                                               "nodes, one quorum, each with its own JMX exporter."),
+       controllers: int | None = typer.Option(None, "--controllers", show_default=False,
+                                              help=f"Dedicated KRaft controllers, 0 to {MAX_CONTROLLERS} (default 0, "
+                                                   "or GUARDIAN_DEV__CONTROLLERS): with 1 or more the brokers are "
+                                                   "only brokers and these are the quorum, as Kafka advises for "
+                                                   "production; 0: the brokers are combined nodes.")) -> None:
     """Start local Kafka and Redis (idempotent) and wait until a tenant can authenticate."""
     if brokers is not None and not 1 <= brokers <= MAX_BROKERS:
         raise ConfigError(f"--brokers must be 1 to {MAX_BROKERS}, got {brokers}")
+    if controllers is not None and not 0 <= controllers <= MAX_CONTROLLERS:
+        raise ConfigError(f"--controllers must be 0 to {MAX_CONTROLLERS}, got {controllers}")
     t0 = time.monotonic()
-    ep = _stack(broker_plugin, kubernetes, brokers).up(progress=_say)
+    ep = _stack(broker_plugin, kubernetes, brokers, controllers).up(progress=_say)
     metrics = ep.kafka_metrics_url if len(ep.metrics_urls) <= 1 else ",".join(ep.metrics_urls)
     typer.echo(f"up in {time.monotonic() - t0:.1f}s: Kafka {ep.kafka_bootstrap_servers} ({ep.kafka_provider}), "
                f"SASL {ep.kafka_sasl_bootstrap_servers}, metrics {metrics}, "
@@ -80,7 +89,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
                            f"pid={b['pid'] or '-'} {b['bootstrap']} sasl={b['sasl_bootstrap']} "
                            f"metrics={b['metrics_url']} ({'answering' if b['metrics_up'] else 'not answering'}) "
                            f"log={b['log']}")
-        elif name == "kafka" and info["running"]:
+        if name == "kafka":
+            for c in info.get("controllers") or []:
+                typer.echo(f"{'':6} controller {c['node_id']} {'running' if c['running'] else 'stopped':8} "
+                           f"pid={c['pid'] or '-'} {c['controller']} log={c['log']}")
+        if name == "kafka" and len(info.get("brokers") or []) <= 1 and info["running"]:
             typer.echo(f"{'':6} sasl={info['sasl_bootstrap']} metrics={info['metrics_url']} "
                        f"({'answering' if info['metrics_up'] else 'not answering'}) log={info['log']}")
 

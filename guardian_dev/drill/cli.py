@@ -26,8 +26,9 @@ def machine(command: str) -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "loadavg": [round(x, 1) for x in load], "command": command}
 
 
-def drill_stack(scenario: Any, say: Callable[[str], None], brokers: int = 1) -> Any:
-    """The stack a scenario runs on (``brokers``: local nodes, each with the scenario's capacity).
+def drill_stack(scenario: Any, say: Callable[[str], None], brokers: int = 1, controllers: int = 0) -> Any:
+    """The stack a scenario runs on (``brokers``: local nodes, each with the scenario's capacity;
+    ``controllers``: dedicated KRaft controllers beside them, 0 for combined nodes).
 
     Without ``broker:`` it is the usual one (KAFKA_BOOTSTRAP_SERVERS, else `guardian-dev up`'s).
     With it, the drill's own local broker and Redis under ``<home>/run-drill`` (free ports, so the
@@ -41,47 +42,52 @@ def drill_stack(scenario: Any, say: Callable[[str], None], brokers: int = 1) -> 
 
     dev = GuardianSettings().dev
     if scenario.broker is None:
-        return DevStack(dev, brokers=brokers)
+        return DevStack(dev, brokers=brokers, controllers=controllers)
     b = scenario.broker
     dev = dev.model_copy(update={**b.dev_settings(), "kafka_port": 0, "kafka_sasl_port": 0,
                                  "kafka_controller_port": 0, "kafka_metrics_port": 0, "redis_port": 0})
     stack = DevStack(dev, run_dir=dev.home / DRILL_RUN_DIR, use_environment=False, use_docker=False,
-                     brokers=brokers)
+                     brokers=brokers, controllers=controllers)
     st = stack.kafka.state()
     wanted = stack.kafka.capacity
     if stack.kafka.is_running() and st is not None and st.capacity != vars(wanted):
         say(f"  the drill's broker(s) run with {st.capacity}; restarting with {vars(wanted)}")
         stack.kafka.stop()
-    if st is not None and st.brokers != brokers:
+    if st is not None and (st.brokers, len(st.controllers)) != (brokers, controllers):
         # another quorum is recorded in the cluster's metadata log: the drill's own data goes
-        say(f"  the drill's cluster had {st.brokers} broker(s); starting over with {brokers}")
+        say(f"  the drill's cluster had {st.brokers} broker(s) and {len(st.controllers)} dedicated controller(s); "
+            f"starting over with {brokers} and {controllers}")
         stack.kafka.destroy()
-    say(f"  the drill's own {'broker' if brokers == 1 else f'{brokers} brokers'} ({stack.run_dir}): {vars(wanted)}")
+    quorum = f", {controllers} dedicated controller(s)" if controllers else ""
+    say(f"  the drill's own {'broker' if brokers == 1 else f'{brokers} brokers'}{quorum} ({stack.run_dir}): "
+        f"{vars(wanted)}")
     return stack
 
 
-def broker_record(ep: Any, scenario: Any, brokers: int = 1, workers: int = 1) -> dict[str, Any]:
+def broker_record(ep: Any, scenario: Any, brokers: int = 1, workers: int = 1, controllers: int = 0) -> dict[str, Any]:
     """The capacity and topology the drill ran with, for the report (a cluster named in the environment:
     capacity unknown)."""
     return {"provider": ep.kafka_provider, "bootstrap": ep.kafka_bootstrap_servers,
             "capacity": dict(ep.kafka_capacity) or None,
-            "stated_by_scenario": scenario.broker is not None, "brokers": brokers, "workers": workers}
+            "stated_by_scenario": scenario.broker is not None, "brokers": brokers, "workers": workers,
+            "controllers": controllers}
 
 
 def run_drill(scenario_path: Path, out_dir: Path, modes: tuple[str, ...] = ("off", "on"),
               say: Callable[[str], None] = print, command: str = "", brokers: int = 1,
-              workers: int = 1) -> dict[str, Any]:
+              workers: int = 1, controllers: int = 0) -> dict[str, Any]:
     """Both runs on the same broker(s) (the scenario's own, the embedded default or
     KAFKA_BOOTSTRAP_SERVERS), with ``workers`` guardian processes when on, then the report."""
     from guardian_dev.drill.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
-    ep = drill_stack(scenario, say, brokers=brokers).up(progress=lambda m: say(f"  {m}"))
-    return _run_on(ep, scenario, out_dir, modes, say, command, brokers=brokers, workers=workers)
+    ep = drill_stack(scenario, say, brokers=brokers, controllers=controllers).up(progress=lambda m: say(f"  {m}"))
+    return _run_on(ep, scenario, out_dir, modes, say, command, brokers=brokers, workers=workers,
+                   controllers=controllers)
 
 
 def _run_on(ep: Any, scenario: Any, out_dir: Path, modes: tuple[str, ...], say: Callable[[str], None],
-            command: str, brokers: int = 1, workers: int = 1) -> dict[str, Any]:
+            command: str, brokers: int = 1, workers: int = 1, controllers: int = 0) -> dict[str, Any]:
     from guardian_dev.drill.report import summarize, write_report
     from guardian_dev.drill.runner import leftover_quotas, probe_latency, run_once, settle_broker, warm_broker
     from guardian.errors import SetupError
@@ -110,7 +116,7 @@ def _run_on(ep: Any, scenario: Any, out_dir: Path, modes: tuple[str, ...], say: 
     res = summarize(runs["off"], runs["on"], {**machine(command), "loadavg_at_start": at_start})
     if waits:
         res.setdefault("notes", []).extend(waits)
-    res["broker"] = broker_record(ep, scenario, brokers, workers)
+    res["broker"] = broker_record(ep, scenario, brokers, workers, controllers)
     files = write_report(res, runs, out_dir)
     say(f"report: {files['markdown']} ({', '.join(str(p) for p in files.values())})")
     return res
@@ -139,6 +145,8 @@ def bench_drill_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the headline figures."),
     only: str = typer.Option("off,on", help="Which runs: off,on (default), off or on."),
     brokers: int = typer.Option(1, min=1, help="Local brokers (the drill's own cluster or `guardian-dev up`'s)."),
+    controllers: int = typer.Option(0, min=0, max=3, help="Dedicated KRaft controllers beside the brokers "
+                                                          "(0: the brokers are combined broker+controller nodes)."),
     rescore: bool = typer.Option(False, "--rescore", help="Compute --out's report again from the runs it saved "
                                                          "(<mode>/run.json.gz), with this version's report code."),
     workers: int = typer.Option(1, min=1, max=8, help="`guardian run` processes sharing the stream processors "
@@ -159,7 +167,7 @@ def bench_drill_command(
     say = (lambda m: typer.echo(m, err=True))
     interrupt_on_sigterm()
     res = run_drill(scenario, out, modes, say=say, command=" ".join(["guardian-dev"] + sys.argv[1:]),
-                    brokers=brokers, workers=workers)
+                    brokers=brokers, workers=workers, controllers=controllers)
     if as_json:
         typer.echo(json.dumps(headline(res)))
     else:

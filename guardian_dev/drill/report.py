@@ -520,8 +520,10 @@ def broker_line(b: dict[str, Any] | None) -> str:
            + (f", memory limit {c['memory_mb']} MB (512 MB heap, the rest page cache)" if c.get("memory_mb") else "")
            + (f", disk reads {c['disk_read_mb_s']:g} MB/s" if c.get("disk_read_mb_s") else "")) \
         if c else "capacity not known"
+    quorum = (f"; {b['controllers']} dedicated KRaft controller(s), capacity Kafka's defaults"
+              if b.get("controllers") else "")
     return f"{b.get('provider')} at {b.get('bootstrap')}: {cap}" + (", as the scenario states"
-                                                                   if b.get("stated_by_scenario") else "")
+                                                                   if b.get("stated_by_scenario") else "") + quorum
 
 
 def plot_timeline(ctx: Any, path: Path, title: str, highlight: list[str] | None = None) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from guardian_dev.kafka import KafkaState, LocalKafka
+from guardian_dev.kafka import BrokerCapacity, KafkaState, LocalKafka
 from guardian_dev.stack import Endpoints, external_endpoints
 from guardian.errors import ConfigError
 from guardian.settings import DevSettings, GuardianSettings
@@ -57,6 +57,42 @@ def test_one_broker_keeps_its_layout(tmp_path: Path) -> None:
     c = props(kafka._properties(st, tmp_path / "kafka" / "data"))
     assert c["node.id"] == "1" and c["controller.quorum.voters"] == f"1@127.0.0.1:{st.controller_port}"
     assert c["offsets.topic.replication.factor"] == "1" and st.bootstrap == f"127.0.0.1:{st.port}"
+
+
+def test_dedicated_controllers_are_the_quorum_and_the_brokers_only_brokers(tmp_path: Path) -> None:
+    """`guardian-dev up --brokers 3 --controllers 1`: Kafka's production layout, where a controller's
+    metadata log is not applied behind a broker creating partition logs."""
+    kafka = LocalKafka(tmp_path, tmp_path / "home", brokers=3, controllers=1,
+                       capacity=BrokerCapacity(io_threads=1, network_threads=1))
+    st = kafka._new_state(None)
+    brokers, controllers = st.node_states(), st.controller_states()
+    assert [n.node_id for n in brokers] == [1, 2, 3] and [n.node_id for n in controllers] == [101]
+    (ctl,) = controllers
+    assert (ctl.port, ctl.sasl_port, ctl.metrics_port) == (0, 0, 0) and ctl.controller_port
+    assert ctl.controller_port not in {p for n in brokers for p in (n.port, n.sasl_port, n.controller_port,
+                                                                    n.metrics_port)}
+    assert st.all_states() == brokers + controllers and st.brokers == 3
+    assert st.metrics_urls == [n.metrics_url for n in brokers]           # the guardian scrapes the brokers
+    c = props(kafka._properties(st, kafka.dir_of(st, 101) / "data", ctl))
+    assert c["process.roles"] == "controller" and c["node.id"] == "101"
+    assert c["listeners"] == f"CONTROLLER://127.0.0.1:{ctl.controller_port}" and "advertised.listeners" not in c
+    assert c["controller.quorum.voters"] == f"101@127.0.0.1:{ctl.controller_port}"
+    assert c["log.dirs"].endswith("controller-101/data") and "num.io.threads" not in c   # Kafka's default
+    assert c["default.replication.factor"] == "3"   # topics created with defaults take the controller's
+    assert c["authorizer.class.name"].endswith("StandardAuthorizer")
+    for n in brokers:
+        b = props(kafka._properties(st, kafka.dir_of(st, n.node_id) / "data", n))
+        assert b["process.roles"] == "broker" and b["controller.quorum.voters"] == c["controller.quorum.voters"]
+        assert "CONTROLLER://" not in b["listeners"] and b["controller.listener.names"] == "CONTROLLER"
+        assert b["num.io.threads"] == "1"                                  # the stated capacity is the brokers'
+    assert KafkaState(**json.loads(json.dumps(asdict(st)))).controller_states() == controllers
+    assert kafka.log_of(st, 101) == tmp_path / "kafka" / "controller-101" / "server.log"
+
+
+@pytest.mark.parametrize("controllers", [-1, 4, True])
+def test_a_bad_controller_count_is_a_clear_error(tmp_path: Path, controllers) -> None:
+    with pytest.raises(ConfigError, match="dedicated controllers"):
+        LocalKafka(tmp_path, tmp_path, brokers=3, controllers=controllers)
 
 
 @pytest.mark.parametrize("brokers", [0, -1, 10, True])
