@@ -171,9 +171,7 @@ class BrokerCapacity:
 
 
 def _topology(brokers: int, controllers: int) -> str:
-    if not controllers:
-        return f"{brokers} broker(s)" if brokers == 1 else f"{brokers} brokers (combined broker+controller nodes, one quorum)"
-    return f"{brokers} broker(s) and {controllers} dedicated controller(s)"
+    return f"{brokers} broker(s)" + (f" and {controllers} dedicated controller(s)" if controllers else "")
 
 
 def _cgroup_name(node: NodeState) -> str:
@@ -411,8 +409,9 @@ class LocalKafka:
         if len(nodes) == 1 and not controllers:
             progress(f"starting Kafka {self.version} on {st.bootstrap} (SASL {st.sasl_bootstrap}) ...")
         else:
-            progress(f"starting Kafka {self.version}: {_topology(len(nodes), len(controllers))} "
-                     f"on {st.bootstrap} (SASL {st.sasl_bootstrap}) ...")
+            layout = (f"{len(nodes)} brokers (combined broker+controller nodes, one quorum)" if not controllers
+                      else _topology(len(nodes), len(controllers)))
+            progress(f"starting Kafka {self.version}: {layout} on {st.bootstrap} (SASL {st.sasl_bootstrap}) ...")
         for node, cmd in cmds:
             node.pid = procs.spawn(cmd, self.dir_of(st, node.node_id) / "server.log")
             st.pid = nodes[0].pid
